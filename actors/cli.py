@@ -1,2 +1,93 @@
-def main() -> int:
+"""`arbscan`: one command line for the market, the pipeline, the model and the benchmarks."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Callable
+
+from scanner.errors import ArbscanError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _cmd_market(args: argparse.Namespace) -> int:
+    from web3 import HTTPProvider, Web3
+
+    from scanner.localchain import Anvil
+    from scanner.market import Market, MarketSpec
+
+    with Anvil.start(port=args.port) as node:
+        market = Market(Web3(HTTPProvider(node.url)), MarketSpec(seed=args.seed))
+        print(f"local chain {node.url} (chain id 31337); deploying the market (seed {args.seed}) ...", file=sys.stderr)
+        dep = market.deploy()
+        print(f"deployed {len(dep.tokens)} tokens, {len(dep.factories)} DEXes, {len(dep.pools)} pools", file=sys.stderr)
+        summaries = market.run(args.blocks, interval_s=args.interval, on_block=lambda s: print(s.line(), flush=True))
+    fees = [s.base_fee for s in summaries] or [0]
+    totals = {
+        "blocks": len(summaries),
+        "noise_trades": sum(s.noise_trades for s in summaries),
+        "arb_trades": sum(s.arb_trades for s in summaries),
+        "arb_reverted": sum(s.arb_reverted for s in summaries),
+        "blocks_with_profitable_gap": sum(1 for s in summaries if s.gaps),
+        "base_fee_gwei_min": min(fees) / 1e9,
+        "base_fee_gwei_max": max(fees) / 1e9,
+    }
+    print("summary " + json.dumps(totals))
     return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "scan":
+        from scanner.bench_scan import run
+
+        result = run(pools=args.pools, changed=args.changed, seed=args.seed)
+    else:
+        from scanner.bench_inference import run
+
+        result = run()
+    print(json.dumps(result) if args.json else "\n".join(f"{k:>28}: {v}" for k, v in result.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arbscan",
+        description="Distributed on-chain DEX arbitrage scanner. Start with `arbscan demo`; see README.md.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("market", help="run the simulated market on a local anvil and print one line per block")
+    p.add_argument("--blocks", type=int, default=100, help="blocks to mine (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="market seed; the same seed gives the same market (default 0)")
+    p.add_argument("--interval", type=float, default=None, help="seconds between blocks (default: as fast as possible)")
+    p.add_argument("--port", type=int, default=None, help="anvil port on 127.0.0.1 (default: a free one)")
+    p.set_defaults(handler=_cmd_market)
+
+    p = sub.add_parser("bench", help="benchmarks; each prints its figures (and the naive way's) as one JSON line")
+    p.add_argument("what", choices=["scan", "inference"], help="scan: re-score + rank; inference: LSTM batching")
+    p.add_argument("--pools", type=int, default=10_000, help="scan: pools in the synthetic graph (default 10000)")
+    p.add_argument("--changed", type=int, default=500, help="scan: pools changed per block (default 500)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.set_defaults(handler=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except ArbscanError as e:
+        print(f"arbscan: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("arbscan: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""The one configuration of arbscan: a TOML file checked key by key against these dataclasses.
+
+Every field has a documented default; an unknown key, a missing required key or a value of the
+wrong type raises `ConfigError` naming the key (`dexes[1].fee_bps`) and the expected type.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scanner.errors import ConfigError
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """Where the node is. `rpc_url_env` names an environment variable that overrides `rpc_url`."""
+
+    rpc_url: str = "http://127.0.0.1:8545"
+    rpc_url_env: str = ""
+    chain_id: int = 31337
+    poll_interval_s: float = 0.25
+    request_timeout_s: float = 10.0
+    max_retries: int = 6
+
+
+@dataclass(frozen=True)
+class DexConfig:
+    """One Uniswap-V2-style DEX: its factory and the swap fee its pairs charge, in basis points."""
+
+    name: str
+    factory: str
+    fee_bps: int = 30
+
+
+@dataclass(frozen=True)
+class TokensConfig:
+    """Cycles start and end at a base token; `max_pools` caps discovery per factory (0 = all)."""
+
+    base: list[str] = field(default_factory=list)
+    max_pools: int = 0
+
+
+@dataclass(frozen=True)
+class WatchersConfig:
+    shards: int = 2
+    backfill_max_blocks: int = 256
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Dynamic batching: a batch runs at `max_batch` rows or when the oldest waited `max_delay_ms`."""
+
+    checkpoint: str = ""
+    max_batch: int = 256
+    max_delay_ms: float = 2.0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class AggregatorConfig:
+    top_n: int = 10
+    shard_timeout_s: float = 2.0
+    failed_attempt_gas: int = 60_000
+
+
+@dataclass(frozen=True)
+class SocketsConfig:
+    """ZeroMQ endpoints. A query or publish socket off loopback needs CURVE key files."""
+
+    query: str = "tcp://127.0.0.1:7780"
+    publish: str = "tcp://127.0.0.1:7781"
+    curve_secret_key_file: str = ""
+    curve_authorized_keys_dir: str = ""
+
+
+@dataclass(frozen=True)
+class SubmitterConfig:
+    """Simulated submission of the best opportunities; sends only on the local chain (id 31337)."""
+
+    enabled: bool = True
+    top_k: int = 3
+    executor: str = ""
+    private_key_env: str = "ARBSCAN_PRIVATE_KEY"
+    send_on_local_chain: bool = True
+    journal: str = "arbscan-journal.sqlite"
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str = ""
+    dashboard_host: str = "127.0.0.1"
+    num_cpus: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    chain: ChainConfig = field(default_factory=ChainConfig)
+    dexes: list[DexConfig] = field(default_factory=list)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
+    watchers: WatchersConfig = field(default_factory=WatchersConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
+    sockets: SocketsConfig = field(default_factory=SocketsConfig)
+    submitter: SubmitterConfig = field(default_factory=SubmitterConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    @property
+    def rpc_url(self) -> str:
+        if self.chain.rpc_url_env:
+            value = os.environ.get(self.chain.rpc_url_env, "")
+            if not value:
+                raise ConfigError(
+                    f"chain.rpc_url_env names {self.chain.rpc_url_env}, which is not set: export it to your node's URL"
+                )
+            return value
+        return self.chain.rpc_url
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value, tp, key: str):
+    """Check `value` against the annotation `tp`, building nested dataclasses."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+        return _build(tp, value, key)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list of {_type_name(item_tp)}, got {type(value).__name__}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp in (str, bool) and not isinstance(value, tp):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _build(cls, data: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in names:
+            where = f"{prefix}.{k}" if prefix else k
+            raise ConfigError(f"unknown config key {where!r}; known keys here: {', '.join(sorted(names))}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if f.name in data:
+            kwargs[f.name] = _coerce(data[f.name], hints[f.name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required config key {key!r} ({_type_name(hints[f.name])})")
+    return cls(**kwargs)
+
+
+def from_dict(data: dict) -> Config:
+    config = _build(Config, data)
+    validate(config)
+    return config
+
+
+def load(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    return from_dict(data)
+
+
+def _is_loopback(endpoint: str) -> bool:
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0]
+    return host in LOOPBACK_HOSTS
+
+
+def validate(config: Config) -> None:
+    """Cross-field rules that types alone cannot say."""
+    positive = {
+        "watchers.shards": config.watchers.shards,
+        "inference.max_batch": config.inference.max_batch,
+        "aggregator.top_n": config.aggregator.top_n,
+        "chain.poll_interval_s": config.chain.poll_interval_s,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+    if config.inference.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"inference.device must be 'auto', 'cpu' or 'cuda', got {config.inference.device!r}")
+    names = [d.name for d in config.dexes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"dexes: names must be unique, got {names}")
+    for i, dex in enumerate(config.dexes):
+        if not 0 <= dex.fee_bps < 10_000:
+            raise ConfigError(f"dexes[{i}].fee_bps must be in [0, 10000), got {dex.fee_bps}")
+    for key in ("query", "publish"):
+        endpoint = getattr(config.sockets, key)
+        if not _is_loopback(endpoint) and not config.sockets.curve_secret_key_file:
+            raise ConfigError(
+                f"sockets.{key} = {endpoint!r} is not loopback: set sockets.curve_secret_key_file "
+                "(and curve_authorized_keys_dir) to serve it with CURVE encryption"
+            )

@@ -1,0 +1,491 @@
+"""A simulated DEX market on the local chain, deterministic from a seed.
+
+Tokens carry a hidden fair price (in the base token) that follows a random walk whose volatility
+switches between regimes. Noise traders swap with heavy-tailed sizes and push pools off fair
+value; fair-value arbitrageurs close the gaps after a random latency and bid a priority tip (so
+an opportunity can vanish before a slower transaction lands); spam fills blocks at times so the
+EIP-1559 base fee moves; a Chainlink-style gas feed is updated every block. The market knows its
+ground truth (fair prices, cross-pool gaps it opened) for tests to compare with.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+from web3 import Web3
+
+from scanner import contracts
+from scanner.amm import FEE_DENOMINATOR, amount_out
+
+WAD = 10**18
+GWEI = 10**9
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    symbol: str
+    decimals: int
+    fair_price: float  # base-token units per whole token
+    volatility: float  # per-block log-price standard deviation in the calm regime
+
+
+@dataclass(frozen=True)
+class DexSpec:
+    """`canonical` deploys the official Uniswap V2 build (30 bps); others deploy the fee fork."""
+
+    name: str
+    fee_bps: int
+    canonical: bool = False
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    token_a: str
+    token_b: str
+    dex: str
+    depth: float  # value of each side, in whole base-token units
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    seed: int = 0
+    base: str = "WETH"
+    tokens: tuple[TokenSpec, ...] = (
+        TokenSpec("WETH", 18, 1.0, 0.0),
+        TokenSpec("USDC", 6, 1 / 3000, 0.0015),
+        TokenSpec("DAI", 18, 1 / 3000, 0.0015),
+        TokenSpec("WBTC", 8, 20.0, 0.0012),
+        TokenSpec("LINK", 18, 0.005, 0.0025),
+        TokenSpec("UNI", 18, 0.003, 0.0030),
+    )
+    dexes: tuple[DexSpec, ...] = (
+        DexSpec("uniswap-v2", 30, canonical=True),
+        DexSpec("sushi-fork", 25),
+        DexSpec("lite-fork", 5),
+    )
+    pools: tuple[PoolSpec, ...] = (
+        PoolSpec("WETH", "USDC", "uniswap-v2", 4000),
+        PoolSpec("WETH", "USDC", "sushi-fork", 600),
+        PoolSpec("WETH", "USDC", "lite-fork", 40),
+        PoolSpec("WETH", "DAI", "uniswap-v2", 1500),
+        PoolSpec("WETH", "DAI", "sushi-fork", 120),
+        PoolSpec("WETH", "WBTC", "uniswap-v2", 2500),
+        PoolSpec("WETH", "WBTC", "sushi-fork", 300),
+        PoolSpec("WETH", "LINK", "uniswap-v2", 200),
+        PoolSpec("WETH", "LINK", "sushi-fork", 25),
+        PoolSpec("WETH", "UNI", "uniswap-v2", 150),
+        PoolSpec("WETH", "UNI", "lite-fork", 8),
+        PoolSpec("USDC", "DAI", "uniswap-v2", 800),
+        PoolSpec("USDC", "DAI", "lite-fork", 60),
+        PoolSpec("WBTC", "USDC", "uniswap-v2", 700),
+        PoolSpec("LINK", "USDC", "sushi-fork", 50),
+        PoolSpec("UNI", "DAI", "uniswap-v2", 20),
+    )
+    noise_trades_per_block: float = 6.0  # Poisson mean in the calm regime
+    noise_size_fraction: float = 0.002  # median trade size as a fraction of the pool's depth
+    arbitrageurs: int = 3
+    arb_latency_mean_blocks: float = 1.0  # geometric latency before a competitor acts
+    arb_threshold_bps: float = 15.0  # deviation beyond the fee at which competitors trade
+    volatile_regime_prob: float = 0.05  # calm -> volatile per block
+    calm_regime_prob: float = 0.2  # volatile -> calm per block
+    volatile_multiplier: float = 4.0
+    congestion_on_prob: float = 0.1
+    congestion_off_prob: float = 0.3
+    gas_limit: int = 30_000_000
+    initial_base_fee: int = GWEI
+
+    def __post_init__(self) -> None:
+        symbols = {t.symbol for t in self.tokens}
+        if self.base not in symbols:
+            raise ValueError(f"market base token {self.base!r} is not among the tokens {sorted(symbols)}")
+        dexes = {d.name for d in self.dexes}
+        for p in self.pools:
+            if p.token_a not in symbols or p.token_b not in symbols or p.dex not in dexes:
+                raise ValueError(f"market pool {p} names an unknown token or dex")
+
+
+@dataclass(frozen=True)
+class DeployedPool:
+    address: str
+    token0: str  # address
+    token1: str
+    symbol0: str
+    symbol1: str
+    dex: str
+    fee_bps: int
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Addresses of everything the market deployed; enough to configure the scanner."""
+
+    tokens: dict[str, str]  # symbol -> address
+    decimals: dict[str, int]
+    factories: dict[str, tuple[str, int]]  # dex name -> (factory, fee_bps)
+    pools: tuple[DeployedPool, ...]
+    router: str
+    executor: str  # owned by the searcher account
+    gas_feed: str
+    burner: str
+    searcher: str
+    base: str  # base token address
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A cross-pool price gap on one pair that is profitable after both pools' fees."""
+
+    pool_buy: str  # where the token is cheap (buy it here)
+    pool_sell: str
+    pair: tuple[str, str]
+    gap_bps: float  # price ratio beyond the round-trip fee
+
+
+@dataclass
+class BlockSummary:
+    number: int
+    base_fee: int
+    gas_used: int
+    gas_limit: int
+    noise_trades: int
+    arb_trades: int
+    arb_reverted: int
+    spam_txs: int
+    largest_gap_bps: float
+    gaps: list[Gap] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"block {self.number:>6}  base fee {self.base_fee / GWEI:8.3f} gwei  "
+            f"gas used {100 * self.gas_used / self.gas_limit:5.1f}%  trades {self.noise_trades:>3}  "
+            f"arbs {self.arb_trades:>2} ({self.arb_reverted} reverted)  spam {self.spam_txs:>2}  "
+            f"largest gap {self.largest_gap_bps:7.1f} bps  profitable gaps {len(self.gaps)}"
+        )
+
+
+@dataclass
+class _PendingArb:
+    due_block: int
+    pool_index: int
+    account: str
+    tip: int
+
+
+class Market:
+    """Deploys the market on a chain and advances it one mined block at a time."""
+
+    ROUTER_GAS = 200_000
+    FEED_GAS = 120_000
+    SPAM_TX_GAS = 5_000_000
+
+    def __init__(self, w3: Web3, spec: MarketSpec | None = None) -> None:
+        self.w3 = w3
+        self.spec = spec or MarketSpec()
+        self.rng = np.random.default_rng(self.spec.seed)
+        accounts = w3.eth.accounts
+        if len(accounts) < 12:
+            raise ValueError(f"the market needs at least 12 unlocked accounts, the node has {len(accounts)}")
+        self.deployer = accounts[0]
+        self.searcher = accounts[1]
+        self.arbers = accounts[2 : 2 + self.spec.arbitrageurs]
+        self.spammer = accounts[2 + self.spec.arbitrageurs]
+        self.traders = accounts[3 + self.spec.arbitrageurs :]
+        symbols = [t.symbol for t in self.spec.tokens]
+        self._token_index = {s: i for i, s in enumerate(symbols)}
+        self.log_fair = np.log([t.fair_price for t in self.spec.tokens])
+        self.volatile = False
+        self.congested = False
+        self.deployment: Deployment | None = None
+        self._pending: list[_PendingArb] = []
+        self._reserves: list[tuple[int, int]] = []
+
+    # ----- set-up -------------------------------------------------------------------------
+    def deploy(self) -> Deployment:
+        """Deploy tokens, DEXes, pools with liquidity, router, executor, gas feed; fund actors.
+
+        Runs with automine on; leaves the chain with automine off and the base fee reset, so
+        `step()` decides what goes into each block.
+        """
+        w3, spec, me = self.w3, self.spec, self.deployer
+        self._rpc("evm_setAutomine", True)
+        tokens = {t.symbol: contracts.deploy(w3, "TestToken", t.symbol, t.symbol, t.decimals, sender=me) for t in spec.tokens}
+        factories = {}
+        for dex in spec.dexes:
+            if dex.canonical:
+                if dex.fee_bps != 30:
+                    raise ValueError(f"dex {dex.name}: the canonical Uniswap V2 pair charges 30 bps, not {dex.fee_bps}")
+                factories[dex.name] = contracts.deploy(w3, "UniswapV2Factory", me, sender=me)
+            else:
+                factories[dex.name] = contracts.deploy(w3, "FeeFactory", me, dex.fee_bps, sender=me)
+        fees = {d.name: d.fee_bps for d in spec.dexes}
+        router = contracts.deploy(w3, "SimRouter", sender=me)
+        executor = contracts.deploy(w3, "ArbExecutor", sender=self.searcher)
+        feed = contracts.deploy(w3, "GasFeed", 0, "Fast Gas / Wei", sender=me)
+        burner = contracts.deploy(w3, "GasBurner", sender=me)
+
+        pools = []
+        for p in spec.pools:
+            a, b = tokens[p.token_a], tokens[p.token_b]
+            factory = factories[p.dex]
+            factory.functions.createPair(a.address, b.address).transact({"from": me})
+            pair_addr = factory.functions.getPair(a.address, b.address).call()
+            pair = contracts.at(w3, "UniswapV2Pair", pair_addr)
+            for sym, tok in ((p.token_a, a), (p.token_b, b)):
+                tok.functions.mint(pair_addr, self._units(sym, p.depth)).transact({"from": me})
+            pair.functions.mint(me).transact({"from": me})
+            t0 = pair.functions.token0().call()
+            t1 = pair.functions.token1().call()
+            sym_of = {a.address: p.token_a, b.address: p.token_b}
+            pools.append(DeployedPool(pair_addr, t0, t1, sym_of[t0], sym_of[t1], p.dex, fees[p.dex]))
+
+        # Inventories: traders and arbitrageurs hold every token and approve the router once.
+        big = 10**9
+        for acct in (*self.traders, *self.arbers):
+            for sym, tok in tokens.items():
+                tok.functions.mint(acct, self._units(sym, big)).transact({"from": me})
+                tok.functions.approve(router.address, 2**256 - 1).transact({"from": acct})
+        tokens[spec.base].functions.mint(executor.address, self._units(spec.base, 10_000)).transact({"from": me})
+
+        self.deployment = Deployment(
+            tokens={s: t.address for s, t in tokens.items()},
+            decimals={t.symbol: t.decimals for t in spec.tokens},
+            factories={name: (f.address, fees[name]) for name, f in factories.items()},
+            pools=tuple(pools),
+            router=router.address,
+            executor=executor.address,
+            gas_feed=feed.address,
+            burner=burner.address,
+            searcher=self.searcher,
+            base=tokens[spec.base].address,
+        )
+        self._router = router
+        self._feed = feed
+        self._burner = burner
+        self._pairs = [contracts.at(w3, "UniswapV2Pair", p.address) for p in pools]
+        self._rpc("evm_setAutomine", False)
+        self._rpc("anvil_setNextBlockBaseFeePerGas", hex(spec.initial_base_fee))
+        self._rpc("evm_mine")
+        self._refresh_reserves()
+        return self.deployment
+
+    # ----- one block ----------------------------------------------------------------------
+    def step(self) -> BlockSummary:
+        """Queue this block's transactions (noise, competitor arbs, spam, feed) and mine it."""
+        if self.deployment is None:
+            raise RuntimeError("Market.step() before Market.deploy()")
+        spec, rng = self.spec, self.rng
+        head = self.w3.eth.get_block("latest")
+        number = head["number"] + 1
+        base_fee = head["baseFeePerGas"]
+        self._advance_regimes()
+
+        noise = self._send_noise_trades(base_fee)
+        arb_hashes = self._send_due_arbs(number, base_fee)
+        spam = self._send_spam(base_fee)
+        answer = base_fee + int(rng.integers(1, 3)) * GWEI
+        self._send(self.deployer, self._feed.address, self._feed.encode_abi("update", [answer]), self.FEED_GAS, 0, base_fee)
+
+        self._rpc("evm_mine")
+        block = self.w3.eth.get_block("latest")
+        reverted = sum(1 for h in arb_hashes if self.w3.eth.get_transaction_receipt(h)["status"] == 0)
+        self._refresh_reserves()
+        self._schedule_arbs(block["number"])
+        gaps = self.gaps()
+        return BlockSummary(
+            number=block["number"],
+            base_fee=block["baseFeePerGas"],
+            gas_used=block["gasUsed"],
+            gas_limit=block["gasLimit"],
+            noise_trades=noise,
+            arb_trades=len(arb_hashes),
+            arb_reverted=reverted,
+            spam_txs=spam,
+            largest_gap_bps=self._largest_gap_bps(),
+            gaps=gaps,
+        )
+
+    def run(
+        self,
+        blocks: int,
+        *,
+        interval_s: float | None = None,
+        on_block: Callable[[BlockSummary], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> list[BlockSummary]:
+        """Mine `blocks` blocks, back to back or one every `interval_s` seconds (the demo's clock)."""
+        out = []
+        for summary in self._iterate(blocks, interval_s, should_stop):
+            out.append(summary)
+            if on_block:
+                on_block(summary)
+        return out
+
+    def _iterate(self, blocks: int, interval_s: float | None, should_stop) -> Iterator[BlockSummary]:
+        next_at = time.monotonic()
+        for _ in range(blocks):
+            if should_stop():
+                return
+            if interval_s:
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                next_at += interval_s
+            yield self.step()
+
+    # ----- ground truth -------------------------------------------------------------------
+    def fair_prices(self) -> dict[str, float]:
+        return {t.symbol: float(math.exp(lp)) for t, lp in zip(self.spec.tokens, self.log_fair)}
+
+    def pool_price(self, i: int) -> float:
+        """Mid price of pool i as whole token1 per whole token0."""
+        p = self.deployment.pools[i]
+        r0, r1 = self._reserves[i]
+        d = self.deployment.decimals
+        return (r1 / 10 ** d[p.symbol1]) / (r0 / 10 ** d[p.symbol0])
+
+    def gaps(self) -> list[Gap]:
+        """Same-pair pool pairs whose price ratio beats both fees: the 2-pool arbitrage truth."""
+        pools = self.deployment.pools
+        by_pair: dict[tuple[str, str], list[int]] = {}
+        for i, p in enumerate(pools):
+            by_pair.setdefault((p.token0, p.token1), []).append(i)
+        out = []
+        for pair, idx in by_pair.items():
+            for x in range(len(idx)):
+                for y in range(x + 1, len(idx)):
+                    i, j = idx[x], idx[y]
+                    pi, pj = self.pool_price(i), self.pool_price(j)
+                    # token0 is cheap where its price (token1 per token0) is low: buy there, sell at the other.
+                    buy, sell = (i, j) if pi < pj else (j, i)
+                    ratio = max(pi, pj) / min(pi, pj)
+                    gi = (FEE_DENOMINATOR - pools[i].fee_bps) / FEE_DENOMINATOR
+                    gj = (FEE_DENOMINATOR - pools[j].fee_bps) / FEE_DENOMINATOR
+                    edge = ratio * gi * gj - 1
+                    if edge > 0:
+                        out.append(Gap(pools[buy].address, pools[sell].address, pair, edge * 1e4))
+        return out
+
+    def reserves(self) -> list[tuple[int, int]]:
+        return list(self._reserves)
+
+    # ----- actors -------------------------------------------------------------------------
+    def _advance_regimes(self) -> None:
+        spec, rng = self.spec, self.rng
+        if self.volatile:
+            self.volatile = rng.random() >= spec.calm_regime_prob
+        else:
+            self.volatile = rng.random() < spec.volatile_regime_prob
+        if self.congested:
+            self.congested = rng.random() >= spec.congestion_off_prob
+        else:
+            self.congested = rng.random() < spec.congestion_on_prob
+        vol = np.array([t.volatility for t in spec.tokens]) * (spec.volatile_multiplier if self.volatile else 1.0)
+        self.log_fair += vol * rng.standard_normal(len(vol))
+
+    def _send_noise_trades(self, base_fee: int) -> int:
+        spec, rng, pools = self.spec, self.rng, self.deployment.pools
+        lam = spec.noise_trades_per_block * (2.0 if self.volatile else 1.0)
+        n = int(rng.poisson(lam))
+        for _ in range(n):
+            i = int(rng.integers(len(pools)))
+            zero_for_one = bool(rng.random() < 0.5)
+            r_in = self._reserves[i][0 if zero_for_one else 1]
+            # Heavy tails: Pareto(1.5) multiples of the median size, capped at 10% of the reserve.
+            frac = min(0.1, spec.noise_size_fraction * (1 + rng.pareto(1.5)) / 2)
+            size = max(1, int(r_in * frac))
+            tip = int(rng.uniform(0.05, 1.5) * GWEI)
+            self._swap(self.traders[int(rng.integers(len(self.traders)))], i, zero_for_one, size, 0, tip, base_fee)
+        return n
+
+    def _schedule_arbs(self, mined: int) -> None:
+        """Competitors notice pools off fair value and plan to fix them after a random latency."""
+        spec, rng = self.spec, self.rng
+        planned = {a.pool_index for a in self._pending}
+        fair = self.fair_prices()
+        for i, p in enumerate(self.deployment.pools):
+            if i in planned:
+                continue
+            target = fair[p.symbol0] / fair[p.symbol1]
+            dev = abs(math.log(self.pool_price(i) / target)) * 1e4
+            if dev > p.fee_bps + spec.arb_threshold_bps:
+                latency = int(rng.geometric(1 / (1 + spec.arb_latency_mean_blocks))) - 1
+                account = self.arbers[int(rng.integers(len(self.arbers)))]
+                tip = int(rng.uniform(1, 8) * GWEI)
+                self._pending.append(_PendingArb(mined + 1 + latency, i, account, tip))
+
+    def _send_due_arbs(self, number: int, base_fee: int) -> list:
+        due = [a for a in self._pending if a.due_block <= number]
+        self._pending = [a for a in self._pending if a.due_block > number]
+        fair = self.fair_prices()
+        hashes = []
+        for a in due:
+            p = self.deployment.pools[a.pool_index]
+            r0, r1 = self._reserves[a.pool_index]
+            gamma = (FEE_DENOMINATOR - p.fee_bps) / FEE_DENOMINATOR
+            # Target mid price in raw units of token1 per token0; trade so the pool lands on it.
+            d = self.deployment.decimals
+            target = fair[p.symbol0] / fair[p.symbol1] * 10 ** d[p.symbol1] / 10 ** d[p.symbol0]
+            k = r0 * r1
+            if r1 / r0 > target:  # token0 too expensive in the pool: sell token0 into it
+                zero_for_one, r_in, new_in = True, r0, math.sqrt(k / target)
+            else:
+                zero_for_one, r_in, new_in = False, r1, math.sqrt(k * target)
+            size = int((new_in - r_in) / gamma)
+            if size <= 0:
+                continue
+            expected = amount_out(size, r_in, r1 if zero_for_one else r0, p.fee_bps)
+            min_out = expected * 995 // 1000  # reverts if someone moved the pool first
+            hashes.append(self._swap(a.account, a.pool_index, zero_for_one, size, min_out, a.tip, base_fee))
+        return hashes
+
+    def _send_spam(self, base_fee: int) -> int:
+        rng, spec = self.rng, self.spec
+        fill = rng.uniform(0.55, 0.95) if self.congested else rng.uniform(0.0, 0.45)
+        n = int(fill * spec.gas_limit // self.SPAM_TX_GAS)
+        data = self._burner.encode_abi("burn", [self.SPAM_TX_GAS - 100_000])
+        for _ in range(n):
+            self._send(self.spammer, self._burner.address, data, self.SPAM_TX_GAS, int(0.01 * GWEI), base_fee)
+        return n
+
+    # ----- plumbing -----------------------------------------------------------------------
+    def _swap(self, sender: str, i: int, zero_for_one: bool, size: int, min_out: int, tip: int, base_fee: int):
+        p = self.deployment.pools[i]
+        data = self._router.encode_abi("swap", [p.address, zero_for_one, p.fee_bps, size, min_out, sender])
+        return self._send(sender, self._router.address, data, self.ROUTER_GAS, tip, base_fee)
+
+    def _send(self, sender: str, to: str, data: str, gas: int, tip: int, base_fee: int):
+        tx = {
+            "from": sender,
+            "to": to,
+            "data": data,
+            "gas": hex(gas),
+            "maxPriorityFeePerGas": hex(tip),
+            "maxFeePerGas": hex(2 * base_fee + tip),
+        }
+        return self._rpc("eth_sendTransaction", tx)
+
+    def _rpc(self, method: str, *params):
+        reply = self.w3.provider.make_request(method, list(params))
+        if "error" in reply:
+            raise RuntimeError(f"{method} failed: {reply['error']}")
+        return reply["result"]
+
+    def _refresh_reserves(self) -> None:
+        self._reserves = [tuple(pair.functions.getReserves().call()[:2]) for pair in self._pairs]
+
+    def _largest_gap_bps(self) -> float:
+        fair = self.fair_prices()
+        worst = 0.0
+        for i, p in enumerate(self.deployment.pools):
+            target = fair[p.symbol0] / fair[p.symbol1]
+            worst = max(worst, abs(math.log(self.pool_price(i) / target)) * 1e4)
+        return worst
+
+    def _units(self, symbol: str, value_in_base: float) -> int:
+        """Raw token units worth `value_in_base` whole base tokens at the fair price."""
+        t = self.spec.tokens[self._token_index[symbol]]
+        whole = value_in_base / math.exp(self.log_fair[self._token_index[symbol]])
+        return int(whole * 10**t.decimals)
