@@ -95,7 +95,7 @@ class Anvil:
         host: str = "127.0.0.1",
         block_time: float | None = None,
         automine: bool = True,
-        accounts: int = 20,
+        accounts: int = 40,
         balance_eth: int = 1_000_000,
         gas_limit: int = 30_000_000,
         base_fee: int = 1_000_000_000,

@@ -86,7 +86,8 @@ class MarketSpec:
     )
     noise_trades_per_block: float = 6.0  # Poisson mean in the calm regime
     noise_size_fraction: float = 0.002  # median trade size as a fraction of the pool's depth
-    arbitrageurs: int = 3
+    arbitrageurs: int = 4
+    spammers: int = 6
     arb_latency_mean_blocks: float = 1.0  # geometric latency before a competitor acts
     arb_threshold_bps: float = 15.0  # deviation beyond the fee at which competitors trade
     volatile_regime_prob: float = 0.05  # calm -> volatile per block
@@ -96,6 +97,7 @@ class MarketSpec:
     congestion_off_prob: float = 0.3
     gas_limit: int = 30_000_000
     initial_base_fee: int = GWEI
+    demand_base_fee: int = GWEI
 
     def __post_init__(self) -> None:
         symbols = {t.symbol for t in self.tokens}
@@ -185,14 +187,17 @@ class Market:
         self.w3 = w3
         self.spec = spec or MarketSpec()
         self.rng = np.random.default_rng(self.spec.seed)
+        # One transaction per sender per block: anvil orders its pool by tip, and a sender's
+        # later nonce with a higher tip than its earlier one is dropped at mining.
         accounts = w3.eth.accounts
-        if len(accounts) < 12:
-            raise ValueError(f"the market needs at least 12 unlocked accounts, the node has {len(accounts)}")
+        roles = 2 + self.spec.arbitrageurs + self.spec.spammers
+        if len(accounts) < roles + 8:
+            raise ValueError(f"the market needs at least {roles + 8} unlocked accounts, the node has {len(accounts)}")
         self.deployer = accounts[0]
         self.searcher = accounts[1]
         self.arbers = accounts[2 : 2 + self.spec.arbitrageurs]
-        self.spammer = accounts[2 + self.spec.arbitrageurs]
-        self.traders = accounts[3 + self.spec.arbitrageurs :]
+        self.spammers = accounts[2 + self.spec.arbitrageurs : roles]
+        self.traders = accounts[roles:]
         symbols = [t.symbol for t in self.spec.tokens]
         self._token_index = {s: i for i, s in enumerate(symbols)}
         self.log_fair = np.log([t.fair_price for t in self.spec.tokens])
@@ -201,6 +206,7 @@ class Market:
         self.deployment: Deployment | None = None
         self._pending: list[_PendingArb] = []
         self._reserves: list[tuple[int, int]] = []
+        self._nonces: dict[str, int] = {}
 
     # ----- set-up -------------------------------------------------------------------------
     def deploy(self) -> Deployment:
@@ -388,8 +394,8 @@ class Market:
     def _send_noise_trades(self, base_fee: int) -> int:
         spec, rng, pools = self.spec, self.rng, self.deployment.pools
         lam = spec.noise_trades_per_block * (2.0 if self.volatile else 1.0)
-        n = int(rng.poisson(lam))
-        for _ in range(n):
+        n = min(int(rng.poisson(lam)), len(self.traders))
+        for trader in rng.choice(len(self.traders), size=n, replace=False):
             i = int(rng.integers(len(pools)))
             zero_for_one = bool(rng.random() < 0.5)
             r_in = self._reserves[i][0 if zero_for_one else 1]
@@ -397,7 +403,7 @@ class Market:
             frac = min(0.1, spec.noise_size_fraction * (1 + rng.pareto(1.5)) / 2)
             size = max(1, int(r_in * frac))
             tip = int(rng.uniform(0.05, 1.5) * GWEI)
-            self._swap(self.traders[int(rng.integers(len(self.traders)))], i, zero_for_one, size, 0, tip, base_fee)
+            self._swap(self.traders[int(trader)], i, zero_for_one, size, 0, tip, base_fee)
         return n
 
     def _schedule_arbs(self, mined: int) -> None:
@@ -417,8 +423,12 @@ class Market:
                 self._pending.append(_PendingArb(mined + 1 + latency, i, account, tip))
 
     def _send_due_arbs(self, number: int, base_fee: int) -> list:
-        due = [a for a in self._pending if a.due_block <= number]
-        self._pending = [a for a in self._pending if a.due_block > number]
+        due, busy = [], set()
+        for a in sorted(self._pending, key=lambda a: a.due_block):
+            if a.due_block <= number and a.account not in busy:
+                due.append(a)
+                busy.add(a.account)
+        self._pending = [a for a in self._pending if a not in due]  # the rest wait a block
         fair = self.fair_prices()
         hashes = []
         for a in due:
@@ -443,11 +453,14 @@ class Market:
 
     def _send_spam(self, base_fee: int) -> int:
         rng, spec = self.rng, self.spec
-        fill = rng.uniform(0.55, 0.95) if self.congested else rng.uniform(0.0, 0.45)
-        n = int(fill * spec.gas_limit // self.SPAM_TX_GAS)
+        # Demand for blockspace is elastic: cheap gas draws more of it, so the base fee wanders
+        # around `demand_base_fee` instead of decaying to zero; congestion episodes push it up.
+        fill = rng.uniform(0.2, 0.5) + 0.15 * math.log(spec.demand_base_fee / max(base_fee, 1))
+        fill = min(0.95, max(0.0, fill + (0.4 if self.congested else 0.0)))
+        n = min(int(fill * spec.gas_limit // self.SPAM_TX_GAS), len(self.spammers))
         data = self._burner.encode_abi("burn", [self.SPAM_TX_GAS - 100_000])
-        for _ in range(n):
-            self._send(self.spammer, self._burner.address, data, self.SPAM_TX_GAS, int(0.01 * GWEI), base_fee)
+        for spammer in self.spammers[:n]:
+            self._send(spammer, self._burner.address, data, self.SPAM_TX_GAS, int(0.01 * GWEI), base_fee)
         return n
 
     # ----- plumbing -----------------------------------------------------------------------
@@ -457,8 +470,15 @@ class Market:
         return self._send(sender, self._router.address, data, self.ROUTER_GAS, tip, base_fee)
 
     def _send(self, sender: str, to: str, data: str, gas: int, tip: int, base_fee: int):
+        # Nonces are ours to count: the node would give two transactions of one sender in the
+        # same block the same nonce, and the second would replace the first.
+        nonce = self._nonces.get(sender)
+        if nonce is None:
+            nonce = self.w3.eth.get_transaction_count(sender, "pending")
+        self._nonces[sender] = nonce + 1
         tx = {
             "from": sender,
+            "nonce": hex(nonce),
             "to": to,
             "data": data,
             "gas": hex(gas),
