@@ -38,6 +38,7 @@ class Artifact:
     name: str
     abi: list[dict[str, Any]]
     bytecode: str
+    deployed_bytecode: str  # runtime code: what an eth_call state override places at an address
 
     @property
     def init_code_hash(self) -> HexBytes:
@@ -55,7 +56,9 @@ def load_artifact(name: str) -> Artifact:
             "(after `bash deploy/setup.sh` has installed solc and @uniswap/v2-core)"
         )
     data = json.loads(path.read_text())
-    return Artifact(name=data["contractName"], abi=data["abi"], bytecode=data["bytecode"])
+    return Artifact(
+        name=data["contractName"], abi=data["abi"], bytecode=data["bytecode"], deployed_bytecode=data["deployedBytecode"]
+    )
 
 
 def deploy(w3: Web3, name: str, *args: Any, sender: str | None = None) -> Contract:

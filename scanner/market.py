@@ -236,12 +236,12 @@ class Market:
         for p in spec.pools:
             a, b = tokens[p.token_a], tokens[p.token_b]
             factory = factories[p.dex]
-            factory.functions.createPair(a.address, b.address).transact({"from": me})
+            self._transact(factory.functions.createPair(a.address, b.address), me)
             pair_addr = factory.functions.getPair(a.address, b.address).call()
             pair = contracts.at(w3, "UniswapV2Pair", pair_addr)
             for sym, tok in ((p.token_a, a), (p.token_b, b)):
-                tok.functions.mint(pair_addr, self._units(sym, p.depth)).transact({"from": me})
-            pair.functions.mint(me).transact({"from": me})
+                self._transact(tok.functions.mint(pair_addr, self._units(sym, p.depth)), me)
+            self._transact(pair.functions.mint(me), me)
             t0 = pair.functions.token0().call()
             t1 = pair.functions.token1().call()
             sym_of = {a.address: p.token_a, b.address: p.token_b}
@@ -251,9 +251,9 @@ class Market:
         big = 10**9
         for acct in (*self.traders, *self.arbers):
             for sym, tok in tokens.items():
-                tok.functions.mint(acct, self._units(sym, big)).transact({"from": me})
-                tok.functions.approve(router.address, 2**256 - 1).transact({"from": acct})
-        tokens[spec.base].functions.mint(executor.address, self._units(spec.base, 10_000)).transact({"from": me})
+                self._transact(tok.functions.mint(acct, self._units(sym, big)), me)
+                self._transact(tok.functions.approve(router.address, 2**256 - 1), acct)
+        self._transact(tokens[spec.base].functions.mint(executor.address, self._units(spec.base, 10_000)), me)
 
         self.deployment = Deployment(
             tokens={s: t.address for s, t in tokens.items()},
@@ -464,6 +464,12 @@ class Market:
         return n
 
     # ----- plumbing -----------------------------------------------------------------------
+    def _transact(self, fn, sender: str) -> None:
+        """A set-up transaction, waited for: anvil may answer before it has mined the block."""
+        receipt = self.w3.eth.wait_for_transaction_receipt(fn.transact({"from": sender}), timeout=30)
+        if receipt["status"] != 1:
+            raise RuntimeError(f"market set-up transaction {fn.fn_name} from {sender} reverted")
+
     def _swap(self, sender: str, i: int, zero_for_one: bool, size: int, min_out: int, tip: int, base_fee: int):
         p = self.deployment.pools[i]
         data = self._router.encode_abi("swap", [p.address, zero_for_one, p.fee_bps, size, min_out, sender])

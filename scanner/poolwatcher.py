@@ -1,0 +1,124 @@
+"""One shard of pools followed block by block: heads, logs, reserves, features, reorgs.
+
+The Ray actor (`actors/watcher.py`) owns the sockets and calls `poll()`; everything that
+decides what a block means lives here so it runs against a real node without Ray.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from eth_utils import to_checksum_address
+
+from scanner.chain import ChainClient
+from scanner.discovery import PoolInfo, PoolLens
+from scanner.features import N_FEATURES, PoolObservation, compute_features
+from scanner.messages import BlockUpdate, Withdraw
+from scanner.watch import SWAP_TOPIC, SYNC_TOPIC, BlockRef, HeadTracker, NewBlock, Reorg, ShardState
+from scanner.wire import FeatureFrame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ShardOutput:
+    """What one poll produced, in the order it must be sent."""
+
+    messages: list  # BlockUpdate | Withdraw, in chain order
+    features: list[FeatureFrame]
+
+
+def block_ref(block) -> BlockRef:
+    return BlockRef(
+        number=int(block["number"]),
+        hash=_hex(block["hash"]),
+        parent_hash=_hex(block["parentHash"]),
+        base_fee=int(block.get("baseFeePerGas", 0) or 0),
+        gas_used=int(block["gasUsed"]),
+        gas_limit=int(block["gasLimit"]),
+    )
+
+
+class PoolWatcherCore:
+    """Follows `pools` (id -> PoolInfo) for shard `shard`; `poll()` turns new heads into messages."""
+
+    def __init__(
+        self,
+        client: ChainClient,
+        pools: dict[int, PoolInfo],
+        shard: int,
+        *,
+        backfill_max_blocks: int = 256,
+        reorg_window: int = 64,
+    ) -> None:
+        self.client = client
+        self.shard = shard
+        self.backfill_max_blocks = backfill_max_blocks
+        self.ids = {p.address.lower(): i for i, p in pools.items()}
+        self.addresses = [to_checksum_address(p.address) for p in pools.values()]
+        self.tracker = HeadTracker(window=reorg_window)
+        self.state = ShardState(reserves={}, history_blocks=reorg_window)
+        self.tip_wei = 0
+        self.blocks_seen = 0
+        self.reorgs_seen = 0
+
+    def bootstrap(self) -> BlockUpdate:
+        """Read every pool's reserves at the head in one lens call and start following from there."""
+        head = block_ref(self.client.get_block("latest"))
+        _, reserves = PoolLens(self.client).reserves_of(self.addresses, head.number)
+        self.state.reserves = {a.lower(): r for a, r in zip(self.addresses, reserves)}
+        self.tracker.start_at(head)
+        return self._update(head, {a.lower() for a in self.addresses})
+
+    def poll(self) -> ShardOutput:
+        """Everything new since the last poll: backfilled blocks, reorgs, features."""
+        head = block_ref(self.client.get_block("latest"))
+        events = self.tracker.advance(head, self._fetch, self.backfill_max_blocks)
+        out = ShardOutput([], [])
+        for event in events:
+            if isinstance(event, Reorg):
+                self.reorgs_seen += 1
+                restored = self.state.rollback(event.fork_number)
+                log.warning("shard %d: reorg of depth %d above block %d", self.shard, event.depth, event.fork_number)
+                out.messages.append(Withdraw(self.shard, event.fork_number, event.depth,
+                                             {self.ids[p]: self.state.reserves[p] for p in restored}))
+            elif isinstance(event, NewBlock):
+                out.messages.append(self._apply_block(event.ref, out))
+        return out
+
+    def _apply_block(self, ref: BlockRef, out: ShardOutput) -> BlockUpdate:
+        logs = self.client.get_logs({"blockHash": ref.hash, "address": self.addresses,
+                                     "topics": [[SYNC_TOPIC, SWAP_TOPIC]]})
+        before = dict(self.state.reserves)
+        changed = self.state.apply_logs(ref.number, logs)
+        self.blocks_seen += 1
+        out.features.append(self._features(ref, before, changed))
+        return self._update(ref, set(changed))
+
+    def _update(self, ref: BlockRef, changed: set[str]) -> BlockUpdate:
+        return BlockUpdate(self.shard, ref.number, ref.hash, ref.parent_hash, ref.base_fee, ref.gas_used,
+                           ref.gas_limit, 0, {self.ids[p]: self.state.reserves[p] for p in changed})
+
+    def _features(self, ref: BlockRef, before: dict[str, tuple[int, int]], changed: dict) -> FeatureFrame:
+        """One row per pool of the shard (quiet pools too: the LSTM steps every pool every block)."""
+        ids, x = [], []
+        ratio = min(1.0, ref.gas_used / ref.gas_limit) if ref.gas_limit else 0.0
+        for address, (r0, r1) in self.state.reserves.items():
+            p0, p1 = before.get(address, (r0, r1))
+            if min(r0, r1, p0, p1) <= 0:
+                continue  # an empty pool has no price; it gets rows again once it holds liquidity
+            c = changed.get(address)
+            obs = PoolObservation(r0, r1, p0, p1, c.amount0_in if c else 0, c.amount1_in if c else 0,
+                                  ref.base_fee, self.tip_wei, ratio)
+            ids.append(self.ids[address])
+            x.append(compute_features(obs))
+        return FeatureFrame(np.array(ids, dtype=np.int64), np.full(len(ids), ref.number, dtype=np.int64),
+                            np.array(x, dtype=np.float32).reshape(len(ids), N_FEATURES))
+
+    def _fetch(self, number: int) -> BlockRef:
+        return block_ref(self.client.get_block(number))
+
+
+def _hex(value) -> str:
+    return value.to_0x_hex() if hasattr(value, "to_0x_hex") else str(value)
