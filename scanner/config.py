@@ -48,6 +48,15 @@ class TokensConfig:
 
 
 @dataclass(frozen=True)
+class GasConfig:
+    """Tips are percentiles of the last `history_blocks` blocks; `feeds` are AggregatorV3 gas feeds."""
+
+    history_blocks: int = 5
+    percentiles: list[float] = field(default_factory=lambda: [25.0, 50.0, 75.0])
+    feeds: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class WatchersConfig:
     shards: int = 2
     backfill_max_blocks: int = 256
@@ -104,6 +113,7 @@ class Config:
     chain: ChainConfig = field(default_factory=ChainConfig)
     dexes: list[DexConfig] = field(default_factory=list)
     tokens: TokensConfig = field(default_factory=TokensConfig)
+    gas: GasConfig = field(default_factory=GasConfig)
     watchers: WatchersConfig = field(default_factory=WatchersConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
@@ -202,6 +212,8 @@ def validate(config: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
+    if len(config.gas.percentiles) != 3 or sorted(config.gas.percentiles) != config.gas.percentiles:
+        raise ConfigError(f"gas.percentiles must be three ascending numbers, got {config.gas.percentiles}")
     if config.inference.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"inference.device must be 'auto', 'cpu' or 'cuda', got {config.inference.device!r}")
     names = [d.name for d in config.dexes]

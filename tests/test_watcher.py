@@ -89,3 +89,21 @@ def test_watcher_rolls_back_a_reorg_and_replays_the_new_chain(anvil, market):
     assert orphaned not in {u.hash for u in updates}
     expected = _chain_reserves(market, registry.values())
     assert {a: core.state.reserves[a] for a in expected} == expected
+
+
+def test_gas_oracle_reports_next_base_fee_tips_and_feed(anvil, market):
+    from scanner.gasoracle import GasOracleCore
+
+    client = ChainClient(anvil.url)
+    oracle = GasOracleCore(client, feeds=[market.deployment.gas_feed])
+    for _ in range(5):
+        market.step()
+        update = oracle.poll()
+        assert oracle.poll() is None  # nothing new until the next block
+        head = client.get_block("latest")
+        assert update.number == head["number"] and update.base_fee == head["baseFeePerGas"]
+        assert 0 < update.tips[0] <= update.tips[1] <= update.tips[2]
+        assert update.feed_answer > update.base_fee  # the market posts base fee + a tip
+        market.step()
+        assert client.get_block("latest")["baseFeePerGas"] == update.next_base_fee
+        oracle.poll()
