@@ -38,6 +38,14 @@ def _cmd_market(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from actors.demo import run_demo
+
+    return run_demo(args.blocks, args.seed, args.interval, Path(args.out))
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "scan":
         from scanner.bench_scan import run
@@ -65,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=None, help="seconds between blocks (default: as fast as possible)")
     p.add_argument("--port", type=int, default=None, help="anvil port on 127.0.0.1 (default: a free one)")
     p.set_defaults(handler=_cmd_market)
+
+    p = sub.add_parser("demo", help="local chain + simulated market + local Ray + every actor, with a live ranking")
+    p.add_argument("--blocks", type=int, default=None, help="stop by itself after N blocks (default: run until Ctrl-C)")
+    p.add_argument("--seed", type=int, default=0, help="market seed (default 0)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between blocks (default 1.0)")
+    p.add_argument("--out", default="runs/demo", help="folder for the journal and plots (default runs/demo)")
+    p.set_defaults(handler=_cmd_demo)
 
     p = sub.add_parser("bench", help="benchmarks; each prints its figures (and the naive way's) as one JSON line")
     p.add_argument("what", choices=["scan", "inference"], help="scan: re-score + rank; inference: LSTM batching")

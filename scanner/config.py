@@ -85,6 +85,7 @@ class SocketsConfig:
 
     query: str = "tcp://127.0.0.1:7780"
     publish: str = "tcp://127.0.0.1:7781"
+    data_host: str = "127.0.0.1"  # where the actors' own data-plane sockets bind
     curve_secret_key_file: str = ""
     curve_authorized_keys_dir: str = ""
 

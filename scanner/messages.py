@@ -103,7 +103,7 @@ def _reserves(msg: dict) -> dict[int, tuple[int, int]]:
 def decode(data: bytes) -> BlockUpdate | Withdraw | GasUpdate:
     """Any of the messages above; `WireError` for anything else."""
     try:
-        msg = msgpack.unpackb(data, raw=False, max_buffer_size=64 << 20)
+        msg = msgpack.unpackb(data, raw=False)
         kind = msg["kind"]
         if kind == BlockUpdate.KIND:
             return BlockUpdate(msg["shard"], msg["number"], msg["hash"], msg["parent"], msg["base_fee"],

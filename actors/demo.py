@@ -1,0 +1,91 @@
+"""`arbscan demo`: a local chain, the simulated market, a local Ray and every actor, live.
+
+Everything it starts it stops again (anvil by PID, Ray with `ray.shutdown()`), also on Ctrl-C.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from web3 import HTTPProvider, Web3
+
+from scanner.client import QueryClient
+from scanner.config import ChainConfig, Config, DexConfig, SocketsConfig, SubmitterConfig, TokensConfig
+from scanner.display import ranking_table
+from scanner.localchain import Anvil, free_port
+from scanner.market import Deployment, Market, MarketSpec
+
+
+def local_config(node: Anvil, dep: Deployment, journal: Path) -> Config:
+    """The configuration `arbscan run` would read for this local market."""
+    return Config(
+        chain=ChainConfig(rpc_url=node.url, chain_id=31337, poll_interval_s=0.1),
+        dexes=[DexConfig(name, factory, fee) for name, (factory, fee) in dep.factories.items()],
+        tokens=TokensConfig(base=[dep.base]),
+        sockets=SocketsConfig(query=f"tcp://127.0.0.1:{free_port()}", publish=f"tcp://127.0.0.1:{free_port()}"),
+        submitter=SubmitterConfig(executor=dep.executor, journal=str(journal)),
+    )
+
+
+def start_local_ray(num_cpus: int | None = None):
+    """A private local Ray with its dashboard on loopback; returns the context."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    return ray.init(num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=True,
+                    dashboard_host="127.0.0.1", dashboard_port=0, log_to_driver=False)
+
+
+def wait_for_block(client: QueryClient, number: int, timeout_s: float = 3.0):
+    """The served ranking once it has reached block `number` (or the latest after the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    top = client.top(n=10)
+    while (top.block is None or top.block < number) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        top = client.top(n=10)
+    return top
+
+
+def run_demo(blocks: int | None, seed: int, interval_s: float, out_dir: Path) -> int:
+    import ray
+
+    from actors.launcher import launch
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    node = Anvil.start()
+    pipeline = None
+    try:
+        print(f"local chain {node.url} (anvil, chain id 31337); deploying the market, seed {seed} ...", file=sys.stderr)
+        market = Market(Web3(HTTPProvider(node.url)), MarketSpec(seed=seed))
+        dep = market.deploy()
+        config = local_config(node, dep, out_dir / "journal.sqlite")
+        print("starting a local Ray ...", file=sys.stderr)
+        ctx = start_local_ray(config.ray.num_cpus or None)
+        symbols = {addr: sym for sym, addr in dep.tokens.items()}
+        pipeline = launch(config, symbols=symbols)
+        print(f"Ray dashboard: http://{ctx.dashboard_url}  (token auth: the token is in ~/.ray/auth_token)")
+        print(f"query API: {pipeline.endpoints['query']}   top-N stream: {pipeline.endpoints['publish']}")
+        print(f"actors: {', '.join(pipeline.actors)}   pools: {len(pipeline.pools)}")
+        for note in pipeline.notes:
+            print(f"note: {note}")
+        client = QueryClient(pipeline.endpoints["query"], timeout_s=5.0)
+        total = blocks if blocks is not None else 10**9
+
+        def show(summary) -> None:
+            top = wait_for_block(client, summary.number)
+            print(f"\n{summary.line()}\n{ranking_table(top.block, top.opportunities)}", flush=True)
+
+        market.run(total, interval_s=interval_s, on_block=show)
+        stats = pipeline.stats()
+        agg = stats.get("aggregator", {})
+        print(f"\ndone: {agg.get('blocks_ranked', 0)} blocks ranked, {agg.get('shard_timeouts', 0)} shard timeouts, "
+              f"inference model: {stats.get('inference', {}).get('model')}")
+        return 0
+    finally:
+        if pipeline is not None:
+            pipeline.stop()
+        if ray.is_initialized():
+            ray.shutdown()
+        node.stop()

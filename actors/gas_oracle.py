@@ -1,0 +1,45 @@
+"""GasOracle: the gas market after each block, published over ZMQ PUB to every subscriber."""
+from __future__ import annotations
+
+import ray
+import zmq
+
+from actors.loop import ActorLoop, Metrics
+from scanner.chain import ChainClient
+from scanner.config import ChainConfig, GasConfig
+from scanner.gasoracle import GasOracleCore
+
+
+@ray.remote
+class GasOracle:
+    def __init__(self, chain: ChainConfig, rpc_url: str, gas: GasConfig, publish_endpoint: str) -> None:
+        self.metrics = Metrics("gas-oracle")
+        client = ChainClient(rpc_url, timeout_s=chain.request_timeout_s, max_retries=chain.max_retries)
+        self.core = GasOracleCore(client, history_blocks=gas.history_blocks,
+                                  percentiles=tuple(gas.percentiles), feeds=gas.feeds)
+        self.ctx = zmq.Context()
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.sndhwm = 100
+        self.pub.linger = 0
+        self.pub.bind(publish_endpoint)
+        self.last = None
+        self.loop = ActorLoop("gas-oracle", self._step, chain.poll_interval_s)
+        self.loop.start()
+
+    def _step(self) -> None:
+        update = self.core.poll()
+        if update is not None:
+            self.pub.send(update.encode())
+            self.last = update
+            self.metrics.count(self.metrics.blocks, 1)
+
+    def health(self) -> dict:
+        return self.loop.health()
+
+    def stats(self) -> dict:
+        u = self.last
+        return {"role": "gas-oracle", "block": u.number if u else None, "base_fee": u.base_fee if u else None,
+                "next_base_fee": u.next_base_fee if u else None, "tips": list(u.tips) if u else None}
+
+    def stop(self) -> None:
+        self.loop.stop()

@@ -1,0 +1,27 @@
+"""The ranking as a person reads it: one line per opportunity, amounts in whole base tokens."""
+from __future__ import annotations
+
+from typing import Iterable
+
+WEI = 10**18
+
+
+def _eth(wei: int | float) -> str:
+    return f"{wei / WEI:+.6f}"
+
+
+def ranking_table(block: int | None, opportunities: Iterable[dict], *, limit: int = 10) -> str:
+    opportunities = list(opportunities)[:limit]
+    head = f"block {block}: {len(opportunities)} opportunities" if block is not None else "no block ranked yet"
+    lines = [head]
+    if opportunities:
+        lines.append(f"{'#':>2} {'path':<28} {'hops':>4} {'input':>12} {'gross':>11} {'gas':>10} {'net':>11} "
+                     f"{'P(ok)':>6} {'slip':>10} {'EV (ETH)':>11}  id")
+    for i, o in enumerate(opportunities, 1):
+        path = "→".join(o.get("symbols") or [t[:6] for t in o["tokens"]])
+        lines.append(
+            f"{i:>2} {path:<28} {len(o['pools']):>4} {o['amount_in'] / WEI:>12.6f} {_eth(o['gross_profit']):>11} "
+            f"{_eth(-o['gas_cost']):>10} {_eth(o['net_profit']):>11} {o['success_probability']:>6.2f} "
+            f"{_eth(-o['expected_slippage']):>10} {o['ev'] / WEI:>+11.6f}  {o['id']}"
+        )
+    return "\n".join(lines)
