@@ -18,14 +18,30 @@ from scanner.localchain import Anvil, free_port
 from scanner.market import Deployment, Market, MarketSpec
 
 
-def local_config(node: Anvil, dep: Deployment, journal: Path) -> Config:
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"  # anvil's public dev accounts
+
+
+def searcher_key_file(out_dir: Path, index: int = 1) -> Path:
+    """Anvil's dev account `index` (the market's searcher) as a 0600 key file for the submitter."""
+    from eth_account import Account
+
+    Account.enable_unaudited_hdwallet_features()
+    account = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    path = out_dir / "searcher.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(account.key.to_0x_hex())
+    return path
+
+
+def local_config(node: Anvil, dep: Deployment, journal: Path, key_file: Path) -> Config:
     """The configuration `arbscan run` would read for this local market."""
     return Config(
         chain=ChainConfig(rpc_url=node.url, chain_id=31337, poll_interval_s=0.1),
         dexes=[DexConfig(name, factory, fee) for name, (factory, fee) in dep.factories.items()],
         tokens=TokensConfig(base=[dep.base]),
         sockets=SocketsConfig(query=f"tcp://127.0.0.1:{free_port()}", publish=f"tcp://127.0.0.1:{free_port()}"),
-        submitter=SubmitterConfig(executor=dep.executor, journal=str(journal)),
+        submitter=SubmitterConfig(executor=dep.executor, journal=str(journal), private_key_file=str(key_file)),
     )
 
 
@@ -60,7 +76,7 @@ def run_demo(blocks: int | None, seed: int, interval_s: float, out_dir: Path) ->
         print(f"local chain {node.url} (anvil, chain id 31337); deploying the market, seed {seed} ...", file=sys.stderr)
         market = Market(Web3(HTTPProvider(node.url)), MarketSpec(seed=seed))
         dep = market.deploy()
-        config = local_config(node, dep, out_dir / "journal.sqlite")
+        config = local_config(node, dep, out_dir / "journal.sqlite", searcher_key_file(out_dir))
         print("starting a local Ray ...", file=sys.stderr)
         ctx = start_local_ray(config.ray.num_cpus or None)
         symbols = {addr: sym for sym, addr in dep.tokens.items()}
@@ -80,8 +96,12 @@ def run_demo(blocks: int | None, seed: int, interval_s: float, out_dir: Path) ->
         market.run(total, interval_s=interval_s, on_block=show)
         stats = pipeline.stats()
         agg = stats.get("aggregator", {})
+        sub = stats.get("submitter", {})
         print(f"\ndone: {agg.get('blocks_ranked', 0)} blocks ranked, {agg.get('shard_timeouts', 0)} shard timeouts, "
               f"inference model: {stats.get('inference', {}).get('model')}")
+        print(f"submitter: {sub.get('simulated', 0)} simulated ({sub.get('exact', 0)} exact to the wei), "
+              f"{sub.get('sent', 0)} sent: {sub.get('landed', 0)} landed, {sub.get('beaten', 0)} beaten, "
+              f"{sub.get('reverted', 0)} reverted; journal {sub.get('journal')}")
         return 0
     finally:
         if pipeline is not None:

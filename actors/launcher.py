@@ -14,6 +14,7 @@ import ray
 from actors.aggregator import Aggregator
 from actors.gas_oracle import GasOracle
 from actors.inference import LstmInference
+from actors.submitter import SimSubmitter
 from actors.watcher import PoolWatcher
 from scanner.chain import ChainClient
 from scanner.config import Config
@@ -137,6 +138,13 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
     pipeline = Pipeline(actors, pools, endpoints, notes)
     _wait_ready(pipeline, ready_timeout_s)
     endpoints |= ray.get(actors["aggregator"].endpoints.remote())
+    if config.submitter.enabled:
+        if not config.submitter.executor:
+            notes.append("submitter.executor is empty: no simulated submission (set it to your ArbExecutor)")
+        else:
+            actors["submitter"] = SimSubmitter.options(**_options("submitter", "submitter")).remote(
+                config.chain, config.rpc_url, config.submitter, endpoints["publish"])
+            _wait_ready(pipeline, ready_timeout_s)
     for note in notes:
         log.warning(note)
     return pipeline

@@ -18,9 +18,14 @@ def amount_out(amount_in: int, reserve_in: int, reserve_out: int, fee_bps: int) 
 
 
 def amount_in(amount_out_: int, reserve_in: int, reserve_out: int, fee_bps: int) -> int | None:
-    """Smallest input that yields at least `amount_out_` (`getAmountIn`); None when it cannot be had."""
+    """Smallest input that yields at least `amount_out_`; None when it cannot be had.
+
+    This is the exact minimum the pair's K check accepts: ceil(Rin·out·F / ((Rout−out)·(F−fee))).
+    The router's `getAmountIn` computes floor(…) + 1, which overpays by 1 wei when the division
+    is exact, so it is not the inverse of `amount_out` that sizing needs.
+    """
     if amount_out_ <= 0 or reserve_in <= 0 or amount_out_ >= reserve_out:
         return None
     num = reserve_in * amount_out_ * FEE_DENOMINATOR
     den = (reserve_out - amount_out_) * (FEE_DENOMINATOR - fee_bps)
-    return num // den + 1
+    return -(-num // den)

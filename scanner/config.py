@@ -98,6 +98,8 @@ class SubmitterConfig:
     top_k: int = 3
     executor: str = ""
     private_key_env: str = "ARBSCAN_PRIVATE_KEY"
+    private_key_file: str = ""  # preferred over the environment variable; keep it mode 0600
+    tip_gwei: float = 2.0
     send_on_local_chain: bool = True
     journal: str = "arbscan-journal.sqlite"
 

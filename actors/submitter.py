@@ -1,0 +1,82 @@
+"""SimSubmitter: proves the best opportunities of each block by simulation, journals everything.
+
+It follows the aggregator's top-N stream like any client. When it falls behind it skips to the
+newest block (an old ranking is worth nothing); a restart resumes after the last journaled block.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import ray
+
+from actors.loop import ActorLoop, Metrics
+from scanner.chain import ChainClient
+from scanner.client import QueryTimeout, Subscriber
+from scanner.config import ChainConfig, SubmitterConfig
+from scanner.journal import Journal
+from scanner.submit import SubmitterCore, load_key
+
+
+@ray.remote
+class SimSubmitter:
+    def __init__(self, chain: ChainConfig, rpc_url: str, submitter: SubmitterConfig, publish_endpoint: str) -> None:
+        self.metrics = Metrics("submitter")
+        self.client = ChainClient(rpc_url, timeout_s=chain.request_timeout_s, max_retries=chain.max_retries)
+        self.config = submitter
+        self.account = load_key(os.environ.get(submitter.private_key_env), submitter.private_key_file)
+        self.core: SubmitterCore | None = None  # built in the loop thread: SQLite connections stay on theirs
+        self.subscriber = Subscriber(publish_endpoint, timeout_s=0.2)
+        self.blocks = 0
+        self.skipped = 0
+        self.loop = ActorLoop("submitter", self._step, 0.0)
+        self.loop.start()
+
+    def _open(self) -> None:
+        cfg = self.config
+        journal = Journal(cfg.journal)
+        self.resume_after = journal.last_block() or -1
+        self.core = SubmitterCore(self.client, cfg.executor, self.account, journal, top_k=cfg.top_k,
+                                  send=cfg.send_on_local_chain, tip_wei=int(cfg.tip_gwei * 10**9))
+        self._seen = dataclasses.replace(self.core.stats)
+
+    def _step(self) -> None:
+        if self.core is None:
+            self._open()
+        latest = None
+        try:
+            latest = self.subscriber.recv()
+            while True:  # behind? keep only the newest ranking
+                latest, self.skipped = self.subscriber.recv(0.0), self.skipped + 1
+        except QueryTimeout:
+            pass
+        if latest is None or latest.block is None or latest.block <= self.resume_after:
+            self.core.check_pending()
+            return
+        self.resume_after = latest.block
+        self.core.handle(latest.block, latest.opportunities)
+        self.blocks += 1
+        s, seen = self.core.stats, self._seen
+        for result in ("landed", "beaten", "reverted"):
+            self.metrics.count(self.metrics.simulations, getattr(s, result) - getattr(seen, result), result=result)
+        self.metrics.count(self.metrics.simulations, s.simulation_ok - seen.simulation_ok, result="simulated_ok")
+        self.metrics.count(self.metrics.simulations, (s.simulated - s.simulation_ok) - (seen.simulated - seen.simulation_ok),
+                           result="simulated_failed")
+        self._seen = dataclasses.replace(s)
+
+    def health(self) -> dict:
+        return self.loop.health()
+
+    def stats(self) -> dict:
+        base = {"role": "submitter", "blocks": self.blocks, "skipped": self.skipped, "journal": self.config.journal}
+        if self.core is None:
+            return base
+        s = dataclasses.asdict(self.core.stats)
+        s.pop("last_bundle")
+        return base | {"sending": self.core.send} | s
+
+    def last_bundle(self) -> dict:
+        return self.core.stats.last_bundle if self.core else {}
+
+    def stop(self) -> None:
+        self.loop.stop()

@@ -1,0 +1,187 @@
+"""The outcome journal: what was predicted, simulated and realized for each opportunity, in SQLite.
+
+One table, one row per (opportunity id, stage); the stage's own fields are a JSON column. Writes are
+`INSERT ... ON CONFLICT DO NOTHING`, so a restarted submitter that replays a block writes nothing
+twice and the first record of a stage stays. Every int inside a record's JSON is a decimal string:
+wei amounts pass 2**64, and readers other than Python (SQLite's json_extract among them) would turn
+big JSON numbers into floats. `block` is a real INTEGER column, for recovery (`last_block`).
+
+Durability: WAL with `synchronous=NORMAL`. A commit is safe once `write` returns if the process
+dies (SIGKILL, OOM); only an OS crash or power loss can lose the last few commits. That is the
+right trade here: the journal holds public data that the submitter can re-derive for a replayed
+block, and FULL would add an fsync to every block's writes.
+
+Secrets: records carry only public data. Free-text fields (`error`) are scrubbed of any run of 64
+or more hex digits (the shape of a private key) before they are written, in case a library put
+a key into an exception message.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from scanner.errors import ArbscanError
+
+OUTCOMES = ("landed", "beaten", "reverted", "not_sent")
+FREE_TEXT = {"free_text": True}
+_HEX_SECRET = re.compile(r"(?:0[xX])?[0-9a-fA-F]{64,}")
+REDACTED = "[redacted-hex]"
+
+
+def scrub(text: str) -> str:
+    """`text` without anything shaped like a private key (64+ hex digits, with or without 0x)."""
+    return _HEX_SECRET.sub(REDACTED, text)
+
+
+@dataclass(frozen=True)
+class OpportunityRecord:
+    """What the aggregator ranked: the cycle, its sizes and its predicted profit (wei of the base token)."""
+
+    STAGE: ClassVar[str] = "opportunity"
+    id: str
+    block: int
+    tokens: list[str]  # the cycle, base token first and last
+    pools: list[str]  # one pool per hop
+    amounts: list[int]  # wei: the input, then each hop's output
+    gas_cost: int
+    net_profit: int
+    ev: float
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """What the LSTM said about it: probability it survives to inclusion, expected slippage in wei."""
+
+    STAGE: ClassVar[str] = "prediction"
+    id: str
+    block: int
+    p_success: float
+    expected_slippage: int
+
+
+@dataclass(frozen=True)
+class SimulationRecord:
+    """eth_call / eth_estimateGas of the executor transaction at the ranked block."""
+
+    STAGE: ClassVar[str] = "simulation"
+    id: str
+    block: int
+    ok: bool
+    profit: int | None
+    gas_estimate: int | None
+    error: str = field(default="", metadata=FREE_TEXT)
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """What happened on chain: landed, beaten (a competitor got there first), reverted, or not_sent."""
+
+    STAGE: ClassVar[str] = "outcome"
+    id: str
+    block: int
+    status: str
+    realized_profit: int | None = None
+    tx_hash: str | None = None
+    error: str = field(default="", metadata=FREE_TEXT)
+
+    def __post_init__(self) -> None:
+        if self.status not in OUTCOMES:
+            raise ValueError(f"outcome status must be one of {OUTCOMES}, got {self.status!r}")
+
+
+Record = OpportunityRecord | PredictionRecord | SimulationRecord | OutcomeRecord
+RECORDS: dict[str, type[Record]] = {cls.STAGE: cls for cls in typing.get_args(Record)}
+_KEY_FIELDS = ("id", "block")
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, (float, str)):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    raise TypeError(f"journal records hold str/int/float/bool/None and lists of them, got {type(value).__name__}")
+
+
+def _decode(value: Any, tp: Any) -> Any:
+    """Inverse of `_encode`, led by the field's annotation: `int`, `int | None`, `list[int]`."""
+    if value is None:
+        return None
+    if tp is int or (int in typing.get_args(tp) and typing.get_origin(tp) is not list):
+        return int(value)
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp)
+        return [_decode(v, item) for v in value]
+    return value
+
+
+class Journal:
+    """One SQLite file; use one Journal per thread (sqlite3 connections stay on their thread)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, timeout=5.0)
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            self._db.close()
+            raise ArbscanError(f"journal {self.path} cannot use WAL (got journal_mode={mode}): put it on a local "
+                               "filesystem file, not :memory: or a network share")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._db:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS journal ("
+                " id TEXT NOT NULL, stage TEXT NOT NULL, block INTEGER NOT NULL, written_at REAL NOT NULL,"
+                " data TEXT NOT NULL, PRIMARY KEY (id, stage)) WITHOUT ROWID")
+            self._db.execute("CREATE INDEX IF NOT EXISTS journal_block ON journal (block)")
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def write(self, *records: Record) -> int:
+        """Commit `records` in one transaction; returns how many were new (a replayed stage is skipped)."""
+        now = time.time()
+        rows = [(r.id, r.STAGE, r.block, now, json.dumps(self._data(r))) for r in records]
+        with self._db:
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT INTO journal (id, stage, block, written_at, data) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (id, stage) DO NOTHING", rows)
+            return self._db.total_changes - before
+
+    @staticmethod
+    def _data(record: Record) -> dict[str, Any]:
+        data = {}
+        for f in fields(record):
+            if f.name in _KEY_FIELDS:
+                continue
+            value = getattr(record, f.name)
+            data[f.name] = scrub(value) if f.metadata.get("free_text") else _encode(value)
+        return data
+
+    def last_block(self) -> int | None:
+        """The highest block with any row: where a restarted writer resumes."""
+        return self._db.execute("SELECT MAX(block) FROM journal").fetchone()[0]
+
+    def records(self, id: str) -> list[Record]:
+        """Every stage journaled for opportunity `id`, in pipeline order."""
+        rows = self._db.execute("SELECT stage, block, data FROM journal WHERE id = ?", (id,)).fetchall()
+        found = {}
+        for stage, block, data in rows:
+            cls = RECORDS[stage]
+            hints = typing.get_type_hints(cls)
+            values = {k: _decode(v, hints[k]) for k, v in json.loads(data).items()}
+            found[stage] = cls(id=id, block=block, **values)
+        return [found[stage] for stage in RECORDS if stage in found]

@@ -1,0 +1,81 @@
+import math
+
+import numpy as np
+import pytest
+
+from scanner.features import (FEATURE_NAMES, FeatureRow, NonFiniteFeatureError, Normalizer, PoolObservation,
+                              compute_features)
+
+
+def obs(**changes) -> PoolObservation:
+    base = dict(reserve0=2_000 * 10**18, reserve1=4_000_000 * 10**6, prev_reserve0=2_010 * 10**18,
+                prev_reserve1=3_980_000 * 10**6, amount0_in=5 * 10**18, amount1_in=30_000 * 10**6,
+                base_fee_wei=30 * 10**9, tip_wei=2 * 10**9, gas_used_ratio=0.75)
+    return PoolObservation(**{**base, **changes})
+
+
+def test_feature_names_follow_the_row():
+    row = FeatureRow(7, 100, 1.0, 2.0, 3.0, 4.0, 5.0)
+    assert FEATURE_NAMES == ("log_price_change", "volume_to_liquidity", "log_gas_price", "log_liquidity", "congestion")
+    assert row.values() == tuple(getattr(row, n) for n in FEATURE_NAMES)
+
+
+def test_compute_features_values():
+    o = obs()
+    price, volume, gas, liquidity, congestion = compute_features(o)
+    assert price == pytest.approx(math.log((4_000_000e6 / 2_000e18) / (3_980_000e6 / 2_010e18)))
+    assert volume == pytest.approx(math.log1p(5 / 2_010 + 30_000 / 3_980_000))
+    assert gas == pytest.approx(math.log1p(32.0))
+    assert liquidity == pytest.approx(math.log(math.sqrt(2_000e18 * 4_000_000e6)))
+    assert congestion == 0.75
+
+
+def test_quiet_block_and_huge_reserves():
+    big = 2**112 - 1  # the V2 reserve limit: beyond float range for numpy ints, fine for math.log
+    price, volume, gas, liquidity, _ = compute_features(
+        obs(reserve0=big, reserve1=big, prev_reserve0=big, prev_reserve1=big, amount0_in=0, amount1_in=0,
+            base_fee_wei=0, tip_wei=0))
+    assert (price, volume, gas) == (0.0, 0.0, 0.0)
+    assert liquidity == pytest.approx(112 * math.log(2))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"reserve0": 0}, "reserve0 must be positive"),
+    ({"prev_reserve1": 0}, "prev_reserve1 must be positive"),
+    ({"amount0_in": -1}, "non-negative"),
+    ({"gas_used_ratio": 1.5}, "gas_used_ratio"),
+])
+def test_compute_features_rejects_impossible_observations(changes, message):
+    with pytest.raises(ValueError, match=message):
+        compute_features(obs(**changes))
+
+
+def test_normalizer_fit_and_round_trip():
+    rng = np.random.default_rng(0)
+    x = rng.normal([0.0, 0.01, 3.0, 20.0, 0.5], [0.01, 0.02, 0.3, 2.0, 0.1], size=(40, 50, 5))
+    x[..., 4] = 0.5  # a feature that never moves keeps a usable scale
+    norm = Normalizer.fit(x)
+    z = (x - norm.mean) / norm.std
+    np.testing.assert_allclose(z[..., :4].reshape(-1, 4).mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(z[..., :4].reshape(-1, 4).std(0), 1, atol=1e-4)
+    assert norm.std[4] == Normalizer.MIN_STD
+    again = Normalizer.from_dict(norm.to_dict())
+    np.testing.assert_array_equal(again.mean, norm.mean)
+    np.testing.assert_array_equal(again.std, norm.std)
+
+
+def test_normalizer_rejects_non_finite_input_naming_the_feature():
+    x = np.zeros((10, 5))
+    x[3, 2] = np.nan
+    with pytest.raises(NonFiniteFeatureError, match=r"'log_gas_price' is nan at index \(3,\)"):
+        Normalizer.fit(x)
+    x[3, 2] = np.inf
+    with pytest.raises(NonFiniteFeatureError, match="1 rows affected"):
+        Normalizer.fit(x)
+
+
+def test_normalizer_rejects_bad_statistics():
+    with pytest.raises(ValueError, match="5 finite numbers"):
+        Normalizer(np.zeros(4), np.ones(4))
+    with pytest.raises(ValueError, match="positive"):
+        Normalizer(np.zeros(5), np.zeros(5))
