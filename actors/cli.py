@@ -23,6 +23,17 @@ def _cmd_market(args: argparse.Namespace) -> int:
         print(f"local chain {node.url} (chain id 31337); deploying the market (seed {args.seed}) ...", file=sys.stderr)
         dep = market.deploy()
         print(f"deployed {len(dep.tokens)} tokens, {len(dep.factories)} DEXes, {len(dep.pools)} pools", file=sys.stderr)
+        if args.config_out:
+            from pathlib import Path
+
+            from actors.demo import local_config, searcher_key_file
+            from scanner.config import SocketsConfig, dump
+
+            out = Path(args.config_out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            config = local_config(node, dep, out.parent / "journal.sqlite", searcher_key_file(out.parent), SocketsConfig())
+            out.write_text(dump(config))
+            print(f"wrote {out}: `arbscan run --config {out}` scans this market while it runs", file=sys.stderr)
         summaries = market.run(args.blocks, interval_s=args.interval, on_block=lambda s: print(s.line(), flush=True))
     fees = [s.base_fee for s in summaries] or [0]
     totals = {
@@ -44,6 +55,75 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from actors.demo import run_demo
 
     return run_demo(args.blocks, args.seed, args.interval, Path(args.out))
+
+
+def _endpoints(args: argparse.Namespace) -> tuple[str, str]:
+    from scanner.config import SocketsConfig, load
+
+    sockets = load(args.config).sockets if args.config else SocketsConfig()
+    return args.endpoint or sockets.query, args.endpoint or sockets.publish
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from actors.demo import attach_ray
+    from actors.launcher import launch
+    from scanner.client import QueryTimeout, Subscriber
+    from scanner.config import load
+
+    config = load(args.config)
+    ctx = attach_ray(args.address or config.ray.address or None, config)
+    pipeline = launch(config)
+    try:
+        print(f"arbscan running: {len(pipeline.pools)} pools, actors {', '.join(pipeline.actors)}")
+        print(f"query API: {pipeline.endpoints['query']}   top-N stream: {pipeline.endpoints['publish']}")
+        if ctx.dashboard_url:
+            print(f"Ray dashboard: http://{ctx.dashboard_url}  (token auth: the token is in ~/.ray/auth_token)")
+        for note in pipeline.notes:
+            print(f"note: {note}")
+        with Subscriber(pipeline.endpoints["publish"], timeout_s=60.0) as sub:
+            ranked = 0
+            while args.blocks is None or ranked < args.blocks:
+                try:
+                    top = sub.recv()
+                except QueryTimeout as e:
+                    print(f"warning: {e}", file=sys.stderr)
+                    continue
+                ranked += 1
+                best = top.opportunities[0]["ev"] / 1e18 if top.opportunities else 0.0
+                print(f"block {top.block}: {len(top.opportunities)} opportunities, best EV {best:+.6f} ETH", flush=True)
+    finally:
+        pipeline.stop()
+    return 0
+
+
+def _cmd_top(args: argparse.Namespace) -> int:
+    from scanner.client import QueryClient
+    from scanner.display import ranking_table
+
+    query, _ = _endpoints(args)
+    with QueryClient(query, timeout_s=args.timeout) as client:
+        top = client.top(n=args.n, min_ev=args.min_ev, token=args.token)
+    if args.json:
+        print(json.dumps({"block": top.block, "opportunities": top.opportunities}, default=str))
+    else:
+        print(ranking_table(top.block, top.opportunities, limit=args.n))
+    return 0
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from scanner.client import Subscriber
+    from scanner.display import ranking_table
+
+    _, publish = _endpoints(args)
+    with Subscriber(publish, timeout_s=args.timeout) as sub:
+        for i, top in enumerate(sub):
+            if args.json:
+                print(json.dumps({"block": top.block, "opportunities": top.opportunities}, default=str), flush=True)
+            else:
+                print(ranking_table(top.block, top.opportunities, limit=args.n) + "\n", flush=True)
+            if args.blocks is not None and i + 1 >= args.blocks:
+                break
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -72,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="market seed; the same seed gives the same market (default 0)")
     p.add_argument("--interval", type=float, default=None, help="seconds between blocks (default: as fast as possible)")
     p.add_argument("--port", type=int, default=None, help="anvil port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--config-out", default=None, help="write an `arbscan run` config for this market to this file")
     p.set_defaults(handler=_cmd_market)
 
     p = sub.add_parser("demo", help="local chain + simulated market + local Ray + every actor, with a live ranking")
@@ -80,6 +161,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=1.0, help="seconds between blocks (default 1.0)")
     p.add_argument("--out", default="runs/demo", help="folder for the journal and plots (default runs/demo)")
     p.set_defaults(handler=_cmd_demo)
+
+    p = sub.add_parser("run", help="run the scanner against the chain a config names (local Ray or a cluster)")
+    p.add_argument("--config", required=True, help="TOML config (see deploy/local.toml, deploy/mainnet.example.toml)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to attach to ('auto', or ray://…/host:port); default: RAY_ADDRESS, ray.address, else a new local Ray")
+    p.add_argument("--blocks", type=int, default=None, help="stop after N ranked blocks (default: run until stopped)")
+    p.set_defaults(handler=_cmd_run)
+
+    for name, help_, handler in (("top", "print the current top opportunities from the query API", _cmd_top),
+                                 ("watch", "follow the top-N stream, one ranking per block", _cmd_watch)):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--endpoint", default=None, help="ZMQ endpoint (default: from --config, else the default sockets)")
+        p.add_argument("--config", default=None, help="TOML config whose [sockets] to use")
+        p.add_argument("--n", type=int, default=10, help="opportunities to show (default 10)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("--timeout", type=float, default=5.0 if name == "top" else 60.0, help="seconds to wait for an answer")
+        if name == "top":
+            p.add_argument("--min-ev", type=float, default=None, help="only opportunities with EV above this (wei)")
+            p.add_argument("--token", default=None, help="only paths through this token (address or symbol)")
+        else:
+            p.add_argument("--blocks", type=int, default=None, help="stop after N blocks")
+        p.set_defaults(handler=handler)
 
     p = sub.add_parser("bench", help="benchmarks; each prints its figures (and the naive way's) as one JSON line")
     p.add_argument("what", choices=["scan", "inference"], help="scan: re-score + rank; inference: LSTM batching")

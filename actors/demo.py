@@ -12,8 +12,9 @@ from pathlib import Path
 from web3 import HTTPProvider, Web3
 
 from scanner.client import QueryClient
-from scanner.config import ChainConfig, Config, DexConfig, SocketsConfig, SubmitterConfig, TokensConfig
+from scanner.config import ChainConfig, Config, dump, DexConfig, SocketsConfig, SubmitterConfig, TokensConfig
 from scanner.display import ranking_table
+from scanner.errors import ArbscanError
 from scanner.localchain import Anvil, free_port
 from scanner.market import Deployment, Market, MarketSpec
 
@@ -34,24 +35,35 @@ def searcher_key_file(out_dir: Path, index: int = 1) -> Path:
     return path
 
 
-def local_config(node: Anvil, dep: Deployment, journal: Path, key_file: Path) -> Config:
-    """The configuration `arbscan run` would read for this local market."""
+def local_config(node: Anvil, dep: Deployment, journal: Path, key_file: Path,
+                 sockets: SocketsConfig | None = None) -> Config:
+    """The configuration `arbscan run` would read for this local market (free query ports by default)."""
     return Config(
         chain=ChainConfig(rpc_url=node.url, chain_id=31337, poll_interval_s=0.1),
         dexes=[DexConfig(name, factory, fee) for name, (factory, fee) in dep.factories.items()],
         tokens=TokensConfig(base=[dep.base]),
-        sockets=SocketsConfig(query=f"tcp://127.0.0.1:{free_port()}", publish=f"tcp://127.0.0.1:{free_port()}"),
+        sockets=sockets or SocketsConfig(query=f"tcp://127.0.0.1:{free_port()}", publish=f"tcp://127.0.0.1:{free_port()}"),
         submitter=SubmitterConfig(executor=dep.executor, journal=str(journal), private_key_file=str(key_file)),
     )
 
 
-def start_local_ray(num_cpus: int | None = None):
-    """A private local Ray with its dashboard on loopback; returns the context."""
+def attach_ray(address: str | None, config: Config):
+    """Attach to the Ray cluster at `address` (or RAY_ADDRESS), else start a private local one.
+
+    A local Ray keeps its dashboard on `ray.dashboard_host` (loopback by default) with Ray's
+    token authentication on.
+    """
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    return ray.init(num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=True,
-                    dashboard_host="127.0.0.1", dashboard_port=0, log_to_driver=False)
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        try:
+            return ray.init(address=address, namespace="arbscan", log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ArbscanError(f"no Ray cluster answers at {address!r}: {e}") from None
+    return ray.init(num_cpus=config.ray.num_cpus or max(2, os.cpu_count() or 2), include_dashboard=True,
+                    dashboard_host=config.ray.dashboard_host, dashboard_port=0, log_to_driver=False)
 
 
 def wait_for_block(client: QueryClient, number: int, timeout_s: float = 3.0):
@@ -69,6 +81,7 @@ def run_demo(blocks: int | None, seed: int, interval_s: float, out_dir: Path) ->
 
     from actors.launcher import launch
 
+    out_dir = out_dir / time.strftime("%Y%m%d-%H%M%S")  # a fresh journal per run: chains restart at block 0
     out_dir.mkdir(parents=True, exist_ok=True)
     node = Anvil.start()
     pipeline = None
@@ -77,13 +90,14 @@ def run_demo(blocks: int | None, seed: int, interval_s: float, out_dir: Path) ->
         market = Market(Web3(HTTPProvider(node.url)), MarketSpec(seed=seed))
         dep = market.deploy()
         config = local_config(node, dep, out_dir / "journal.sqlite", searcher_key_file(out_dir))
+        (out_dir / "config.toml").write_text(dump(config))
         print("starting a local Ray ...", file=sys.stderr)
-        ctx = start_local_ray(config.ray.num_cpus or None)
+        ctx = attach_ray(None, config)
         symbols = {addr: sym for sym, addr in dep.tokens.items()}
         pipeline = launch(config, symbols=symbols)
         print(f"Ray dashboard: http://{ctx.dashboard_url}  (token auth: the token is in ~/.ray/auth_token)")
         print(f"query API: {pipeline.endpoints['query']}   top-N stream: {pipeline.endpoints['publish']}")
-        print(f"actors: {', '.join(pipeline.actors)}   pools: {len(pipeline.pools)}")
+        print(f"actors: {', '.join(pipeline.actors)}   pools: {len(pipeline.pools)}   run folder: {out_dir}")
         for note in pipeline.notes:
             print(f"note: {note}")
         client = QueryClient(pipeline.endpoints["query"], timeout_s=5.0)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from typing import Callable
+from typing import Callable, Iterable
 
 from scanner.discovery import PoolInfo
+from scanner.errors import ConfigError
 from scanner.gas import GasModel, next_base_fee
 from scanner.messages import BlockUpdate, GasUpdate, Withdraw
 from scanner.pools import V2Pool
@@ -36,6 +37,28 @@ class _Pending:
     reserves: dict[int, tuple[int, int]] = field(default_factory=dict)
     shards: set[int] = field(default_factory=set)
     first_seen: float = 0.0
+
+
+def base_rates(pools: Iterable[PoolInfo], base_tokens: list[str]) -> dict[str, Fraction]:
+    """Base-token wei per ETH wei for each base token, the first being WETH (rate 1).
+
+    Other base tokens are priced from their deepest pool against WETH at launch, so that gas
+    (paid in ETH) can be charged in the token a cycle's profit is counted in.
+    """
+    bases = [b.lower() for b in base_tokens]
+    weth, rates = bases[0], {bases[0]: Fraction(1)}
+    for base in bases[1:]:
+        best = None
+        for p in pools:
+            if {p.token0, p.token1} == {weth, base} and p.reserve0 > 0 and p.reserve1 > 0:
+                r_weth, r_base = (p.reserve0, p.reserve1) if p.token0 == weth else (p.reserve1, p.reserve0)
+                if best is None or r_weth > best[0]:
+                    best = (r_weth, r_base)
+        if best is None:
+            raise ConfigError(f"base token {base} has no pool with {weth} (the first base token, WETH): "
+                              "gas cannot be priced in it; drop it from tokens.base or add such a pool")
+        rates[base] = Fraction(best[1], best[0])
+    return rates
 
 
 def opportunity_dict(opp: Opportunity, symbols: dict[str, str] | None = None) -> dict:
@@ -69,7 +92,7 @@ class AggregatorCore:
         self.clock = clock
         self.address = {i: p.address for i, p in pools.items()}
         v2 = [V2Pool(p.address, p.token0, p.token1, p.reserve0, p.reserve1, p.fee_bps) for p in pools.values()]
-        self.scanner = Scanner(v2, {t.lower(): Fraction(1) for t in base_tokens}, gas_price=0,
+        self.scanner = Scanner(v2, base_rates(pools.values(), base_tokens), gas_price=0,
                                gas_model=gas_model, risk=risk, top_n=top_n)
         self.tip = 0
         self.last_reported: dict[int, int] = {}  # shard -> highest block it reported

@@ -197,6 +197,33 @@ def load(path: str | Path) -> Config:
     return from_dict(data)
 
 
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+
+
+def dump(config: Config) -> str:
+    """`config` as TOML that `load` reads back to an equal Config."""
+    lines: list[str] = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, list):  # arrays of tables: [[dexes]]
+            for item in value:
+                lines.append(f"[[{f.name}]]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(item).items()]
+                lines.append("")
+            continue
+        lines.append(f"[{f.name}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(value).items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def _is_loopback(endpoint: str) -> bool:
     if endpoint.startswith(("ipc://", "inproc://")):
         return True

@@ -10,6 +10,14 @@ Ops and their fields:
 - `stats`: result `{"server": counters of this protocol, "scanner": what the stats callback returns}`.
 - `health`: result `{"status": "ok" | "degraded" | "down", "reasons": [str, ...]}`.
 
+Error codes: `bad_frame` (not one msgpack value, not a map with string keys, an unknown ext type,
+not exactly one payload frame), `bad_version` (`v` missing or not the int 1), `unknown_op`,
+`bad_field` (missing, wrong type or range, or not a field of that op; the message names it),
+`too_large` (over a `Limits` bound: bytes, frames, lengths, nesting), `not_found` (`get` of an id
+not in the served ranking), `internal` (a callback failed; details only in the server log).
+
+The PUB stream sends two frames per block: `TOPIC` and `pack(Top.to_wire())`.
+
 Big integers (wei amounts pass 2**64): ints inside msgpack's native range (-2**63 .. 2**64-1) travel
 as msgpack ints; every other int travels as ext type 1 (`BIGINT_EXT`) whose payload is its signed
 decimal ASCII (`b"-123"`). `pack` and `unpack` apply this rule both ways, so ints round-trip exactly.
@@ -267,6 +275,10 @@ class _Ranking:
     keys: list[frozenset[str]]  # per opportunity: lowercased token addresses and symbols, for `token`
 
 
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(t, str) for t in value)
+
+
 def _check_opportunity(i: int, opp: Any) -> None:
     if not isinstance(opp, Mapping):
         raise ValueError(f"ranking[{i}] must be a dict, got {type(opp).__name__}")
@@ -274,7 +286,8 @@ def _check_opportunity(i: int, opp: Any) -> None:
         ("id", lambda v: isinstance(v, str) and v, "a non-empty str"),
         ("ev", _is_number, "a number"),
         ("block", lambda v: isinstance(v, int) and not isinstance(v, bool), "an int"),
-        ("tokens", lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "a list of str"),
+        ("tokens", _is_str_list, "a list of str"),
+        ("symbols", lambda v: v is None or _is_str_list(v), "a list of str when present"),
     ):
         if not ok(opp.get(key)):
             raise ValueError(f"ranking[{i}][{key!r}] must be {expected}, got {opp.get(key)!r:.80}")
@@ -283,8 +296,9 @@ def _check_opportunity(i: int, opp: Any) -> None:
 class RankingStore:
     """The ranking being served: replaced whole once per block, read by the query thread.
 
-    Readers take one immutable snapshot, so a `top` never mixes two blocks. A ranking older than the
-    one held is refused: after a reorg, `withdraw` the orphaned blocks first, then `replace`.
+    Readers take one snapshot, so a `top` never mixes two blocks. The store keeps the caller's dicts:
+    do not mutate them after `replace`. A ranking older than the one held is refused: after a reorg,
+    `withdraw` the orphaned blocks first, then `replace`.
     """
 
     def __init__(self) -> None:
@@ -301,8 +315,11 @@ class RankingStore:
         for i, opp in enumerate(ranking):
             _check_opportunity(i, opp)
         ordered = sorted(ranking, key=lambda o: o["ev"], reverse=True)
-        keys = [frozenset(t.lower() for t in [*o["tokens"], *o.get("symbols", ())]) for o in ordered]
-        snapshot = _Ranking(block, ordered, {o["id"]: o for o in ordered}, keys)
+        by_id = {o["id"]: o for o in ordered}
+        if len(by_id) != len(ordered):
+            raise ValueError(f"ranking for block {block} repeats an opportunity id: ids must be unique per block")
+        keys = [frozenset(t.lower() for t in [*o["tokens"], *(o.get("symbols") or ())]) for o in ordered]
+        snapshot = _Ranking(block, ordered, by_id, keys)
         with self._lock:
             if self._current is not None and block < self._current.block:
                 raise ValueError(f"ranking for block {block} is older than the served block {self._current.block}; "

@@ -180,7 +180,7 @@ class QueryServer:
         except zmq.Again:
             return False
         total = 0
-        while router.getsockopt(zmq.RCVMORE):  # not `.rcvmore`: each attribute lookup there allocates
+        while router.getsockopt(zmq.RCVMORE):  # not `.rcvmore`: that lookup keeps a new str in a cache
             frame = router.recv()
             total += 1
             if total <= limits.max_frames:

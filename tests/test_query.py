@@ -173,10 +173,16 @@ def test_withdraw_drops_orphaned_ranking_and_refuses_stale_replace():
     ({"id": "x", "ev": "1", "block": 1, "tokens": []}, "ev"),
     ({"id": "x", "ev": 1.0, "block": True, "tokens": []}, "block"),
     ({"id": "x", "ev": 1.0, "block": 1, "tokens": "0xaa"}, "tokens"),
+    ({"id": "x", "ev": 1.0, "block": 1, "tokens": [], "symbols": [1]}, "symbols"),
 ])
 def test_replace_checks_each_opportunity(bad, key):
     with pytest.raises(ValueError, match=rf"ranking\[0\]\['{key}'\]"):
         RankingStore().replace(1, [bad])
+
+
+def test_replace_refuses_repeated_ids():
+    with pytest.raises(ValueError, match="unique"):
+        RankingStore().replace(1, [opp("x", 1.0, [WETH], block=1), opp("x", 2.0, [A], block=1)])
 
 
 def test_health_status_is_checked():

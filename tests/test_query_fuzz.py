@@ -5,7 +5,7 @@ frames over the size limit on their own sockets (libzmq drops those by disconnec
 Memory bounds, replaying the same frames after the fuzz (hypothesis itself grows the process, so
 the fuzz pass is only reported): process RSS grows by less than 16 MiB over a replay, and with
 tracemalloc on, what the server's code still holds (traces whose stack passes through
-scanner/query*.py) grows by less than 256 KiB.
+scanner/query*.py) grows by less than 64 KiB.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from scanner.queryserver import QueryServer
 
 BATCH = 50
 EXAMPLES = 200
-RETAINED_BOUND = 256 * 1024
+RETAINED_BOUND = 64 * 1024
 RSS_BOUND = 16 * 2**20
 LIMITS = Limits()
 

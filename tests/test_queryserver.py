@@ -1,6 +1,7 @@
 """The query server on real sockets (127.0.0.1, ports chosen by the OS) with the real client."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 import time
@@ -17,6 +18,11 @@ from scanner.queryserver import QueryServer
 
 LOCAL = SocketsConfig(query="tcp://127.0.0.1:*", publish="tcp://127.0.0.1:*")
 WETH, USDC = "0x" + "ee" * 20, "0x" + "cc" * 20
+
+
+def with_curve(secret_file, authorized_dir) -> SocketsConfig:
+    return dataclasses.replace(LOCAL, curve_secret_key_file=str(secret_file),
+                               curve_authorized_keys_dir=str(authorized_dir) if authorized_dir else "")
 
 
 def ranking(block: int, count: int = 3) -> list[dict]:
@@ -119,12 +125,12 @@ def test_off_loopback_without_curve_is_refused(serve):
 def test_curve_needs_an_authorized_keys_dir(serve, tmp_path):
     _, server_secret = curve.generate(tmp_path / "server", "server")
     with pytest.raises(ConfigError, match="curve_authorized_keys_dir"):
-        serve(SocketsConfig(LOCAL.query, LOCAL.publish, str(server_secret), ""))
+        serve(with_curve(server_secret, ""))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="no \\*.key file"):
-        serve(SocketsConfig(LOCAL.query, LOCAL.publish, str(server_secret), str(tmp_path / "empty")))
+        serve(with_curve(server_secret, tmp_path / "empty"))
     with pytest.raises(ConfigError, match="cannot read CURVE key file"):
-        serve(SocketsConfig(LOCAL.query, LOCAL.publish, str(tmp_path / "missing.key_secret"), str(tmp_path)))
+        serve(with_curve(tmp_path / "missing.key_secret", tmp_path))
 
 
 def test_curve_admits_only_authorized_clients(serve, tmp_path):
@@ -138,7 +144,7 @@ def test_curve_admits_only_authorized_clients(serve, tmp_path):
     server_keys = curve.load_secret(server_secret)
     assert server_keys.secret.decode() not in repr(server_keys)
 
-    server = serve(SocketsConfig(LOCAL.query, LOCAL.publish, str(server_secret), str(authorized)))
+    server = serve(with_curve(server_secret, authorized))
     server.update(3, ranking(3))
     good = curve.client_keys(good_secret, server_public)
     with QueryClient(server.query_endpoint, timeout_s=3, curve=good) as client:
