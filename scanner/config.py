@@ -224,7 +224,7 @@ def dump(config: Config) -> str:
     return "\n".join(lines)
 
 
-def _is_loopback(endpoint: str) -> bool:
+def is_loopback(endpoint: str) -> bool:
     if endpoint.startswith(("ipc://", "inproc://")):
         return True
     host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0]
@@ -254,7 +254,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"dexes[{i}].fee_bps must be in [0, 10000), got {dex.fee_bps}")
     for key in ("query", "publish"):
         endpoint = getattr(config.sockets, key)
-        if not _is_loopback(endpoint) and not config.sockets.curve_secret_key_file:
+        if not is_loopback(endpoint) and not config.sockets.curve_secret_key_file:
             raise ConfigError(
                 f"sockets.{key} = {endpoint!r} is not loopback: set sockets.curve_secret_key_file "
                 "(and curve_authorized_keys_dir) to serve it with CURVE encryption"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 
 import zmq
@@ -23,7 +24,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
 from scanner import curve
-from scanner.config import SocketsConfig, _is_loopback
+from scanner.config import SocketsConfig, is_loopback
 from scanner.errors import ConfigError
 from scanner.query import TOPIC, Health, Limits, QueryHandler, RankingStore, Top, pack
 
@@ -72,11 +73,12 @@ class QueryServer:
         self.stop()
 
     @property
-    def counters(self):
+    def counters(self) -> Counter[str]:
+        """What `stats` reports under "server": requests, ok, errors.<code>, disconnects, published, ..."""
         return self.handler.counters
 
     def start(self) -> QueryServer:
-        exposed = [e for e in (self.sockets.query, self.sockets.publish) if not _is_loopback(e)]
+        exposed = [e for e in (self.sockets.query, self.sockets.publish) if not is_loopback(e)]
         curve_on = bool(self.sockets.curve_secret_key_file)
         if exposed and not curve_on:
             raise ConfigError(f"refusing to bind {exposed[0]!r} off loopback without CURVE: set "
