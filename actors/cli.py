@@ -126,6 +126,34 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scanner.record import record
+
+    print(json.dumps(record(args.blocks, args.seed, Path(args.out), policy=args.policy), default=str))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scanner.train import train_files
+
+    print(json.dumps(train_files([Path(p) for p in args.data], Path(args.out)), default=str))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scanner.evaluate import evaluate
+
+    result = evaluate(Path(args.model), args.seeds, args.blocks, Path(args.out))
+    print(json.dumps(result, default=str) if args.json else "\n".join(f"{k:>36}: {v}" for k, v in result.items()))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "scan":
         from scanner.bench_scan import run
@@ -183,6 +211,26 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--blocks", type=int, default=None, help="stop after N blocks")
         p.set_defaults(handler=handler)
+
+    p = sub.add_parser("record", help="run the market with scanner and submitter; record features and outcomes")
+    p.add_argument("--blocks", type=int, required=True, help="blocks to record")
+    p.add_argument("--seed", type=int, required=True, help="market seed")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--policy", choices=["ev", "profit"], default="ev", help="submit the top by EV or by raw profit")
+    p.set_defaults(handler=_cmd_record)
+
+    p = sub.add_parser("train", help="train the LSTM on recorded files (Adam, time-split validation, early stopping)")
+    p.add_argument("--data", nargs="+", required=True, help="files written by `arbscan record`")
+    p.add_argument("--out", required=True, help="checkpoint to write")
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on unseen market seeds against baselines; writes PNG plots")
+    p.add_argument("--model", required=True, help="checkpoint to evaluate")
+    p.add_argument("--seeds", type=int, nargs="+", required=True, help="market seeds never used in training")
+    p.add_argument("--blocks", type=int, default=300, help="blocks per seed (default 300)")
+    p.add_argument("--out", default="runs/eval", help="folder for the plots (default runs/eval)")
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.set_defaults(handler=_cmd_eval)
 
     p = sub.add_parser("bench", help="benchmarks; each prints its figures (and the naive way's) as one JSON line")
     p.add_argument("what", choices=["scan", "inference"], help="scan: re-score + rank; inference: LSTM batching")

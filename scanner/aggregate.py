@@ -96,20 +96,26 @@ class AggregatorCore:
                                gas_model=gas_model, risk=risk, top_n=top_n)
         self.tip = 0
         self.last_reported: dict[int, int] = {}  # shard -> highest block it reported
+        self.first_reported: dict[int, int] = {}  # shard -> the block it bootstrapped at
         self.pending: dict[int, _Pending] = {}
         self.last_ranked = -1
         self.shard_timeouts = 0
         self.withdrawn_blocks = 0
 
     def on_block(self, update: BlockUpdate) -> list[RankedBlock]:
-        if update.number <= self.last_ranked and update.shard in self.last_reported:
-            return []  # a replay we have already ranked (a restarted watcher); its reserves came again below
+        self.first_reported.setdefault(update.shard, update.number)
+        self.last_reported[update.shard] = max(update.number, self.last_reported.get(update.shard, -1))
+        if update.number <= self.last_ranked:
+            # Late (its block was ranked at the shard timeout) or replayed by a restarted watcher:
+            # its reserves are still the newest for its pools, so they count from the next block on.
+            if update.reserves:
+                self.scanner.apply_updates({self.address[i]: r for i, r in update.reserves.items()}, self.last_ranked)
+            return []
         entry = self.pending.setdefault(update.number, _Pending(update.number, first_seen=self.clock()))
         entry.hash = update.hash
         entry.header = update
         entry.reserves.update(update.reserves)
         entry.shards.add(update.shard)
-        self.last_reported[update.shard] = max(update.number, self.last_reported.get(update.shard, -1))
         return self._rank_ready()
 
     def on_gas(self, update: GasUpdate) -> None:
@@ -140,11 +146,21 @@ class AggregatorCore:
             complete = len(self.last_reported) >= self.shards and min(self.last_reported.values()) >= number
             if not complete and now - entry.first_seen < self.shard_timeout_s:
                 break
+            del self.pending[number]
+            ranked = self._rank(entry, complete)
+            if complete and number < self.serving_from:
+                continue  # a shard bootstrapped later: its pools were not current at this block
             if not complete:
                 self.shard_timeouts += 1
-            del self.pending[number]
-            out.append(self._rank(entry, complete))
+            out.append(ranked)
         return out
+
+    @property
+    def serving_from(self) -> int:
+        """The first block at which every shard's pools are current (all have bootstrapped)."""
+        if len(self.first_reported) < self.shards:
+            return 1 << 62
+        return max(self.first_reported.values())
 
     def _rank(self, entry: _Pending, complete: bool) -> RankedBlock:
         header = entry.header

@@ -71,7 +71,7 @@ def deploy(w3: Web3, name: str, *args: Any, sender: str | None = None) -> Contra
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     try:
         tx_hash = factory.constructor(*args).transact({"from": sender})
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=_RECEIPT_TIMEOUT_S)
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=_RECEIPT_TIMEOUT_S, poll_latency=0.002)
     except ContractLogicError as exc:
         raise ChainError(f"deploying {name}{args!r} reverted: {describe_revert(name, exc)}") from exc
     except Web3RPCError as exc:

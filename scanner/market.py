@@ -19,6 +19,8 @@ from web3 import Web3
 
 from scanner import contracts
 from scanner.amm import FEE_DENOMINATOR, amount_out
+from scanner.chain import ChainClient
+from scanner.discovery import PoolLens
 
 WAD = 10**18
 GWEI = 10**9
@@ -98,6 +100,30 @@ class MarketSpec:
     gas_limit: int = 30_000_000
     initial_base_fee: int = GWEI
     demand_base_fee: int = GWEI
+
+    @classmethod
+    def generated(cls, pools: int, seed: int = 0, **overrides) -> "MarketSpec":
+        """A larger market of `pools` pools (for benchmarks): every token trades against WETH on one to
+        three DEXes, the rest are token/token pairs; decimals 6/8/18, depths over three decades."""
+        rng = np.random.default_rng(seed)
+        n_tokens = max(3, pools // 8)
+        tokens = [TokenSpec("WETH", 18, 1.0, 0.0)] + [
+            TokenSpec(f"T{i:03d}", int(rng.choice([6, 8, 18])), float(np.exp(rng.normal(-3, 2))),
+                      float(rng.uniform(0.001, 0.003)))
+            for i in range(n_tokens)
+        ]
+        dexes = cls.dexes
+        specs: list[PoolSpec] = []
+        seen: set[tuple[str, str, str]] = set()
+        while len(specs) < pools:
+            a, b = (("WETH", tokens[int(rng.integers(1, len(tokens)))].symbol) if rng.random() < 0.5 else
+                    tuple(t.symbol for t in rng.choice(tokens[1:], size=2, replace=False)))
+            dex = dexes[int(rng.integers(len(dexes)))].name
+            key = (min(a, b), max(a, b), dex)
+            if key not in seen:
+                seen.add(key)
+                specs.append(PoolSpec(a, b, dex, float(np.exp(rng.uniform(np.log(5), np.log(5000))))))
+        return cls(seed=seed, tokens=tuple(tokens), pools=tuple(specs), **overrides)
 
     def __post_init__(self) -> None:
         symbols = {t.symbol for t in self.tokens}
@@ -207,6 +233,7 @@ class Market:
         self._pending: list[_PendingArb] = []
         self._reserves: list[tuple[int, int]] = []
         self._nonces: dict[str, int] = {}
+        self.last_mined_at = 0.0  # monotonic time the last step's block was mined (latency benchmarks)
 
     # ----- set-up -------------------------------------------------------------------------
     def deploy(self) -> Deployment:
@@ -227,33 +254,39 @@ class Market:
             else:
                 factories[dex.name] = contracts.deploy(w3, "FeeFactory", me, dex.fee_bps, sender=me)
         fees = {d.name: d.fee_bps for d in spec.dexes}
+        canonical = {d.name: d.canonical for d in spec.dexes}
         router = contracts.deploy(w3, "SimRouter", sender=me)
         executor = contracts.deploy(w3, "ArbExecutor", sender=self.searcher)
         feed = contracts.deploy(w3, "GasFeed", 0, "Fast Gas / Wei", sender=me)
         burner = contracts.deploy(w3, "GasBurner", sender=me)
 
+        # Pools and inventories go in as one batch of raw sends mined block after block: pair
+        # addresses follow from create2, so nothing waits on a receipt (thousands of transactions).
+        self._rpc("evm_setAutomine", False)
+        batch: list[tuple[str, str, str, int]] = []  # (sender, to, calldata, gas)
         pools = []
         for p in spec.pools:
             a, b = tokens[p.token_a], tokens[p.token_b]
             factory = factories[p.dex]
-            self._transact(factory.functions.createPair(a.address, b.address), me)
-            pair_addr = factory.functions.getPair(a.address, b.address).call()
+            init_hash = contracts.CANONICAL_INIT_CODE_HASH if canonical[p.dex] else contracts.load_artifact("FeePair").init_code_hash
+            pair_addr = contracts.pair_address(factory.address, a.address, b.address, init_hash)
             pair = contracts.at(w3, "UniswapV2Pair", pair_addr)
+            batch.append((me, factory.address, factory.encode_abi("createPair", [a.address, b.address]), 4_000_000))
             for sym, tok in ((p.token_a, a), (p.token_b, b)):
-                self._transact(tok.functions.mint(pair_addr, self._units(sym, p.depth)), me)
-            self._transact(pair.functions.mint(me), me)
-            t0 = pair.functions.token0().call()
-            t1 = pair.functions.token1().call()
-            sym_of = {a.address: p.token_a, b.address: p.token_b}
-            pools.append(DeployedPool(pair_addr, t0, t1, sym_of[t0], sym_of[t1], p.dex, fees[p.dex]))
+                batch.append((me, tok.address, tok.encode_abi("mint", [pair_addr, self._units(sym, p.depth)]), 100_000))
+            batch.append((me, pair_addr, pair.encode_abi("mint", [me]), 400_000))
+            (t0, s0), (t1, s1) = sorted(((a.address, p.token_a), (b.address, p.token_b)), key=lambda t: bytes.fromhex(t[0][2:]))
+            pools.append(DeployedPool(pair_addr, t0, t1, s0, s1, p.dex, fees[p.dex]))
 
         # Inventories: traders and arbitrageurs hold every token and approve the router once.
         big = 10**9
         for acct in (*self.traders, *self.arbers):
             for sym, tok in tokens.items():
-                self._transact(tok.functions.mint(acct, self._units(sym, big)), me)
-                self._transact(tok.functions.approve(router.address, 2**256 - 1), acct)
-        self._transact(tokens[spec.base].functions.mint(executor.address, self._units(spec.base, 10_000)), me)
+                batch.append((me, tok.address, tok.encode_abi("mint", [acct, self._units(sym, big)]), 100_000))
+                batch.append((acct, tok.address, tok.encode_abi("approve", [router.address, 2**256 - 1]), 100_000))
+        base = tokens[spec.base]
+        batch.append((me, base.address, base.encode_abi("mint", [executor.address, self._units(spec.base, 10_000)]), 100_000))
+        self._run_batch(batch)
 
         self.deployment = Deployment(
             tokens={s: t.address for s, t in tokens.items()},
@@ -270,8 +303,7 @@ class Market:
         self._router = router
         self._feed = feed
         self._burner = burner
-        self._pairs = [contracts.at(w3, "UniswapV2Pair", p.address) for p in pools]
-        self._rpc("evm_setAutomine", False)
+        self._lens = PoolLens(ChainClient(w3.provider.endpoint_uri))
         self._rpc("anvil_setNextBlockBaseFeePerGas", hex(spec.initial_base_fee))
         self._rpc("evm_mine")
         self._refresh_reserves()
@@ -295,6 +327,7 @@ class Market:
         self._send(self.deployer, self._feed.address, self._feed.encode_abi("update", [answer]), self.FEED_GAS, 0, base_fee)
 
         self._rpc("evm_mine")
+        self.last_mined_at = time.monotonic()
         block = self.w3.eth.get_block("latest")
         reverted = sum(1 for h in arb_hashes if self.w3.eth.get_transaction_receipt(h)["status"] == 0)
         self._refresh_reserves()
@@ -464,9 +497,36 @@ class Market:
         return n
 
     # ----- plumbing -----------------------------------------------------------------------
+    def _run_batch(self, batch: list[tuple[str, str, str, int]]) -> None:
+        """Send the calls a block's worth at a time, mining each, and check that none reverted.
+
+        Each chunk fits the block by declared gas (anvil loses what a full block leaves over) and
+        the base fee is held at its start value so thousands of set-up calls stay cheap.
+        """
+        start = int(self._rpc("eth_blockNumber"), 16)
+        budget = self.spec.gas_limit * 9 // 10
+        chunk_gas = 0
+        for sender, to, data, gas in batch:
+            if chunk_gas + gas > budget:
+                self._mine_setup_block()
+                chunk_gas = 0
+            self._send(sender, to, data, gas, 0, self.spec.initial_base_fee)
+            chunk_gas += gas
+        self._mine_setup_block()
+        end = int(self._rpc("eth_blockNumber"), 16)
+        receipts = [r for n in range(start + 1, end + 1) for r in self._rpc("eth_getBlockReceipts", hex(n))]
+        failed = [r["transactionHash"] for r in receipts if int(r["status"], 16) != 1]
+        if len(receipts) != len(batch) or failed:
+            raise RuntimeError(f"market set-up: {len(receipts)} of {len(batch)} transactions mined, "
+                               f"{len(failed)} reverted (first: {failed[:1]})")
+
+    def _mine_setup_block(self) -> None:
+        self._rpc("anvil_setNextBlockBaseFeePerGas", hex(self.spec.initial_base_fee))
+        self._rpc("evm_mine")
+
     def _transact(self, fn, sender: str) -> None:
         """A set-up transaction, waited for: anvil may answer before it has mined the block."""
-        receipt = self.w3.eth.wait_for_transaction_receipt(fn.transact({"from": sender}), timeout=30)
+        receipt = self.w3.eth.wait_for_transaction_receipt(fn.transact({"from": sender}), timeout=30, poll_latency=0.002)
         if receipt["status"] != 1:
             raise RuntimeError(f"market set-up transaction {fn.fn_name} from {sender} reverted")
 
@@ -500,7 +560,7 @@ class Market:
         return reply["result"]
 
     def _refresh_reserves(self) -> None:
-        self._reserves = [tuple(pair.functions.getReserves().call()[:2]) for pair in self._pairs]
+        _, self._reserves = self._lens.reserves_of([p.address for p in self.deployment.pools])
 
     def _largest_gap_bps(self) -> float:
         fair = self.fair_prices()
