@@ -158,7 +158,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "scan":
         from scanner.bench_scan import run
 
-        result = run(pools=args.pools, changed=args.changed, seed=args.seed)
+        result = run(pools=args.pools or 10_000, changed=args.changed, seed=args.seed)
+    elif args.what == "e2e":
+        from actors.bench_e2e import run
+
+        result = run(pools=args.pools or 1000, blocks=args.blocks, seed=args.seed)
     else:
         from scanner.bench_inference import run
 
@@ -233,8 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_eval)
 
     p = sub.add_parser("bench", help="benchmarks; each prints its figures (and the naive way's) as one JSON line")
-    p.add_argument("what", choices=["scan", "inference"], help="scan: re-score + rank; inference: LSTM batching")
-    p.add_argument("--pools", type=int, default=10_000, help="scan: pools in the synthetic graph (default 10000)")
+    p.add_argument("what", choices=["scan", "inference", "e2e"],
+                   help="scan: re-score + rank; inference: LSTM batching; e2e: block mined to ranking served")
+    p.add_argument("--pools", type=int, default=None, help="pools (default: scan 10000, e2e 1000)")
+    p.add_argument("--blocks", type=int, default=50, help="e2e: blocks to time (default 50)")
     p.add_argument("--changed", type=int, default=500, help="scan: pools changed per block (default 500)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON line")

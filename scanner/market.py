@@ -310,8 +310,12 @@ class Market:
         return self.deployment
 
     # ----- one block ----------------------------------------------------------------------
-    def step(self) -> BlockSummary:
-        """Queue this block's transactions (noise, competitor arbs, spam, feed) and mine it."""
+    def step(self, on_mined: Callable[[int], None] | None = None) -> BlockSummary:
+        """Queue this block's transactions (noise, competitor arbs, spam, feed) and mine it.
+
+        `on_mined(number)` runs right after mining, before the market's own bookkeeping, so a
+        latency benchmark times the scanner and not the simulator sharing its CPU.
+        """
         if self.deployment is None:
             raise RuntimeError("Market.step() before Market.deploy()")
         spec, rng = self.spec, self.rng
@@ -328,6 +332,8 @@ class Market:
 
         self._rpc("evm_mine")
         self.last_mined_at = time.monotonic()
+        if on_mined is not None:
+            on_mined(number)
         block = self.w3.eth.get_block("latest")
         reverted = sum(1 for h in arb_hashes if self.w3.eth.get_transaction_receipt(h)["status"] == 0)
         self._refresh_reserves()

@@ -88,8 +88,9 @@ class PoolWatcherCore:
         return out
 
     def _apply_block(self, ref: BlockRef, out: ShardOutput) -> BlockUpdate:
-        logs = self.client.get_logs({"blockHash": ref.hash, "address": self.addresses,
-                                     "topics": [[SYNC_TOPIC, SWAP_TOPIC]]})
+        # Raw request: web3's formatters cost ~40 ms per call for a few hundred addresses.
+        logs = self.client.rpc("eth_getLogs", {"blockHash": ref.hash, "address": self.addresses,
+                                               "topics": [[SYNC_TOPIC, SWAP_TOPIC]]})
         before = dict(self.state.reserves)
         changed = self.state.apply_logs(ref.number, logs)
         self.blocks_seen += 1

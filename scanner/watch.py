@@ -121,7 +121,7 @@ class ShardState:
         """Apply one block's Sync/Swap logs (in log order); returns the pools that changed."""
         before: dict[str, tuple[int, int]] = {}
         changed: dict[str, PoolBlockState] = {}
-        for entry in sorted(logs, key=lambda e: int(e["logIndex"])):
+        for entry in sorted(logs, key=lambda e: _int(e["logIndex"])):
             pool = entry["address"].lower()
             if pool not in self.reserves:
                 continue
@@ -153,6 +153,11 @@ class ShardState:
                 self.reserves[pool] = reserves
                 restored.add(pool)
         return restored
+
+
+def _int(value) -> int:
+    """A quantity as raw JSON-RPC (hex string) or web3 (int) gives it."""
+    return int(value, 16) if isinstance(value, str) else int(value)
 
 
 def _hex(value) -> str:
