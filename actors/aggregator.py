@@ -134,6 +134,11 @@ class Aggregator:
                 "pools": len(self.core.pools), "cycles": len(self.core.scanner.graph),
                 "risk_model": type(self.core.scanner.risk).__name__} | self.counts
 
+    def set_gas_model(self, base: int, per_hop: int) -> None:
+        """The submitter's calibration of the executor's gas (eth_estimateGas of real routes)."""
+        self.core.scanner.set_gas_model(GasModel(base, per_hop))
+        self.counts["gas_model"] = [base, per_hop]
+
     def endpoints(self) -> dict:
         return {"query": self.server.query_endpoint, "publish": self.server.publish_endpoint}
 

@@ -14,6 +14,7 @@ import ray
 from actors.aggregator import Aggregator
 from actors.gas_oracle import GasOracle
 from actors.inference import LstmInference
+from actors.loop import NAMESPACE
 from actors.submitter import SimSubmitter
 from actors.watcher import PoolWatcher
 from scanner.chain import ChainClient
@@ -23,7 +24,6 @@ from scanner.errors import ChainError, ConfigError
 from scanner.localchain import free_port
 
 log = logging.getLogger(__name__)
-NAMESPACE = "arbscan"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from ray.util import metrics
 from scanner.errors import ChainError
 
 log = logging.getLogger(__name__)
+NAMESPACE = "arbscan"  # every arbscan actor is named within it: `ray.get_actor(role, namespace=NAMESPACE)`
 
 
 class Metrics:

@@ -10,7 +10,9 @@ import os
 
 import ray
 
-from actors.loop import ActorLoop, Metrics
+from actors.loop import NAMESPACE, ActorLoop, Metrics
+
+
 from scanner.chain import ChainClient
 from scanner.client import QueryTimeout, Subscriber
 from scanner.config import ChainConfig, SubmitterConfig
@@ -29,6 +31,7 @@ class SimSubmitter:
         self.subscriber = Subscriber(publish_endpoint, timeout_s=0.2)
         self.blocks = 0
         self.skipped = 0
+        self.gas_model_sent = False
         self.loop = ActorLoop("submitter", self._step, 0.0)
         self.loop.start()
 
@@ -56,6 +59,11 @@ class SimSubmitter:
         self.resume_after = latest.block
         self.core.handle(latest.block, latest.opportunities)
         self.blocks += 1
+        if self.core.gas_model is not None and not self.gas_model_sent:
+            # Calibration is control, not data: a Ray call to the aggregator, once.
+            model = self.core.gas_model
+            ray.get_actor("aggregator", namespace=NAMESPACE).set_gas_model.remote(model.base, model.per_hop)
+            self.gas_model_sent = True
         s, seen = self.core.stats, self._seen
         for result in ("landed", "beaten", "reverted"):
             self.metrics.count(self.metrics.simulations, getattr(s, result) - getattr(seen, result), result=result)
@@ -73,7 +81,9 @@ class SimSubmitter:
             return base
         s = dataclasses.asdict(self.core.stats)
         s.pop("last_bundle")
-        return base | {"sending": self.core.send} | s
+        model = self.core.gas_model
+        return base | {"sending": self.core.send,
+                       "gas_model": [model.base, model.per_hop] if model else None} | s
 
     def last_bundle(self) -> dict:
         return self.core.stats.last_bundle if self.core else {}

@@ -151,6 +151,11 @@ class Scanner:
         self.graph.add_pool(pool)
         self._reset()
 
+    def set_gas_model(self, gas_model: GasModel) -> None:
+        """Price routes with a calibrated model from now on (the cached sizings stay valid)."""
+        self.gas_model = gas_model
+        self._gas_units = gas_model.base + gas_model.per_hop * self.graph.cycle_hops.astype(np.int64)
+
     def remove_pool(self, address: str) -> None:
         """Stop watching a pool (KeyError naming an unknown one); its cycles go with it."""
         self.graph.remove_pool(address)

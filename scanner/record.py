@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,6 @@ import numpy as np
 from eth_abi import decode as abi_decode
 from web3 import HTTPProvider, Web3
 
-from actors.demo import searcher_key_file
 from scanner.aggregate import AggregatorCore, opportunity_dict
 from scanner.amm import amount_out
 from scanner.chain import ChainClient
@@ -119,28 +119,37 @@ class Recording:
 
 def record(blocks: int, seed: int, out: Path, *, progress: bool = True, policy: str = "ev",
            model: Path | None = None) -> dict:
-    """Run the market for `blocks` labelled blocks with the scanner and submitter in-process.
+    """Run the market for `blocks` labelled blocks on a fresh anvil and save the recording to `out`.
 
     policy "ev" sends the best opportunity by expected value under the LSTM (`model`, else the
     shipped checkpoint, else the heuristic stand-in); "profit" sends the best by net profit.
-    Returns a summary; the recording goes to `out` (see `Recording`).
+    Returns `summary` of the recording plus its path.
     """
-    if policy not in POLICIES:
-        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
-    if blocks < 1:
-        raise ValueError(f"blocks must be at least 1, got {blocks}")
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="arbscan-record-") as tmp, Anvil.start() as node:
-        session = _Session(node, seed, Path(tmp), policy, _checkpoint(policy, model))
-        try:
-            rec = session.run(blocks, progress)
-        finally:
-            session.close()
+    with Anvil.start() as node:
+        rec = record_on(node, blocks, seed, policy=policy, model=model, progress=progress)
     rec.meta["seconds"] = round(time.monotonic() - started, 1)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rec.save(out)
     return summary(rec) | {"out": str(out)}
+
+
+def record_on(node: Anvil, blocks: int, seed: int, *, policy: str = "ev", model: Path | None = None,
+              progress: bool = False) -> Recording:
+    """`record` on a node the caller owns (a fresh anvil: the market deploys itself there)."""
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    if blocks < 1:
+        raise ValueError(f"blocks must be at least 1, got {blocks}")
+    with tempfile.TemporaryDirectory(prefix="arbscan-record-") as tmp:
+        session = _Session(node, seed, Path(tmp), policy, _checkpoint(policy, model))
+        try:
+            with warnings.catch_warnings():  # web3 warns for every other contract's log in a receipt it decodes
+                warnings.filterwarnings("ignore", "The log with transaction hash", UserWarning)
+                return session.run(blocks, progress)
+        finally:
+            session.close()
 
 
 def summary(rec: Recording) -> dict:
@@ -196,9 +205,14 @@ class _Session:
     """Everything one recording runs, wired as the Ray actors wire it, minus the sockets."""
 
     def __init__(self, node: Anvil, seed: int, tmp: Path, policy: str, checkpoint: Path | None) -> None:
+        from actors.demo import searcher_key_file  # anvil's dev key of the market's searcher
+
         self.seed, self.policy = seed, policy
         self.market = Market(Web3(HTTPProvider(node.url, request_kwargs={"timeout": 30})), MarketSpec(seed=seed))
         dep = self.market.deploy()
+        # Wall-clock timestamps would change gas (pairs skip a storage write within one second), hence
+        # base fees and congestion, from run to run: a fixed 12 s block interval keeps a seed's run repeatable.
+        self.market._rpc("anvil_setBlockTimestampInterval", 12)
         self.client = ChainClient(node.url)
         dexes = [DexConfig(name, factory, fee) for name, (factory, fee) in dep.factories.items()]
         self.registry = dict(enumerate(discover(self.client, dexes, progress=False)))
@@ -234,9 +248,8 @@ class _Session:
         self.journal.close()
 
     def run(self, blocks: int, progress: bool) -> Recording:
-        bar = Progress(f"recording seed {self.seed} ({self.policy})", blocks + 1) if progress else None
-        self._gas()
-        self.aggregator.on_block(self.watcher.bootstrap())
+        bar = Progress(f"recording seed {self.seed} ({self.policy})", blocks) if progress else None
+        self.aggregator.on_block(self.watcher.bootstrap())  # the gas feed answers from the first step on
         chain_blocks, features, moves, traded = [], [], [], []
         candidates: list[_Candidate] = []
         awaiting: dict[str, _Candidate] = {}
@@ -262,6 +275,9 @@ class _Session:
                 self.submitter.check_pending()
                 self._resolve(awaiting)
                 break
+            if bar:
+                s = self.submitter.stats
+                bar.update(1, f"sent {s.sent} landed {s.landed} beaten {s.beaten} reverted {s.reverted}")
             frame = out.features[0]
             x = np.zeros((len(self.registry), N_FEATURES), np.float32)
             x[frame.pool] = frame.x
@@ -280,9 +296,6 @@ class _Session:
             self._resolve(awaiting)
             if self.submitter.stats.sent > sent_before:
                 awaiting[previous[0].opp.id] = previous[0]
-            if bar:
-                s = self.submitter.stats
-                bar.update(1, f"sent {s.sent} landed {s.landed} beaten {s.beaten} reverted {s.reverted}")
         if bar:
             bar.close()
         meta = {

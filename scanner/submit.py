@@ -17,7 +17,9 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 
 from scanner import contracts
 from scanner.chain import ChainClient
-from scanner.errors import ArbscanError
+from scanner.errors import ArbscanError, ChainError
+from scanner.gas import GasModel
+from scanner.gascal import execute_fn, measure
 from scanner.journal import Journal, OpportunityRecord, OutcomeRecord, PredictionRecord, SimulationRecord, scrub
 from scanner.localchain import LOCAL_CHAIN_ID
 from scanner.watch import SWAP_TOPIC
@@ -88,6 +90,8 @@ class SubmitterCore:
         self.stats = SubmitStats()
         self._nonce: int | None = None
         self._pending: dict[str, tuple[dict, int]] = {}  # tx hash -> (opportunity, block ranked)
+        self._gas_samples: dict[int, int] = {}  # hops -> the first measured route's gas
+        self.gas_model: GasModel | None = None  # calibrated once routes of two hop counts were measured
 
     # -- per ranked block -----------------------------------------------------------------------
     def handle(self, block: int, opportunities: list[dict]) -> None:
@@ -106,24 +110,28 @@ class SubmitterCore:
                 self.journal.write(OutcomeRecord(opp["id"], block, "not_sent"))
 
     def simulate(self, opp: dict, block: int) -> Simulation:
-        """eth_call + eth_estimateGas of the executor at `block`, from the searcher."""
-        fn = self._execute(opp, min_profit=0)
-        tx = {"from": self.account.address}
+        """eth_call of the executor at `block` from the searcher, and its gas as the next block runs it."""
+        fn = execute_fn(self.client.w3, self.executor.address, opp)
         self.stats.simulated += 1
         try:
-            profit = int(self.client.call(fn.call, tx, block_identifier=block))
-            gas = int(self.client.call(fn.estimate_gas, tx, block_identifier=block))
-        except (ContractLogicError, Web3RPCError, ValueError) as e:
+            profit = int(self.client.call(fn.call, {"from": self.account.address}, block_identifier=block))
+            ((_, gas),) = measure(self.client, self.executor.address, self.account.address, [opp], block)
+        except ContractLogicError as e:
             return Simulation(False, None, None, scrub(contracts.describe_revert("ArbExecutor", e)))
+        except (Web3RPCError, ValueError, ChainError) as e:
+            return Simulation(False, None, None, scrub(str(e)))
         self.stats.simulation_ok += 1
         self.stats.exact += profit == opp["gross_profit"]
+        self._gas_samples.setdefault(len(opp["pools"]), gas)
+        if self.gas_model is None and len(self._gas_samples) >= 2:
+            self.gas_model = GasModel.calibrate(self._gas_samples.items())
         return Simulation(True, profit, gas)
 
     def bundle(self, opp: dict, block: int, gas_limit: int, base_fee: int) -> tuple[str, dict]:
         """The signed transaction and the `eth_sendBundle` request that targets block + 1."""
         if self._nonce is None:
             self._nonce = self.client.call(self.client.w3.eth.get_transaction_count, self.account.address, "pending")
-        fn = self._execute(opp, min_profit=1)
+        fn = execute_fn(self.client.w3, self.executor.address, opp, min_profit=1)
         tx = fn.build_transaction({
             "from": self.account.address, "nonce": self._nonce, "gas": gas_limit, "chainId": self.chain_id,
             "maxPriorityFeePerGas": self.tip_wei, "maxFeePerGas": 2 * base_fee + self.tip_wei,
@@ -186,8 +194,3 @@ class SubmitterCore:
         logs = self.client.get_logs({"blockHash": receipt["blockHash"], "topics": [SWAP_TOPIC],
                                      "address": [to_checksum_address(p) for p in opp["pools"]]})
         return any(int(entry["transactionIndex"]) < int(receipt["transactionIndex"]) for entry in logs)
-
-    def _execute(self, opp: dict, min_profit: int):
-        return self.executor.functions.execute([to_checksum_address(p) for p in opp["pools"]],
-                                               list(opp["zero_for_one"]), list(opp["fees_bps"]),
-                                               opp["amount_in"], min_profit)

@@ -102,6 +102,8 @@ def test_submitter_journal_matches_predictions_to_the_wei(live):
         time.sleep(0.2)
     stats = ray.get(pipeline.actors["submitter"].stats.remote())
     assert stats["simulated"] >= 5 and stats["exact"] == stats["simulation_ok"] >= 5
+    # Routes of two hop counts were measured: the aggregator now prices gas with that calibration.
+    assert stats["gas_model"] and ray.get(pipeline.actors["aggregator"].stats.remote())["gas_model"] == stats["gas_model"]
     bundle = ray.get(pipeline.actors["submitter"].last_bundle.remote())
     assert bundle["method"] == "eth_sendBundle" and bundle["params"][0]["txs"][0].startswith("0x")
     with Journal(config.submitter.journal) as journal:
