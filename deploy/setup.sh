@@ -40,7 +40,9 @@ nstamp="node_modules/.arbscan-installed"
 nwant=$(fingerprint package.json package-lock.json)
 if [ "$(cat "$nstamp" 2>/dev/null)" != "$nwant" ] || [ ! -x node_modules/.bin/anvil ]; then
   say "installing npm packages (anvil, solc, @uniswap/v2-core)"
-  npm ci --no-audit --no-fund --loglevel=error >&2
+  # `npm install --no-save` honours package-lock.json and leaves it untouched; `npm ci` refuses this
+  # lock because anvil's optional per-platform packages for other systems are not in it.
+  npm install --no-save --no-audit --no-fund --loglevel=error >&2
   echo "$nwant" > "$nstamp"
 fi
 say "ready: $venv/bin/arbscan"
