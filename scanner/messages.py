@@ -25,6 +25,11 @@ def _int_from_bytes(raw: bytes) -> int:
     return int.from_bytes(raw, "big")
 
 
+def _reserve_columns(reserves: dict[int, tuple[int, int]]) -> dict[str, list]:
+    return {"pools": list(reserves), "r0": [_int_to_bytes(r[0]) for r in reserves.values()],
+            "r1": [_int_to_bytes(r[1]) for r in reserves.values()]}
+
+
 @dataclass(frozen=True)
 class BlockUpdate:
     """One shard's view of one block: header numbers and the pools whose reserves changed."""
@@ -45,10 +50,7 @@ class BlockUpdate:
         return msgpack.packb({
             "kind": self.KIND, "shard": self.shard, "number": self.number, "hash": self.hash,
             "parent": self.parent_hash, "base_fee": self.base_fee, "gas_used": self.gas_used,
-            "gas_limit": self.gas_limit, "ts": self.timestamp,
-            "pools": list(self.reserves),
-            "r0": [_int_to_bytes(r[0]) for r in self.reserves.values()],
-            "r1": [_int_to_bytes(r[1]) for r in self.reserves.values()],
+            "gas_limit": self.gas_limit, "ts": self.timestamp, **_reserve_columns(self.reserves),
         })
 
 
@@ -66,9 +68,7 @@ class Withdraw:
     def encode(self) -> bytes:
         return msgpack.packb({
             "kind": self.KIND, "shard": self.shard, "fork": self.fork_number, "depth": self.depth,
-            "pools": list(self.reserves),
-            "r0": [_int_to_bytes(r[0]) for r in self.reserves.values()],
-            "r1": [_int_to_bytes(r[1]) for r in self.reserves.values()],
+            **_reserve_columns(self.reserves),
         })
 
 
