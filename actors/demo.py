@@ -62,7 +62,8 @@ def attach_ray(address: str | None, config: Config):
             return ray.init(address=address, namespace="arbscan", log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ArbscanError(f"no Ray cluster answers at {address!r}: {e}") from None
-    return ray.init(num_cpus=config.ray.num_cpus or max(2, os.cpu_count() or 2), include_dashboard=True,
+    # address="local": always a new private instance, never another Ray that happens to run here.
+    return ray.init(address="local", num_cpus=config.ray.num_cpus or max(2, os.cpu_count() or 2), include_dashboard=True,
                     dashboard_host=config.ray.dashboard_host, dashboard_port=0, log_to_driver=False)
 
 
