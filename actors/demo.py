@@ -58,6 +58,9 @@ def attach_ray(address: str | None, config: Config):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
+        from actors.launcher import check_ray_address
+
+        check_ray_address(address)  # an address that answers nothing: a clear error now, not minutes of retries
         try:
             return ray.init(address=address, namespace="arbscan", log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as e:

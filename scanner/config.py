@@ -85,7 +85,9 @@ class SocketsConfig:
 
     query: str = "tcp://127.0.0.1:7780"
     publish: str = "tcp://127.0.0.1:7781"
-    data_host: str = "127.0.0.1"  # where the actors' own data-plane sockets bind
+    # Where the actors' own data-plane sockets bind: a host (loopback by default, which keeps every
+    # actor on one node), or "node": each binding actor binds on its own node's IP (multi-node clusters).
+    data_host: str = "127.0.0.1"
     curve_secret_key_file: str = ""
     curve_authorized_keys_dir: str = ""
 
@@ -106,9 +108,19 @@ class SubmitterConfig:
 
 @dataclass(frozen=True)
 class RayConfig:
+    """The Ray cluster and where the launcher places actors on it.
+
+    `aggregator_node`: the node that runs the aggregator with its query API (and the gas oracle and
+    submitter): "head", a node's IP, or a Ray node id. `inference_resource`: a custom resource
+    (e.g. "gpu_node", or an accelerator type) that marks the node for the inference actor when the
+    cluster has no GPU; "" = none. A GPU, when the cluster has one, always wins.
+    """
+
     address: str = ""
     dashboard_host: str = "127.0.0.1"
     num_cpus: int = 0
+    aggregator_node: str = "head"
+    inference_resource: str = ""
 
 
 @dataclass(frozen=True)
@@ -244,6 +256,8 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} must be > 0, got {value}")
     if len(config.gas.percentiles) != 3 or sorted(config.gas.percentiles) != config.gas.percentiles:
         raise ConfigError(f"gas.percentiles must be three ascending numbers, got {config.gas.percentiles}")
+    if not config.ray.aggregator_node.strip():
+        raise ConfigError('ray.aggregator_node is empty: use "head", a node IP or a Ray node id')
     if config.inference.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"inference.device must be 'auto', 'cpu' or 'cuda', got {config.inference.device!r}")
     names = [d.name for d in config.dexes]
