@@ -45,6 +45,7 @@ from scanner.progress import Progress
 from scanner.ranking import HeuristicRiskModel, Opportunity, RiskInputs, RiskModel
 from scanner.submit import SubmitterCore, load_key
 from scanner.watch import SWAP_TOPIC, SYNC_TOPIC
+from scanner.wire import FeatureFrame
 
 POLICIES = ("ev", "profit")
 TOP_N = 10  # candidates labelled per block
@@ -161,7 +162,7 @@ def summary(rec: Recording) -> dict:
         "seed": rec.meta["seed"], "policy": rec.meta["policy"], "risk_model": rec.meta["risk_model"],
         "blocks": int(len(rec.blocks)), "pools": int(rec.features.shape[1]), "candidates": int(len(rec.cand_t)),
         "candidate_success_rate": round(float(rec.cand_success.mean()), 4) if len(rec.cand_t) else None,
-        "pool_trade_rate": round(float(rec.next_traded.mean()), 4),
+        "pool_traded_ahead_rate": round(float(rec.next_traded.mean()), 4),
         "sent": int(sent.sum()), **status, "receipt_mismatches": rec.meta["receipt_mismatches"],
         "realized_profit_eth": round(float(rec.cand_sent_profit[sent].sum()) / 1e18, 6),
         "gas_paid_eth": round(float(rec.cand_gas_paid[sent].sum()) / 1e18, 6),
@@ -210,24 +211,26 @@ class _Session:
         self.seed, self.policy = seed, policy
         self.market = Market(Web3(HTTPProvider(node.url, request_kwargs={"timeout": 30})), MarketSpec(seed=seed))
         dep = self.market.deploy()
+        self.client = ChainClient(node.url)
         # Wall-clock timestamps would change gas (pairs skip a storage write within one second), hence
         # base fees and congestion, from run to run: a fixed 12 s block interval keeps a seed's run repeatable.
-        self.market._rpc("anvil_setBlockTimestampInterval", 12)
-        self.client = ChainClient(node.url)
+        self.client.rpc("anvil_setBlockTimestampInterval", 12)
         dexes = [DexConfig(name, factory, fee) for name, (factory, fee) in dep.factories.items()]
         self.registry = dict(enumerate(discover(self.client, dexes, progress=False)))
         self.ids = {p.address: i for i, p in self.registry.items()}
         self.addresses = [Web3.to_checksum_address(p.address) for p in self.registry.values()]
-        risk, self.streamer, self.risk_label = self._risk(checkpoint)
-        self.risk = risk
-        self.aggregator = AggregatorCore(self.registry, [dep.base], shards=1, top_n=TOP_N, risk=risk)
+        self.risk, self.streamer, self.risk_label = self._risk(checkpoint)
+        self.aggregator = AggregatorCore(self.registry, [dep.base], shards=1, top_n=TOP_N, risk=self.risk)
         if self.streamer is not None:
-            risk.attach(self.aggregator.scanner.graph)
+            self.risk.attach(self.aggregator.scanner.graph)
         self.watcher = PoolWatcherCore(self.client, self.registry, shard=0)
         self.oracle = GasOracleCore(self.client, feeds=[dep.gas_feed])
         self.journal = Journal(tmp / "journal.sqlite")
         self.submitter = SubmitterCore(self.client, dep.executor, load_key(None, str(searcher_key_file(tmp))),
                                        self.journal, top_k=1, send=True)
+        self.candidates: list[_Candidate] = []
+        self.awaiting: dict[str, _Candidate] = {}  # sent, outcome not journaled yet
+        self.mismatches = 0
 
     def _risk(self, checkpoint: Path | None) -> tuple[RiskModel, Any, str]:
         if self.policy == "profit":
@@ -248,63 +251,69 @@ class _Session:
         self.journal.close()
 
     def run(self, blocks: int, progress: bool) -> Recording:
+        """`blocks` blocks of features and ranked candidates, plus one more block for their labels."""
         bar = Progress(f"recording seed {self.seed} ({self.policy})", blocks) if progress else None
         self.aggregator.on_block(self.watcher.bootstrap())  # the gas feed answers from the first step on
         chain_blocks, features, moves, traded = [], [], [], []
-        candidates: list[_Candidate] = []
-        awaiting: dict[str, _Candidate] = {}
-        previous: list[_Candidate] = []
-        self.mismatches = 0
+        ranked: list[_Candidate] = []
         for t in range(blocks + 1):
             before = dict(self.watcher.state.reserves)
             self.market.step()
             self._gas()
-            out = self.watcher.poll()
-            updates = [m for m in out.messages if isinstance(m, BlockUpdate)]
-            if len(updates) != 1 or len(out.features) != 1:
-                raise RuntimeError(f"expected one new block per market step, the watcher saw {len(updates)}: "
-                                   "is something else mining this chain?")
-            number = updates[0].number
-            move, hit, at_slot = self._ahead(number, before)
-            for c in previous:
+            update, frame = self._poll()
+            move, hit, at_slot = self._ahead(update.number, before)
+            for c in ranked:
                 self._label(c, at_slot)
             if t:
                 moves.append(move)
                 traded.append(hit)
             if t == blocks:
-                self.submitter.check_pending()
-                self._resolve(awaiting)
                 break
+            x = np.zeros((len(self.registry), N_FEATURES), np.float32)
+            x[frame.pool] = frame.x
+            chain_blocks.append(update.number)
+            features.append(x)
+            ranked = self._rank_and_send(t, update, frame)
             if bar:
                 s = self.submitter.stats
                 bar.update(1, f"sent {s.sent} landed {s.landed} beaten {s.beaten} reverted {s.reverted}")
-            frame = out.features[0]
-            x = np.zeros((len(self.registry), N_FEATURES), np.float32)
-            x[frame.pool] = frame.x
-            chain_blocks.append(number)
-            features.append(x)
-            if self.streamer is not None:
-                pred = self.streamer.step(frame)
-                for pool, mu, sigma, p in zip(pred.pool.tolist(), pred.mu.tolist(), pred.sigma.tolist(), pred.p_trade.tolist()):
-                    self.risk.update(self.registry[pool].address, mu, sigma, p)
-            ranked = self.aggregator.on_block(updates[0])
-            previous = [self._candidate(t, rank, opp) for rb in ranked for rank, opp in enumerate(rb.opportunities)]
-            candidates += previous
-            sent_before = self.submitter.stats.sent
-            for rb in ranked:
-                self.submitter.handle(rb.number, [opportunity_dict(o) for o in rb.opportunities])
-            self._resolve(awaiting)
-            if self.submitter.stats.sent > sent_before:
-                awaiting[previous[0].opp.id] = previous[0]
+        self.submitter.check_pending()
+        self._resolve()
         if bar:
             bar.close()
         meta = {
             "seed": self.seed, "policy": self.policy, "risk_model": self.risk_label, "top_n": TOP_N,
             "tip_wei": self.submitter.tip_wei, "pools": [p.address for p in self.registry.values()],
             "fee_bps": [p.fee_bps for p in self.registry.values()], "receipt_mismatches": self.mismatches,
-            "unresolved": len(awaiting),
+            "unresolved": len(self.awaiting),
         }
-        return _assemble(meta, chain_blocks, features, moves, traded, candidates)
+        return _assemble(meta, chain_blocks, features, moves, traded, self.candidates)
+
+    def _poll(self) -> tuple[BlockUpdate, FeatureFrame]:
+        out = self.watcher.poll()
+        updates = [m for m in out.messages if isinstance(m, BlockUpdate)]
+        if len(updates) != 1 or len(out.features) != 1:
+            raise RuntimeError(f"expected one new block per market step, the watcher saw {len(updates)}: "
+                               "is something else mining this chain?")
+        return updates[0], out.features[0]
+
+    def _rank_and_send(self, t: int, update: BlockUpdate, frame: FeatureFrame) -> list[_Candidate]:
+        """Predict (policy "ev" with a model), rank the block, send its best; returns its candidates."""
+        if self.streamer is not None:
+            pred = self.streamer.step(frame)
+            for pool, mu, sigma, p in zip(pred.pool.tolist(), pred.mu.tolist(), pred.sigma.tolist(),
+                                          pred.p_trade.tolist()):
+                self.risk.update(self.registry[pool].address, mu, sigma, p)
+        blocks = self.aggregator.on_block(update)
+        ranked = [self._candidate(t, rank, opp) for rb in blocks for rank, opp in enumerate(rb.opportunities)]
+        self.candidates += ranked
+        sent_before = self.submitter.stats.sent
+        for rb in blocks:
+            self.submitter.handle(rb.number, [opportunity_dict(o) for o in rb.opportunities])
+        self._resolve()
+        if self.submitter.stats.sent > sent_before:
+            self.awaiting[ranked[0].opp.id] = ranked[0]
+        return ranked
 
     def _gas(self) -> None:
         update = self.oracle.poll()
@@ -348,13 +357,13 @@ class _Session:
         c.realized = amount - c.opp.amount_in
         c.success = c.realized >= 1  # the executor's minProfit when sending
 
-    def _resolve(self, awaiting: dict[str, _Candidate]) -> None:
+    def _resolve(self) -> None:
         """Read journaled outcomes of sent candidates and their gas; count disagreements with the labels."""
-        for opp_id, c in list(awaiting.items()):
+        for opp_id, c in list(self.awaiting.items()):
             outcome = next((r for r in self.journal.records(opp_id) if isinstance(r, OutcomeRecord)), None)
             if outcome is None:
                 continue
-            del awaiting[opp_id]
+            del self.awaiting[opp_id]
             receipt = self.client.call(self.client.w3.eth.get_transaction_receipt, outcome.tx_hash)
             c.sent = STATUS.index(outcome.status)
             c.sent_profit = outcome.realized_profit or 0

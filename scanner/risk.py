@@ -120,18 +120,21 @@ class Calibration:
 
     @classmethod
     def fit(cls, p: np.ndarray, success: np.ndarray, slippage: np.ndarray, realized: np.ndarray,
-            landed: np.ndarray, bins: int = 20) -> Calibration:
-        """Isotonic regression of success on p (on quantile bins, so each knot rests on many rows),
-        and the slippage scale that minimises the absolute error on landed rows."""
+            bins: int = 20) -> Calibration:
+        """Isotonic regression of success on p (on quantile bins, so each knot rests on many rows), and
+        the least-squares slippage scale on the rows that succeeded (ranking needs the mean, not the median)."""
         if len(p) < bins:
             raise ValueError(f"calibration needs at least {bins} labelled opportunities, got {len(p)}: record more blocks")
         order = np.argsort(p, kind="stable")
         groups = np.array_split(order, bins)
-        xs = np.array([p[g].mean() for g in groups])
-        ys, ws = _pava(np.array([success[g].mean() for g in groups]), np.array([len(g) for g in groups], float))
+        xs, inverse = np.unique(np.array([p[g].mean() for g in groups]), return_inverse=True)  # ties: one knot
+        sizes = np.bincount(inverse, weights=[len(g) for g in groups])
+        hits = np.bincount(inverse, weights=[success[g].sum() for g in groups])
+        ys = _pava(hits / sizes, sizes)
         knots_x = np.concatenate([[0.0], xs, [1.0]])
         knots_y = np.concatenate([[ys[0]], ys, [ys[-1]]])
-        return cls(tuple(knots_x.tolist()), tuple(knots_y.tolist()), _best_scale(slippage[landed], realized[landed]))
+        ok = success.astype(bool)
+        return cls(tuple(knots_x.tolist()), tuple(knots_y.tolist()), _best_scale(slippage[ok], realized[ok]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"knots_x": list(self.knots_x), "knots_y": list(self.knots_y), "slippage_scale": self.slippage_scale}
@@ -142,7 +145,7 @@ class Calibration:
                    float(d["slippage_scale"]))
 
 
-def _pava(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pava(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Pool-adjacent-violators: the non-decreasing fit to y with weights w, one value per input."""
     values, weights, sizes = [], [], []
     for yi, wi in zip(y.tolist(), w.tolist()):
@@ -155,18 +158,13 @@ def _pava(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             weights[-2] = wsum
             sizes[-2] += sizes[-1]
             del values[-1], weights[-1], sizes[-1]
-    return np.repeat(values, sizes), np.repeat(weights, sizes)
+    return np.repeat(values, sizes)
 
 
 def _best_scale(predicted: np.ndarray, realized: np.ndarray) -> float:
-    """argmin_a Σ|realized − a·predicted|: a weighted median of realized/predicted."""
-    keep = predicted > 0
-    if not keep.any():
-        return 1.0
-    ratio, weight = realized[keep] / predicted[keep], predicted[keep]
-    order = np.argsort(ratio)
-    cum = np.cumsum(weight[order])
-    return float(max(ratio[order][np.searchsorted(cum, cum[-1] / 2)], 0.0))
+    """argmin_a Σ(realized − a·predicted)², at least 0 (slippage is never a gain in the ranking)."""
+    denominator = float(np.sum(predicted * predicted))
+    return max(float(np.sum(realized * predicted)) / denominator, 0.0) if denominator > 0 else 1.0
 
 
 @dataclass
@@ -212,17 +210,18 @@ class LstmRiskModel:
 
     def assess(self, batch: RiskInputs) -> tuple[np.ndarray, np.ndarray]:
         n, width = batch.pools.shape
-        rows = self._table[np.where(batch.pools == PAD, 0, batch.pools)] if len(self._table) else np.full((n, width, 4), np.nan)
+        inside = (batch.pools != PAD) & (batch.pools < len(self._table))  # a pool added since: no prediction yet
+        rows = np.full((n, width, 4), np.nan)
+        rows[inside] = self._table[batch.pools[inside]]
         present = np.arange(width)[None, :] < batch.hops[:, None]
         known = (~present | np.isfinite(rows[..., 0])).all(axis=1)
         prob, slip = np.empty(n), np.empty(n)
         if known.any():
-            k = known
-            r = np.where(present[k][..., None], rows[k], 0.0)
-            b, g = route_sensitivity(batch.amounts[k], batch.reserve_in[k], r[..., 3], batch.zero_for_one[k],
-                                     batch.hops[k])
-            p_raw, s_raw = success_and_slippage(b, g, batch.amounts[k, 0], r[..., 0], r[..., 1], r[..., 2])
-            prob[k], slip[k] = self.calibration.probability(p_raw), self.calibration.slippage(s_raw)
+            r = np.where(present[known][..., None], rows[known], 0.0)
+            b, g = route_sensitivity(batch.amounts[known], batch.reserve_in[known], r[..., 3],
+                                     batch.zero_for_one[known], batch.hops[known])
+            p_raw, s_raw = success_and_slippage(b, g, batch.amounts[known, 0], r[..., 0], r[..., 1], r[..., 2])
+            prob[known], slip[known] = self.calibration.probability(p_raw), self.calibration.slippage(s_raw)
         if not known.all():
             u = ~known
             fb = RiskInputs(batch.pools[u], batch.zero_for_one[u], batch.hops[u], batch.amounts[u],

@@ -97,9 +97,8 @@ def test_calibration_fits_a_monotone_map_and_round_trips():
     rng = np.random.default_rng(1)
     p = rng.random(20_000)
     y = (rng.random(20_000) < p**2).astype(float)
-    slip, realized = rng.uniform(1, 2, 20_000), None
-    realized = 0.5 * slip
-    cal = Calibration.fit(p, y, slip, realized, y.astype(bool))
+    slip = rng.uniform(1, 2, 20_000)
+    cal = Calibration.fit(p, y, slip, 0.5 * slip)
     grid = np.linspace(0, 1, 101)
     mapped = cal.probability(grid)
     assert (np.diff(mapped) >= 0).all() and mapped.min() >= 0 and mapped.max() <= 1
@@ -107,7 +106,7 @@ def test_calibration_fits_a_monotone_map_and_round_trips():
     assert cal.slippage_scale == pytest.approx(0.5)
     assert Calibration.from_dict(cal.to_dict()) == cal
     with pytest.raises(ValueError, match="record more blocks"):
-        Calibration.fit(p[:5], y[:5], slip[:5], realized[:5], y[:5].astype(bool))
+        Calibration.fit(p[:5], y[:5], slip[:5], slip[:5])
 
 
 def _two_pool_scanner(risk) -> Scanner:
@@ -142,6 +141,20 @@ def test_scanner_uses_predictions_and_falls_back_without_them():
 
     model.forget()
     assert [o.success_probability for o in scanner.full_rescan(5)] == [o.success_probability for o in heuristic]
+
+    def late() -> V2Pool:
+        return V2Pool("0xc", "WETH", "TKN", 800 * E18, 1_500_000 * E18, 5)
+
+    scanner.add_pool(late())  # added after attach: no prediction yet, so its routes fall back
+    reference = _two_pool_scanner(HeuristicRiskModel())
+    reference.add_pool(late())
+    expected = {o.id: o.success_probability for o in reference.full_rescan(6)}
+    model.update("0xa", 0.0, 0.004, 0.3)
+    model.update("0xb", 0.0, 0.004, 0.3)
+    mixed = scanner.full_rescan(6)
+    assert any("0xc" in o.pools for o in mixed) and any("0xc" not in o.pools for o in mixed)
+    for o in mixed:
+        assert (o.success_probability == expected[o.id]) == ("0xc" in o.pools)
 
 
 def test_risk_model_refuses_what_it_cannot_use():
