@@ -15,24 +15,8 @@ from scanner.client import QueryClient
 from scanner.config import ChainConfig, Config, dump, DexConfig, SocketsConfig, SubmitterConfig, TokensConfig
 from scanner.display import ranking_table
 from scanner.errors import ArbscanError
-from scanner.localchain import Anvil, free_port
+from scanner.localchain import Anvil, free_port, searcher_key_file
 from scanner.market import Deployment, Market, MarketSpec
-
-
-ANVIL_MNEMONIC = "test test test test test test test test test test test junk"  # anvil's public dev accounts
-
-
-def searcher_key_file(out_dir: Path, index: int = 1) -> Path:
-    """Anvil's dev account `index` (the market's searcher) as a 0600 key file for the submitter."""
-    from eth_account import Account
-
-    Account.enable_unaudited_hdwallet_features()
-    account = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
-    path = out_dir / "searcher.key"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(account.key.to_0x_hex())
-    return path
 
 
 def local_config(node: Anvil, dep: Deployment, journal: Path, key_file: Path,

@@ -19,6 +19,7 @@ from scanner.errors import ChainError, SetupError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_CHAIN_ID = 31337
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"  # anvil's public dev accounts
 
 
 def anvil_binary() -> Path:
@@ -35,6 +36,22 @@ def anvil_binary() -> Path:
     raise SetupError(
         f"anvil not found in {REPO_ROOT / 'node_modules'}: run `bash deploy/setup.sh` to install it"
     )
+
+
+def searcher_key_file(out_dir: Path, index: int = 1) -> Path:
+    """Anvil's dev account `index` (the market's searcher) as a 0600 key file for the submitter.
+
+    The key never passes through a log or a Ray argument: actors get the file's path.
+    """
+    from eth_account import Account
+
+    Account.enable_unaudited_hdwallet_features()
+    account = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    path = Path(out_dir) / "searcher.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(account.key.to_0x_hex())
+    return path
 
 
 def free_port(host: str = "127.0.0.1") -> int:

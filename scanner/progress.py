@@ -18,7 +18,8 @@ class Progress:
         self._start = time.monotonic()
         self._last = 0.0
         self._tty = self.stream.isatty() if hasattr(self.stream, "isatty") else False
-
+        if not self._tty:
+            self.min_interval_s = max(min_interval_s, 10.0)  # a log file gets a line every 10 s, not a stream
     def update(self, n: int = 1, note: str = "") -> None:
         self.done += n
         now = time.monotonic()

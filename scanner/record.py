@@ -37,7 +37,7 @@ from scanner.discovery import discover
 from scanner.features import N_FEATURES
 from scanner.gasoracle import GasOracleCore
 from scanner.journal import Journal, OutcomeRecord
-from scanner.localchain import Anvil
+from scanner.localchain import Anvil, searcher_key_file
 from scanner.market import Market, MarketSpec
 from scanner.messages import BlockUpdate
 from scanner.poolwatcher import PoolWatcherCore
@@ -206,8 +206,6 @@ class _Session:
     """Everything one recording runs, wired as the Ray actors wire it, minus the sockets."""
 
     def __init__(self, node: Anvil, seed: int, tmp: Path, policy: str, checkpoint: Path | None) -> None:
-        from actors.demo import searcher_key_file  # anvil's dev key of the market's searcher
-
         self.seed, self.policy = seed, policy
         self.market = Market(Web3(HTTPProvider(node.url, request_kwargs={"timeout": 30})), MarketSpec(seed=seed))
         dep = self.market.deploy()
