@@ -5,13 +5,14 @@ prediction frames from the inference actor) plus a SUB on the gas oracle.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 import msgpack
 import ray
 import zmq
 
-from actors.loop import ActorLoop, Metrics
+from actors.loop import NAMESPACE, ActorLoop, Metrics
 from scanner.aggregate import AggregatorCore, RankedBlock, opportunity_dict
 from scanner.config import AggregatorConfig, SocketsConfig
 from scanner.discovery import PoolInfo
@@ -21,8 +22,13 @@ from scanner.query import Health, RankingStore
 from scanner.queryserver import QueryServer
 from scanner.wire import PredictionFrame, WireError
 
+log = logging.getLogger(__name__)
 INGEST_HWM = 10_000
 STALE_AFTER_S = 30.0  # no ranked block for this long: health says degraded
+PEER_CHECK_S = 1.0  # how often the other actors' health is asked for (Ray control calls)
+PEER_STALE_S = 5.0  # a peer whose loop has not completed a step for this long counts as degraded
+PEER_TIMEOUT_S = 5.0  # a health call unanswered this long: the peer counts as not answering
+RESYNC_EVERY_S = 2.0  # after a restart, how often a shard is asked again for its snapshot
 
 
 @ray.remote
@@ -53,10 +59,46 @@ class Aggregator:
         self.predictions: dict[int, tuple[int, float, float, float]] = {}  # pool id -> (block, mu, sigma, p_trade)
         self.last_ranked_at = 0.0
         self.last_latency_ms = 0.0
+        self.peers = PeerHealth([f"watcher-{i}" for i in range(shards)] + ["gas-oracle", "inference", "submitter"])
+        self._resync_asked: dict[int, float] = {}
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            # Restarted: the pools hold launch-time reserves. Each watcher re-sends its full state
+            # (chain head) and nothing is served until every shard has; the submitter's gas calibration
+            # is asked for again.
+            self.core.resync_all()
+            self.counts["restarted"] = 1
+            self._restore_gas_model()
         self.loop = ActorLoop("aggregator", self._step, 0.0)
         self.loop.start()
 
+    def _restore_gas_model(self) -> None:
+        try:
+            model = ray.get(ray.get_actor("submitter", namespace=NAMESPACE).stats.remote(), timeout=5).get("gas_model")
+        except Exception as e:  # no submitter, or it is restarting too: it sends its calibration again itself
+            log.info("no gas calibration from the submitter: %s", e)
+            return
+        if model:
+            self.set_gas_model(*model)
+
+    def _resync(self) -> None:
+        """Ask each shard still owing its snapshot to send one (a Ray control call; the snapshot itself
+        comes over the data plane, recognised by covering every pool the call said the shard owns)."""
+        now = time.monotonic()
+        for shard in sorted(self.core.awaiting):
+            if now - self._resync_asked.get(shard, -RESYNC_EVERY_S) < RESYNC_EVERY_S:
+                continue
+            self._resync_asked[shard] = now
+            try:
+                ids = ray.get(ray.get_actor(f"watcher-{shard}", namespace=NAMESPACE).resync.remote(), timeout=5)
+            except Exception as e:  # that watcher is down or restarting: ask again later
+                log.warning("aggregator: shard %d did not take the resync request: %s", shard, e)
+                continue
+            self.core.expect_snapshot(shard, ids)
+
     def _step(self) -> None:
+        if self.core.awaiting:
+            self._resync()
+        self.peers.refresh()
         events = dict(self.poller.poll(50))
         ranked: list[RankedBlock] = []
         while self.gas in events and self.gas.poll(0):
@@ -120,6 +162,9 @@ class Aggregator:
             reasons.append(f"no block ranked for {time.monotonic() - self.last_ranked_at:.0f} s")
         if not self.last_ranked_at:
             reasons.append("no block ranked yet")
+        if self.core.awaiting:
+            reasons.append(f"waiting for the state of shards {sorted(self.core.awaiting)} after a restart")
+        reasons += self.peers.reasons()
         return Health("degraded" if reasons else "ok", reasons)
 
     def health(self) -> dict:
@@ -131,6 +176,7 @@ class Aggregator:
     def stats(self) -> dict:
         return {"role": "aggregator", "block": self.store.block, "last_rank_latency_ms": round(self.last_latency_ms, 3),
                 "shard_timeouts": self.core.shard_timeouts, "withdrawn_blocks": self.core.withdrawn_blocks,
+                "unsynced_dropped": self.core.unsynced_dropped, "peers": self.peers.statuses(),
                 "pools": len(self.core.pools), "cycles": len(self.core.scanner.graph),
                 "risk_model": type(self.core.scanner.risk).__name__} | self.counts
 
@@ -139,12 +185,79 @@ class Aggregator:
         self.core.scanner.set_gas_model(GasModel(base, per_hop))
         self.counts["gas_model"] = [base, per_hop]
 
+    def pool_state(self) -> dict:
+        """The reserves every pool is ranked with now and the last block ranked (diagnostics, tests)."""
+        pools = [p for p in self.core.scanner.graph.pools if p is not None]
+        return {"block": self.core.last_ranked, "reserves": {p.address: (p.reserve0, p.reserve1) for p in pools}}
+
     def endpoints(self) -> dict:
         return {"query": self.server.query_endpoint, "publish": self.server.publish_endpoint}
 
     def stop(self) -> None:
         self.loop.stop()
         self.server.stop()
+
+
+class PeerHealth:
+    """The other actors' health, asked for over Ray every `PEER_CHECK_S` without ever blocking.
+
+    The query API's `health` is the aggregator's; through this it also says when a watcher cannot
+    reach the node, a peer is restarting, or a peer's loop has stalled.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self._handles: dict[str, ray.actor.ActorHandle] = {}
+        self._missing_until: dict[str, float] = {}  # name -> when to look it up again
+        self._inflight: dict[str, tuple[ray.ObjectRef, float]] = {}
+        self._last: dict[str, dict] = {}
+        self._next = 0.0
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        done = set()
+        if self._inflight:
+            refs = [ref for ref, _ in self._inflight.values()]
+            done = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+        for name, (ref, sent) in list(self._inflight.items()):
+            if ref in done:
+                try:
+                    self._last[name] = ray.get(ref)
+                except Exception as e:  # it died or is restarting
+                    self._last[name] = {"status": "down", "reason": f"restarting ({type(e).__name__})"}
+                del self._inflight[name]
+            elif now - sent > PEER_TIMEOUT_S:
+                self._last[name] = {"status": "down", "reason": f"no answer to a health check in {PEER_TIMEOUT_S:.0f} s"}
+                del self._inflight[name]
+        if now < self._next:
+            return
+        self._next = now + PEER_CHECK_S
+        for name in self.names:
+            if name in self._inflight:
+                continue
+            handle = self._handle(name, now)
+            if handle is not None:
+                self._inflight[name] = (handle.health.remote(), now)
+
+    def _handle(self, name: str, now: float):
+        if name not in self._handles and now >= self._missing_until.get(name, 0.0):
+            try:
+                self._handles[name] = ray.get_actor(name, namespace=NAMESPACE)
+            except ValueError:  # not launched (yet): a submitter without an executor, a watcher still starting
+                self._missing_until[name] = now + 5.0
+        return self._handles.get(name)
+
+    def statuses(self) -> dict[str, str]:
+        return {name: h.get("status", "?") for name, h in self._last.items()}
+
+    def reasons(self) -> list[str]:
+        out = []
+        for name, h in sorted(self._last.items()):
+            if h.get("status") != "ok":
+                out.append(f"{name}: {h.get('status')}{': ' + h['reason'] if h.get('reason') else ''}")
+            elif (h.get("last_ok_age_s") or 0.0) > PEER_STALE_S:
+                out.append(f"{name}: no step completed for {h['last_ok_age_s']:.0f} s")
+        return out
 
 
 def _kind(data: bytes) -> str | None:

@@ -18,6 +18,7 @@ from ray.util import metrics
 from scanner.errors import ChainError
 
 log = logging.getLogger(__name__)
+STALL_S = 5.0  # a step running this long (a hung RPC being retried, a backlog) makes health say degraded
 NAMESPACE = "arbscan"  # every arbscan actor is named within it: `ray.get_actor(role, namespace=NAMESPACE)`
 
 
@@ -64,6 +65,7 @@ class ActorLoop:
         self.last_ok = 0.0
         self.degraded_reason = ""
         self.transient_errors = 0
+        self._busy_since = 0.0  # monotonic start of the step in progress, 0 between steps
         self._thread = threading.Thread(target=self._run, name=f"{role}-loop", daemon=True)
 
     def start(self) -> None:
@@ -80,14 +82,18 @@ class ActorLoop:
 
     def health(self) -> dict:
         alive = self._thread.is_alive()
-        status = "down" if not alive and not self._stop.is_set() else ("degraded" if self.degraded_reason else "ok")
-        return {"role": self.role, "status": status, "reason": self.degraded_reason, "pid": os.getpid(),
+        reason = self.degraded_reason
+        busy = self._busy_since
+        if not reason and busy and time.monotonic() - busy > max(STALL_S, 3 * self.interval_s):
+            reason = f"one step has been running for {time.monotonic() - busy:.0f} s"
+        status = "down" if not alive and not self._stop.is_set() else ("degraded" if reason else "ok")
+        return {"role": self.role, "status": status, "reason": reason, "pid": os.getpid(),
                 "last_ok_age_s": round(time.time() - self.last_ok, 3) if self.last_ok else None,
                 "transient_errors": self.transient_errors}
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            started = time.monotonic()
+            started = self._busy_since = time.monotonic()
             try:
                 self._step()
                 self.last_ok = time.time()
@@ -100,4 +106,6 @@ class ActorLoop:
             except Exception:  # a bug or a state we cannot continue from: let Ray restart us
                 log.error("%s loop crashed:\n%s", self.role, traceback.format_exc())
                 os._exit(1)
+            finally:
+                self._busy_since = 0.0
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))

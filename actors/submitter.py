@@ -6,18 +6,20 @@ newest block (an old ranking is worth nothing); a restart resumes after the last
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 
 import ray
 
 from actors.loop import NAMESPACE, ActorLoop, Metrics
-
-
 from scanner.chain import ChainClient
 from scanner.client import QueryTimeout, Subscriber
 from scanner.config import ChainConfig, SubmitterConfig
 from scanner.journal import Journal
+from scanner.localchain import LOCAL_CHAIN_ID
 from scanner.submit import SubmitterCore, load_key
+
+log = logging.getLogger(__name__)
 
 
 @ray.remote
@@ -39,8 +41,11 @@ class SimSubmitter:
         cfg = self.config
         journal = Journal(cfg.journal)
         self.resume_after = journal.last_block() or -1
+        # send_on_local_chain means what it says: anywhere but the local chain this only simulates
+        # (SubmitterCore refuses, and its broadcast_guard checks again before every send).
+        send = cfg.send_on_local_chain and self.client.chain_id() == LOCAL_CHAIN_ID
         self.core = SubmitterCore(self.client, cfg.executor, self.account, journal, top_k=cfg.top_k,
-                                  send=cfg.send_on_local_chain, tip_wei=int(cfg.tip_gwei * 10**9))
+                                  send=send, tip_wei=int(cfg.tip_gwei * 10**9), on_calibrated=self._hand_over)
         self._seen = dataclasses.replace(self.core.stats)
 
     def _step(self) -> None:
@@ -60,10 +65,7 @@ class SimSubmitter:
         self.core.handle(latest.block, latest.opportunities)
         self.blocks += 1
         if self.core.gas_model is not None and not self.gas_model_sent:
-            # Calibration is control, not data: a Ray call to the aggregator, once.
-            model = self.core.gas_model
-            ray.get_actor("aggregator", namespace=NAMESPACE).set_gas_model.remote(model.base, model.per_hop)
-            self.gas_model_sent = True
+            self._hand_over(self.core.gas_model)  # it did not get through when calibrated: again
         s, seen = self.core.stats, self._seen
         for result in ("landed", "beaten", "reverted"):
             self.metrics.count(self.metrics.simulations, getattr(s, result) - getattr(seen, result), result=result)
@@ -71,6 +73,16 @@ class SimSubmitter:
         self.metrics.count(self.metrics.simulations, (s.simulated - s.simulation_ok) - (seen.simulated - seen.simulation_ok),
                            result="simulated_failed")
         self._seen = dataclasses.replace(s)
+
+    def _hand_over(self, model) -> None:
+        """Calibration is control, not data: a Ray call to the aggregator, done once it has taken it
+        (a restarted aggregator asks for it again through `stats`)."""
+        try:
+            ray.get(ray.get_actor("aggregator", namespace=NAMESPACE).set_gas_model.remote(model.base, model.per_hop),
+                    timeout=5)
+            self.gas_model_sent = True
+        except Exception as e:  # the aggregator is restarting: again with the next block
+            log.warning("submitter: gas calibration not handed over yet: %s", e)
 
     def health(self) -> dict:
         return self.loop.health()
@@ -82,8 +94,8 @@ class SimSubmitter:
         s = dataclasses.asdict(self.core.stats)
         s.pop("last_bundle")
         model = self.core.gas_model
-        return base | {"sending": self.core.send,
-                       "gas_model": [model.base, model.per_hop] if model else None} | s
+        return base | {"sending": self.core.send, "chain_id": self.core.chain_id,
+                       "gas_model": [model.base, model.per_hop] if model and self.gas_model_sent else None} | s
 
     def last_bundle(self) -> dict:
         return self.core.stats.last_bundle if self.core else {}

@@ -72,9 +72,19 @@ class PoolWatcherCore:
         return self._update(head, {a.lower() for a in self.addresses})
 
     def poll(self) -> ShardOutput:
-        """Everything new since the last poll: backfilled blocks, reorgs, features."""
+        """Everything new since the last poll: backfilled blocks, reorgs, features.
+
+        All or nothing: every new block's logs are read before anything changes, so when the node
+        fails half-way (ChainError) the next poll starts from the same place and no block is skipped.
+        """
         head = block_ref(self.client.get_block("latest"))
+        saved = self.tracker.save()
         events = self.tracker.advance(head, self._fetch, self.backfill_max_blocks)
+        try:
+            logs = {e.ref.hash: self._logs(e.ref) for e in events if isinstance(e, NewBlock)}
+        except BaseException:
+            self.tracker.restore(saved)
+            raise
         out = ShardOutput([], [])
         for event in events:
             if isinstance(event, Reorg):
@@ -84,13 +94,15 @@ class PoolWatcherCore:
                 out.messages.append(Withdraw(self.shard, event.fork_number, event.depth,
                                              {self.ids[p]: self.state.reserves[p] for p in restored}))
             elif isinstance(event, NewBlock):
-                out.messages.append(self._apply_block(event.ref, out))
+                out.messages.append(self._apply_block(event.ref, logs[event.ref.hash], out))
         return out
 
-    def _apply_block(self, ref: BlockRef, out: ShardOutput) -> BlockUpdate:
+    def _logs(self, ref: BlockRef) -> list[dict]:
         # Raw request: web3's formatters cost ~40 ms per call for a few hundred addresses.
-        logs = self.client.rpc("eth_getLogs", {"blockHash": ref.hash, "address": self.addresses,
-                                               "topics": [[SYNC_TOPIC, SWAP_TOPIC]]})
+        return self.client.rpc("eth_getLogs", {"blockHash": ref.hash, "address": self.addresses,
+                                                "topics": [[SYNC_TOPIC, SWAP_TOPIC]]})
+
+    def _apply_block(self, ref: BlockRef, logs: list[dict], out: ShardOutput) -> BlockUpdate:
         before = dict(self.state.reserves)
         changed = self.state.apply_logs(ref.number, logs)
         self.blocks_seen += 1

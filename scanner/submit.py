@@ -8,7 +8,9 @@ be sent, so that its outcome (landed, beaten by a competitor, reverted) becomes 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -26,6 +28,7 @@ from scanner.watch import SWAP_TOPIC
 
 log = logging.getLogger(__name__)
 GAS_HEADROOM = 1.2  # gas limit over the estimate: reserves moved by others cost a little more
+DROPPED_AFTER_BLOCKS = 5  # a sent transaction not mined this many blocks after its target: the node dropped it
 
 
 class BroadcastRefused(ArbscanError):
@@ -75,7 +78,8 @@ class SubmitterCore:
     """Simulates the top `top_k` opportunities of each ranked block; may send the best on chain 31337."""
 
     def __init__(self, client: ChainClient, executor: str, account: LocalAccount, journal: Journal, *,
-                 top_k: int = 3, send: bool = False, tip_wei: int = 2 * 10**9) -> None:
+                 top_k: int = 3, send: bool = False, tip_wei: int = 2 * 10**9,
+                 on_calibrated: Callable[[GasModel], None] | None = None) -> None:
         self.client = client
         self.account = account
         self.journal = journal
@@ -89,32 +93,52 @@ class SubmitterCore:
         self.executor = contracts.at(client.w3, "ArbExecutor", executor)
         self.stats = SubmitStats()
         self._nonce: int | None = None
-        self._pending: dict[str, tuple[dict, int]] = {}  # tx hash -> (opportunity, block ranked)
+        # tx hash -> (opportunity, block ranked, that block's records): a block's records are journaled
+        # in one transaction once its outcome is known, so a crash never leaves half a block behind
+        self._pending: dict[str, tuple[dict, int, list]] = {}
         self._gas_samples: dict[int, int] = {}  # hops -> the first measured route's gas
         self.gas_model: GasModel | None = None  # calibrated once routes of two hop counts were measured
+        self.on_calibrated = on_calibrated  # called with it then (the actor hands it to the aggregator)
 
     # -- per ranked block -----------------------------------------------------------------------
     def handle(self, block: int, opportunities: list[dict]) -> None:
+        """Simulate the block's best opportunities and journal them: every stage of every one of them
+        in one SQLite transaction, when the outcome of the one sent (if any) is known."""
         self.check_pending()
         best = opportunities[: self.top_k]
+        records: list = []
+        sent = None
         for rank, opp in enumerate(best):
-            self.journal.write(
+            records += [
                 OpportunityRecord(opp["id"], block, list(opp["tokens"]), list(opp["pools"]),
                                   [opp["amount_in"], *opp["amounts"]], opp["gas_cost"], opp["net_profit"], opp["ev"]),
-                PredictionRecord(opp["id"], block, opp["success_probability"], opp["expected_slippage"]))
+                PredictionRecord(opp["id"], block, opp["success_probability"], opp["expected_slippage"])]
             sim = self.simulate(opp, block)
-            self.journal.write(SimulationRecord(opp["id"], block, sim.ok, sim.profit, sim.gas_estimate, sim.error))
+            records.append(SimulationRecord(opp["id"], block, sim.ok, sim.profit, sim.gas_estimate, sim.error))
             if rank == 0 and sim.ok:
-                self._submit(opp, block, sim)
+                outcome = self._submit(opp, block, sim)
+                if isinstance(outcome, OutcomeRecord):
+                    records.append(outcome)
+                else:
+                    sent = outcome
             else:
-                self.journal.write(OutcomeRecord(opp["id"], block, "not_sent"))
+                records.append(OutcomeRecord(opp["id"], block, "not_sent"))
+        if sent is not None:
+            self._pending[sent] = (best[0], block, records)
+        elif records:
+            self.journal.write(*records)
 
     def simulate(self, opp: dict, block: int) -> Simulation:
         """eth_call of the executor at `block` from the searcher, and its gas as the next block runs it."""
-        fn = execute_fn(self.client.w3, self.executor.address, opp)
-        self.stats.simulated += 1
         try:
-            profit = int(self.client.call(fn.call, {"from": self.account.address}, block_identifier=block))
+            return self._simulate(opp, block)
+        finally:  # counted once done (calibration handed over included), so stats never run ahead
+            self.stats.simulated += 1
+
+    def _simulate(self, opp: dict, block: int) -> Simulation:
+        fn = execute_fn(self.client.w3, self.executor.address, opp)
+        try:
+            profit = self._profit_at(fn, block, opp["gross_profit"])
             ((_, gas),) = measure(self.client, self.executor.address, self.account.address, [opp], block)
         except ContractLogicError as e:
             return Simulation(False, None, None, scrub(contracts.describe_revert("ArbExecutor", e)))
@@ -125,7 +149,37 @@ class SubmitterCore:
         self._gas_samples.setdefault(len(opp["pools"]), gas)
         if self.gas_model is None and len(self._gas_samples) >= 2:
             self.gas_model = GasModel.calibrate(self._gas_samples.items())
+            if self.on_calibrated is not None:
+                self.on_calibrated(self.gas_model)
         return Simulation(True, profit, gas)
+
+    def _profit_at(self, fn, block: int, predicted: int) -> int:
+        """The executor's profit in an eth_call at `block`.
+
+        anvil answers a call at its head block from the state of the block it is mining, so a call
+        that met a mining block can see the next block's pools: when the answer disagrees with the
+        prediction (or reverts) and `block` is history by now (or becomes it within half a second on the
+        local chain), the call is made again. On a node with consistent reads it answers the same.
+        """
+        call = lambda: int(self.client.call(fn.call, {"from": self.account.address}, block_identifier=block))  # noqa: E731
+        try:
+            profit = call()
+        except ContractLogicError:
+            if not self._became_history(block):
+                raise
+            return call()
+        return call() if profit != predicted and self._became_history(block) else profit
+
+    def _became_history(self, block: int) -> bool:
+        """Whether a later block than `block` is the head (or, on the local chain, becomes it within 0.5 s)."""
+        wait_s = 0.5 if self.chain_id == LOCAL_CHAIN_ID else 0.0
+        deadline = time.monotonic() + wait_s
+        while True:
+            if self.client.block_number() > block:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
     def bundle(self, opp: dict, block: int, gas_limit: int, base_fee: int) -> tuple[str, dict]:
         """The signed transaction and the `eth_sendBundle` request that targets block + 1."""
@@ -141,23 +195,22 @@ class SubmitterCore:
                    "params": [{"txs": [raw], "blockNumber": hex(block + 1)}]}
         return raw, payload
 
-    def _submit(self, opp: dict, block: int, sim: Simulation) -> None:
+    def _submit(self, opp: dict, block: int, sim: Simulation) -> OutcomeRecord | str:
+        """Build the bundle and, on the local chain, send it: the outcome if final, else the tx hash."""
         head = self.client.get_block("latest")
         raw, payload = self.bundle(opp, block, int(sim.gas_estimate * GAS_HEADROOM), int(head["baseFeePerGas"]))
         self.stats.last_bundle = payload
         if not self.send:
-            self.journal.write(OutcomeRecord(opp["id"], block, "not_sent"))
-            return
+            return OutcomeRecord(opp["id"], block, "not_sent")
         self.broadcast_guard()
         try:
             tx_hash = self.client.call(self.client.w3.eth.send_raw_transaction, raw).to_0x_hex()
         except (Web3RPCError, ValueError) as e:
             self._nonce = None  # re-read: the node may not have taken this nonce
-            self.journal.write(OutcomeRecord(opp["id"], block, "not_sent", error=scrub(str(e))))
-            return
+            return OutcomeRecord(opp["id"], block, "not_sent", error=scrub(str(e)))
         self._nonce += 1
         self.stats.sent += 1
-        self._pending[tx_hash] = (opp, block)
+        return tx_hash
 
     def broadcast_guard(self) -> None:
         """Refuse to send anything unless the node is (still) the local chain."""
@@ -167,11 +220,19 @@ class SubmitterCore:
                                    f"{LOCAL_CHAIN_ID} may receive transactions from arbscan")
 
     def check_pending(self) -> None:
-        """Journal the outcome of every sent transaction that has been mined."""
-        for tx_hash, (opp, block) in list(self._pending.items()):
+        """Journal the outcome of every sent transaction that has been mined (or that the node dropped)."""
+        head = None
+        for tx_hash, (opp, block, records) in list(self._pending.items()):
             receipt = self.client.call(self.client.w3.eth.get_transaction_receipt, tx_hash) \
                 if self._mined(tx_hash) else None
             if receipt is None:
+                head = self.client.block_number() if head is None else head
+                if head - block > DROPPED_AFTER_BLOCKS:
+                    # Gone from the node's pool (a restarted node forgets it): its nonce is free again.
+                    del self._pending[tx_hash]
+                    self._nonce = None
+                    self.journal.write(*records, OutcomeRecord(opp["id"], block, "not_sent", None, tx_hash,
+                                                               f"not mined within {DROPPED_AFTER_BLOCKS} blocks"))
                 continue
             del self._pending[tx_hash]
             if receipt["status"] == 1:
@@ -179,11 +240,11 @@ class SubmitterCore:
                 profit = int(arb[0]["args"]["profit"]) if arb else None
                 self.stats.landed += 1
                 self.stats.realized_profit += profit or 0
-                self.journal.write(OutcomeRecord(opp["id"], block, "landed", profit, tx_hash))
+                self.journal.write(*records, OutcomeRecord(opp["id"], block, "landed", profit, tx_hash))
             else:
                 status = "beaten" if self._touched_first(opp, receipt) else "reverted"
                 setattr(self.stats, status, getattr(self.stats, status) + 1)
-                self.journal.write(OutcomeRecord(opp["id"], block, status, 0, tx_hash))
+                self.journal.write(*records, OutcomeRecord(opp["id"], block, status, 0, tx_hash))
 
     def _mined(self, tx_hash: str) -> bool:
         reply = self.client.rpc("eth_getTransactionReceipt", tx_hash)

@@ -64,6 +64,13 @@ class HeadTracker:
         self._chain.clear()
         self._chain[ref.number] = ref
 
+    def save(self) -> OrderedDict[int, BlockRef]:
+        """What `restore` needs to undo an `advance` whose blocks could not be processed."""
+        return OrderedDict(self._chain)
+
+    def restore(self, saved: OrderedDict[int, BlockRef]) -> None:
+        self._chain = OrderedDict(saved)
+
     def advance(self, new_head: BlockRef, fetch: Callable[[int], BlockRef], max_backfill: int) -> list:
         """Events that take us from our head to `new_head`; `fetch(n)` reads block n of the node's chain."""
         head = self.head

@@ -1,0 +1,174 @@
+"""Configuration validation: every key is checked, and every error names the key and what it expects.
+
+The wrong-type cases are generated from the config dataclasses themselves, so a key added to
+`scanner/config.py` is covered here without editing this file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import pytest
+
+from scanner import config as cfg
+from scanner.config import Config, ConfigError, dump, from_dict, load
+
+REPO = Path(__file__).resolve().parents[1]
+DEX = {"name": "uni", "factory": "0x" + "11" * 20}
+
+# What the error message calls each annotation, and a value of some other type.
+EXPECTED = {int: ("an integer", "seven"), float: ("a number", "fast"), str: ("str", 12), bool: ("bool", "yes")}
+
+
+def _sections() -> list[tuple[str, type]]:
+    hints = typing.get_type_hints(Config)
+    return [(f.name, hints[f.name]) for f in dataclasses.fields(Config)]
+
+
+def _leaf_keys() -> list[tuple[str, str, object]]:
+    """(section, key, annotation) for every key of every section, [[dexes]] included."""
+    out = []
+    for section, tp in _sections():
+        cls = typing.get_args(tp)[0] if typing.get_origin(tp) is list else tp
+        hints = typing.get_type_hints(cls)
+        out += [(section, f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+    return out
+
+
+def _minimal(section: str, key: str, value) -> dict:
+    """A config that is valid except for `section.key = value`."""
+    if section == "dexes":
+        return {"dexes": [dict(DEX, **{key: value})]}
+    return {section: {key: value}}
+
+
+def _wrong(tp) -> tuple[str, object]:
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp)
+        return f"a list of {item.__name__}", "not-a-list"
+    return EXPECTED[tp]
+
+
+@pytest.mark.parametrize(("section", "key", "tp"), _leaf_keys(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_key_refuses_a_wrong_type_naming_the_key_and_the_type(section, key, tp):
+    expected, value = _wrong(tp)
+    where = f"dexes[0].{key}" if section == "dexes" else f"{section}.{key}"
+    with pytest.raises(ConfigError) as e:
+        from_dict(_minimal(section, key, value))
+    message = str(e.value)
+    assert where in message and expected in message, message
+
+
+@pytest.mark.parametrize(("section", "key", "tp"),
+                         [k for k in _leaf_keys() if typing.get_origin(k[2]) is list], ids=lambda v: v if isinstance(v, str) else "")
+def test_list_items_are_checked_one_by_one(section, key, tp):
+    (item,) = typing.get_args(tp)
+    expected, wrong = EXPECTED[item]
+    with pytest.raises(ConfigError) as e:
+        from_dict(_minimal(section, key, [wrong]))
+    assert f"{section}.{key}[0]" in str(e.value) and expected in str(e.value), str(e.value)
+
+
+def test_every_section_must_be_a_table():
+    for section, tp in _sections():
+        with pytest.raises(ConfigError) as e:
+            from_dict({section: 5})
+        expected = "a list of" if typing.get_origin(tp) is list else "a table"
+        assert section in str(e.value) and expected in str(e.value), str(e.value)
+    with pytest.raises(ConfigError, match=r"dexes\[0\]: expected a table"):
+        from_dict({"dexes": ["uni"]})
+
+
+@pytest.mark.parametrize("section", [s for s, _ in _sections()])
+def test_unknown_keys_are_named_with_the_known_ones(section):
+    data = {"dexes": [dict(DEX, colour="red")]} if section == "dexes" else {section: {"colour": "red"}}
+    where = "dexes[0].colour" if section == "dexes" else f"{section}.colour"
+    with pytest.raises(ConfigError) as e:
+        from_dict(data)
+    assert repr(where) in str(e.value) and "known keys here" in str(e.value)
+    with pytest.raises(ConfigError, match="unknown config key 'colour'"):
+        from_dict({"colour": "red"})
+
+
+def test_required_dex_keys_are_named_with_their_type():
+    with pytest.raises(ConfigError, match=r"missing required config key 'dexes\[0\].factory' \(str\)"):
+        from_dict({"dexes": [{"name": "uni"}]})
+    with pytest.raises(ConfigError, match=r"missing required config key 'dexes\[1\].name' \(str\)"):
+        from_dict({"dexes": [DEX, {"factory": DEX["factory"]}]})
+
+
+def test_numbers_booleans_and_ints_are_not_confused():
+    assert from_dict({"chain": {"poll_interval_s": 1}}).chain.poll_interval_s == 1.0  # an int is a number
+    for section, key in (("chain", "max_retries"), ("watchers", "shards"), ("tokens", "max_pools")):
+        with pytest.raises(ConfigError, match=f"{section}.{key}: expected an integer, got True"):
+            from_dict({section: {key: True}})  # TOML true is not 1
+        with pytest.raises(ConfigError, match=f"{section}.{key}: expected an integer, got 2.0"):
+            from_dict({section: {key: 2.0}})
+    with pytest.raises(ConfigError, match="chain.poll_interval_s: expected a number, got False"):
+        from_dict({"chain": {"poll_interval_s": False}})
+    with pytest.raises(ConfigError, match="submitter.enabled: expected bool, got 1"):
+        from_dict({"submitter": {"enabled": 1}})
+
+
+@pytest.mark.parametrize(("data", "key"), [
+    ({"watchers": {"shards": 0}}, "watchers.shards"),
+    ({"inference": {"max_batch": -1}}, "inference.max_batch"),
+    ({"aggregator": {"top_n": 0}}, "aggregator.top_n"),
+    ({"chain": {"poll_interval_s": 0}}, "chain.poll_interval_s"),
+    ({"gas": {"percentiles": [50.0, 25.0, 75.0]}}, "gas.percentiles"),
+    ({"gas": {"percentiles": [25.0, 75.0]}}, "gas.percentiles"),
+    ({"inference": {"device": "tpu"}}, "inference.device"),
+    ({"dexes": [DEX, DEX]}, "dexes"),
+    ({"dexes": [dict(DEX, fee_bps=10_000)]}, "dexes[0].fee_bps"),
+    ({"dexes": [dict(DEX, fee_bps=-1)]}, "dexes[0].fee_bps"),
+    ({"sockets": {"query": "tcp://0.0.0.0:7780"}}, "sockets.query"),
+    ({"sockets": {"publish": "tcp://10.1.2.3:7781"}}, "sockets.publish"),
+])
+def test_values_types_cannot_express_are_checked_and_named(data, key):
+    with pytest.raises(ConfigError) as e:
+        from_dict(data)
+    assert str(e.value).startswith(key), str(e.value)
+
+
+def test_off_loopback_sockets_pass_validation_only_with_curve_keys():
+    # The socket-level refusal (QueryServer.start) is tested in test_queryserver.py; this is the config gate.
+    sockets = {"query": "tcp://0.0.0.0:7780", "publish": "tcp://0.0.0.0:7781", "curve_secret_key_file": "server.key_secret"}
+    assert from_dict({"sockets": sockets}).sockets.query == "tcp://0.0.0.0:7780"
+    for endpoint in ("tcp://127.0.0.1:1", "tcp://localhost:1", "tcp://[::1]:1", "ipc:///tmp/x", "inproc://x"):
+        assert cfg.is_loopback(endpoint), endpoint
+    for endpoint in ("tcp://0.0.0.0:1", "tcp://*:1", "tcp://192.168.1.2:1", "tcp://127.0.0.1.evil:1"):
+        assert not cfg.is_loopback(endpoint), endpoint
+
+
+def test_files_load_round_trip_and_report_their_own_errors(tmp_path, monkeypatch):
+    for shipped in ("deploy/local.toml", "deploy/mainnet.example.toml"):
+        config = load(REPO / shipped)
+        again = tmp_path / "again.toml"
+        again.write_text(dump(config))
+        assert load(again) == config, shipped
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[chain\nrpc_url = 1")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load(bad)
+    typed = tmp_path / "typed.toml"
+    typed.write_text('[chain]\nmax_retries = "six"\n')
+    with pytest.raises(ConfigError, match="chain.max_retries: expected an integer, got 'six'"):
+        load(typed)
+
+
+def test_rpc_url_env_names_the_unset_variable(monkeypatch):
+    config = from_dict({"chain": {"rpc_url_env": "ARBSCAN_TEST_NODE_URL"}})
+    monkeypatch.delenv("ARBSCAN_TEST_NODE_URL", raising=False)
+    with pytest.raises(ConfigError, match="ARBSCAN_TEST_NODE_URL"):
+        _ = config.rpc_url
+    monkeypatch.setenv("ARBSCAN_TEST_NODE_URL", "http://127.0.0.1:9")
+    assert config.rpc_url == "http://127.0.0.1:9"
+
+
+def test_defaults_are_a_valid_config():
+    config = from_dict({})
+    assert config == Config() and config.sockets.query.startswith("tcp://127.0.0.1:")
+    assert config.submitter.private_key_file == "" and config.chain.chain_id == 31337
