@@ -19,7 +19,9 @@ from scanner.discovery import PoolInfo
 from scanner.gas import GasModel
 from scanner.messages import BlockUpdate, GasUpdate, Withdraw, decode
 from scanner.query import Health, RankingStore
+from scanner.model import Checkpoint
 from scanner.queryserver import QueryServer
+from scanner.risk import LstmRiskModel
 from scanner.wire import PredictionFrame, WireError
 
 log = logging.getLogger(__name__)
@@ -35,11 +37,18 @@ RESYNC_EVERY_S = 2.0  # after a restart, how often a shard is asked again for it
 class Aggregator:
     def __init__(self, pools: dict[int, PoolInfo], base_tokens: list[str], shards: int,
                  aggregator: AggregatorConfig, sockets: SocketsConfig, ingest_endpoint: str, gas_endpoint: str,
-                 symbols: dict[str, str] | None = None, gas_model: tuple[int, int] | None = None) -> None:
+                 symbols: dict[str, str] | None = None, gas_model: tuple[int, int] | None = None,
+                 checkpoint: str | None = None) -> None:
         self.metrics = Metrics("aggregator")
         model = GasModel(*gas_model) if gas_model else GasModel()
+        # With a trained checkpoint (the one inference serves), success probability and slippage come
+        # from its per-pool predictions and the calibration stored with it; else the heuristic.
+        self.risk = LstmRiskModel.from_checkpoint(Checkpoint.load(checkpoint)) if checkpoint else None
         self.core = AggregatorCore(pools, base_tokens, shards, top_n=aggregator.top_n,
-                                   shard_timeout_s=aggregator.shard_timeout_s, gas_model=model)
+                                   shard_timeout_s=aggregator.shard_timeout_s, gas_model=model,
+                                   **({"risk": self.risk} if self.risk else {}))
+        if self.risk:
+            self.risk.attach(self.core.scanner.graph)
         self.symbols = {k.lower(): v for k, v in (symbols or {}).items()}
         self.ctx = zmq.Context()
         self.ingest = self.ctx.socket(zmq.PULL)
@@ -125,6 +134,8 @@ class Aggregator:
             for pool, block, mu, sigma, p in zip(frame.pool.tolist(), frame.block.tolist(), frame.mu.tolist(),
                                                  frame.sigma.tolist(), frame.p_trade.tolist()):
                 self.predictions[pool] = (block, mu, sigma, p)
+                if self.risk:
+                    self.risk.update(self.core.address[pool], mu, sigma, p)
             self.counts["predictions"] += len(frame)
             return []
         msg = self._decode(data)
@@ -133,6 +144,8 @@ class Aggregator:
         if isinstance(msg, Withdraw):
             fork = self.core.on_withdraw(msg)
             self.store.withdraw(fork + 1)
+            if self.risk:
+                self.risk.forget()  # predictions were made on the orphaned branch
             self.counts["withdrawals"] += 1
             self.metrics.count(self.metrics.reorgs, 1)
         return []

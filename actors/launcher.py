@@ -25,7 +25,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.aggregator import Aggregator
 from actors.gas_oracle import GasOracle
-from actors.inference import LstmInference
+from actors.inference import LstmInference, resolve_checkpoint
 from actors.loop import NAMESPACE
 from actors.submitter import SimSubmitter
 from actors.watcher import PoolWatcher
@@ -320,9 +320,10 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
     submitter = config.submitter.enabled and bool(config.submitter.executor)
 
     actors: dict[str, ray.actor.ActorHandle] = {}
+    checkpoint = resolve_checkpoint(config.inference)
     actors["aggregator"] = Aggregator.options(**_options("aggregator", "aggregator", scheduling_strategy=hub)).remote(
         pools, config.tokens.base, shards, config.aggregator, config.sockets, endpoints["ingest"], endpoints["gas"],
-        symbols, gas_model)
+        symbols, gas_model, str(checkpoint) if checkpoint else None)
     actors["gas-oracle"] = GasOracle.options(**_options("gas-oracle", "gas-oracle", scheduling_strategy=hub)).remote(
         config.chain, config.rpc_url, config.gas, endpoints["gas"])
     inference = replace(config.inference, device=place.inference_device)

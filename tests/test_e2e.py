@@ -96,11 +96,17 @@ def test_pipeline_ranks_every_gap_the_market_opened_and_proves_the_top(live):
 def test_submitter_journal_matches_predictions_to_the_wei(live):
     market, pipeline, config, _ = live
     client = QueryClient(pipeline.endpoints["query"], timeout_s=5.0)
-    _run_blocks(market, client, 8)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and ray.get(pipeline.actors["submitter"].stats.remote()).get("simulated", 0) < 5:
+    submitter = pipeline.actors["submitter"]
+    # Blocks until routes of both hop counts were simulated and the calibration reached the aggregator.
+    for _ in range(40):
+        _run_blocks(market, client, 1)
+        stats = ray.get(submitter.stats.remote())
+        if stats.get("simulated", 0) >= 5 and stats.get("gas_model"):
+            break
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not ray.get(submitter.stats.remote()).get("gas_model"):
         time.sleep(0.2)
-    stats = ray.get(pipeline.actors["submitter"].stats.remote())
+    stats = ray.get(submitter.stats.remote())
     assert stats["simulated"] >= 5 and stats["exact"] == stats["simulation_ok"] >= 5
     # Routes of two hop counts were measured: the aggregator now prices gas with that calibration.
     assert stats["gas_model"] and ray.get(pipeline.actors["aggregator"].stats.remote())["gas_model"] == stats["gas_model"]
