@@ -23,7 +23,7 @@ def local_config(node: Anvil, dep: Deployment, journal: Path, key_file: Path,
                  sockets: SocketsConfig | None = None) -> Config:
     """The configuration `arbscan run` would read for this local market (free query ports by default)."""
     return Config(
-        chain=ChainConfig(rpc_url=node.url, chain_id=31337, poll_interval_s=0.1),
+        chain=ChainConfig(rpc_url=node.url, ws_url=node.ws_url, chain_id=31337, poll_interval_s=0.1),
         dexes=[DexConfig(name, factory, fee) for name, (factory, fee) in dep.factories.items()],
         tokens=TokensConfig(base=[dep.base]),
         sockets=sockets or SocketsConfig(query=f"tcp://127.0.0.1:{free_port()}", publish=f"tcp://127.0.0.1:{free_port()}"),

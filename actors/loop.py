@@ -54,13 +54,16 @@ class Metrics:
 
 
 class ActorLoop:
-    """Runs `step()` every `interval_s` in a daemon thread until stopped."""
+    """Runs `step()` every `interval_s` in a daemon thread until stopped, or sooner when `wake` is set
+    (a new head announced over a subscription)."""
 
-    def __init__(self, role: str, step: Callable[[], None], interval_s: float) -> None:
+    def __init__(self, role: str, step: Callable[[], None], interval_s: float,
+                 wake: threading.Event | None = None) -> None:
         self.role = role
         self._step = step
         self.interval_s = interval_s
         self._stop = threading.Event()
+        self._wake = wake or self._stop
         self.started_at = time.time()
         self.last_ok = 0.0
         self.degraded_reason = ""
@@ -73,6 +76,7 @@ class ActorLoop:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout_s)
 
@@ -93,6 +97,8 @@ class ActorLoop:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self._wake is not self._stop:
+                self._wake.clear()  # a wake-up during the step below makes the next wait return at once
             started = self._busy_since = time.monotonic()
             try:
                 self._step()
@@ -108,4 +114,4 @@ class ActorLoop:
                 os._exit(1)
             finally:
                 self._busy_since = 0.0
-            self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+            self._wake.wait(max(0.0, self.interval_s - (time.monotonic() - started)))

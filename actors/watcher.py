@@ -17,6 +17,7 @@ from scanner.chain import ChainClient
 from scanner.config import ChainConfig
 from scanner.discovery import PoolInfo
 from scanner.messages import BlockUpdate, GasUpdate, decode
+from scanner.heads import HeadNotifier
 from scanner.poolwatcher import PoolWatcherCore
 from scanner.watch import ReorgTooDeep
 from scanner.wire import WireError
@@ -56,7 +57,9 @@ class PoolWatcher:
         self._blocked_since = 0.0  # monotonic time the aggregator stopped taking updates (0: it takes them)
         self._resync = threading.Event()
         self.metrics.pools_watched.set(len(pools), self.metrics.tags)
-        self.loop = ActorLoop(self.role, self._step, chain.poll_interval_s)
+        # A newHeads subscription wakes the loop at once; polling every poll_interval_s stays the fallback.
+        self.heads = HeadNotifier(chain.ws_url).start() if chain.ws_url else None
+        self.loop = ActorLoop(self.role, self._step, chain.poll_interval_s, wake=self.heads.event if self.heads else None)
         self.loop.start()
 
     def _push(self, endpoint: str, hwm: int, sndbuf: int = -1) -> zmq.Socket:
@@ -141,3 +144,5 @@ class PoolWatcher:
 
     def stop(self) -> None:
         self.loop.stop()
+        if self.heads:
+            self.heads.stop()

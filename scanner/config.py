@@ -24,6 +24,7 @@ class ChainConfig:
 
     rpc_url: str = "http://127.0.0.1:8545"
     rpc_url_env: str = ""
+    ws_url: str = ""  # newHeads subscription that wakes the watchers ("" = poll only)
     chain_id: int = 31337
     poll_interval_s: float = 0.25
     request_timeout_s: float = 10.0

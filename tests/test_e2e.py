@@ -140,3 +140,23 @@ def test_demo_exits_by_itself_and_leaves_nothing_running(tmp_path):
     while _tagged_processes(tag) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _tagged_processes(tag) == []
+
+
+def test_new_heads_over_websocket_wake_the_watchers(local_ray, anvil, tmp_path):
+    """With polling every 30 s, only the newHeads subscription can get each block ranked in time."""
+    import dataclasses
+
+    market = Market(Web3(HTTPProvider(anvil.url)), MarketSpec(seed=9))
+    dep = market.deploy()
+    config = local_config(anvil, dep, tmp_path / "journal.sqlite", searcher_key_file(tmp_path))
+    config = dataclasses.replace(config, chain=dataclasses.replace(config.chain, poll_interval_s=30.0),
+                                 submitter=dataclasses.replace(config.submitter, enabled=False))
+    pipeline = launch(config, progress=False)
+    try:
+        client = QueryClient(pipeline.endpoints["query"], timeout_s=5.0)
+        wait_for_block(client, market.w3.eth.block_number, timeout_s=15.0)  # every shard bootstrapped
+        for _ in range(3):
+            summary = market.step()
+            assert wait_for_block(client, summary.number, timeout_s=5.0).block == summary.number
+    finally:
+        pipeline.stop()
