@@ -77,10 +77,11 @@ def run_demo(blocks: int | None, seed: int, interval_s: float, out_dir: Path) ->
         print(f"local chain {node.url} (anvil, chain id 31337); deploying the market, seed {seed} ...", file=sys.stderr)
         market = Market(Web3(HTTPProvider(node.url)), MarketSpec(seed=seed))
         dep = market.deploy()
+        print("starting a local Ray ...", file=sys.stderr)
+        ctx = attach_ray(None, Config())
+        # Ports are picked after Ray has started its own processes, so none of them can take ours first.
         config = local_config(node, dep, out_dir / "journal.sqlite", searcher_key_file(out_dir))
         (out_dir / "config.toml").write_text(dump(config))
-        print("starting a local Ray ...", file=sys.stderr)
-        ctx = attach_ray(None, config)
         symbols = {addr: sym for sym, addr in dep.tokens.items()}
         pipeline = launch(config, symbols=symbols)
         print(f"Ray dashboard: http://{ctx.dashboard_url}  (token auth: the token is in ~/.ray/auth_token)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -430,7 +431,10 @@ def test_ray_job_submit_runs_arbscan_on_a_head_the_test_started(ray_head, anvil,
     market = Market(Web3(HTTPProvider(anvil.url)), MarketSpec(seed=5))
     dep = market.deploy()
     base = local_config(anvil, dep, tmp_path / "journal.sqlite", searcher_key_file(tmp_path))
-    config = replace(base, inference=replace(base.inference, device="cuda"))  # no GPU here: the launcher says so
+    # Port "*": the aggregator binds a port the OS picks then (ports chosen earlier can be taken by the
+    # Ray processes starting meanwhile); the job prints the bound endpoint and the test reads it there.
+    sockets = replace(base.sockets, query="tcp://127.0.0.1:*", publish="tcp://127.0.0.1:*")
+    config = replace(base, inference=replace(base.inference, device="cuda"), sockets=sockets)  # no GPU here: noted
     path = tmp_path / "config.toml"
     path.write_text(dump(config))
     assert load(path) == config
@@ -454,7 +458,11 @@ def test_ray_job_submit_runs_arbscan_on_a_head_the_test_started(ray_head, anvil,
                 break
             assert time.monotonic() < deadline, f"actors alive after 90 s: {sorted(alive)}\n{jobs.get_job_logs(sid)[-3000:]}"
             time.sleep(1.0)
-        client = QueryClient(config.sockets.query, timeout_s=5.0)
+        deadline = time.monotonic() + 30
+        while not (found := re.search(r"query API: (tcp://\S+)", jobs.get_job_logs(sid))):
+            assert time.monotonic() < deadline, jobs.get_job_logs(sid)[-3000:]
+            time.sleep(0.5)
+        client = QueryClient(found.group(1), timeout_s=5.0)
         ranked = _step_blocks(market, client, 3)
         for summary, top in ranked:  # the job's ranking, answered over ZMQ
             assert top.block == summary.number
