@@ -130,10 +130,13 @@ class SubmitterCore:
 
     def simulate(self, opp: dict, block: int) -> Simulation:
         """eth_call of the executor at `block` from the searcher, and its gas as the next block runs it."""
-        try:
-            return self._simulate(opp, block)
-        finally:  # counted once done (calibration handed over included), so stats never run ahead
-            self.stats.simulated += 1
+        sim = self._simulate(opp, block)
+        # Counted once done (calibration handed over included), in an order that keeps
+        # exact <= simulation_ok <= simulated for a reader on another thread at every moment.
+        self.stats.simulated += 1
+        self.stats.simulation_ok += sim.ok
+        self.stats.exact += sim.ok and sim.profit == opp["gross_profit"]
+        return sim
 
     def _simulate(self, opp: dict, block: int) -> Simulation:
         fn = execute_fn(self.client.w3, self.executor.address, opp)
@@ -144,8 +147,6 @@ class SubmitterCore:
             return Simulation(False, None, None, scrub(contracts.describe_revert("ArbExecutor", e)))
         except (Web3RPCError, ValueError, ChainError) as e:
             return Simulation(False, None, None, scrub(str(e)))
-        self.stats.simulation_ok += 1
-        self.stats.exact += profit == opp["gross_profit"]
         self._gas_samples.setdefault(len(opp["pools"]), gas)
         if self.gas_model is None and len(self._gas_samples) >= 2:
             self.gas_model = GasModel.calibrate(self._gas_samples.items())
