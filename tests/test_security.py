@@ -176,6 +176,10 @@ def test_the_private_key_never_reaches_logs_or_the_journal(local_ray, anvil, tmp
         # A submitter crash and restart runs the start-up and error paths with the key loaded too.
         ray.kill(pipeline.actors["submitter"], no_restart=False)
         _run(market, pipeline, 4)
+        for _ in range(15):  # rows land once a block's outcome is known; a restart can delay that
+            if Path(config.submitter.journal).exists() and _journal_rows(Path(config.submitter.journal)):
+                break
+            _run(market, pipeline, 1)
     finally:
         pipeline.stop()
     assert stats["sent"] >= 2 and stats["simulation_ok"] >= 2, stats  # the key really signed transactions
