@@ -25,7 +25,7 @@ def local_config(node: Anvil, dep: Deployment, journal: Path, key_file: Path,
     return Config(
         chain=ChainConfig(rpc_url=node.url, ws_url=node.ws_url, chain_id=31337, poll_interval_s=0.1),
         dexes=[DexConfig(name, factory, fee) for name, (factory, fee) in dep.factories.items()],
-        tokens=TokensConfig(base=[dep.base]),
+        tokens=TokensConfig(base=[dep.base], price_oracle=dep.price_oracle),
         sockets=sockets or SocketsConfig(query=f"tcp://127.0.0.1:{free_port()}", publish=f"tcp://127.0.0.1:{free_port()}"),
         submitter=SubmitterConfig(executor=dep.executor, journal=str(journal), private_key_file=str(key_file)),
     )

@@ -321,6 +321,9 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
 
     actors: dict[str, ray.actor.ActorHandle] = {}
     checkpoint = resolve_checkpoint(config.inference)
+    if checkpoint and not config.tokens.price_oracle:
+        notes.append("tokens.price_oracle is empty: the LSTM's price-gap feature reads 0 for every pool, so its "
+                     "success probabilities lose their main signal; configure an Aave-style price oracle")
     actors["aggregator"] = Aggregator.options(**_options("aggregator", "aggregator", scheduling_strategy=hub)).remote(
         pools, config.tokens.base, shards, config.aggregator, config.sockets, endpoints["ingest"], endpoints["gas"],
         symbols, gas_model, str(checkpoint) if checkpoint else None)
@@ -336,7 +339,7 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
         actors[f"watcher-{shard}"] = PoolWatcher.options(**_options("watcher", f"watcher-{shard}",
                                                                     scheduling_strategy=spread)).remote(
             config.chain, config.rpc_url, shard, shard_pools, endpoints["features"], endpoints["ingest"],
-            endpoints["gas"], config.watchers.backfill_max_blocks)
+            endpoints["gas"], config.watchers.backfill_max_blocks, config.tokens.price_oracle)
     pipeline = Pipeline(actors, pools, endpoints, notes, place.describe(shards, submitter))
     for note in notes:  # said before the wait, so a start that times out still explains itself
         log.warning(note)

@@ -42,10 +42,16 @@ class DexConfig:
 
 @dataclass(frozen=True)
 class TokensConfig:
-    """Cycles start and end at a base token; `max_pools` caps discovery per factory (0 = all)."""
+    """Cycles start and end at a base token; `max_pools` caps discovery per factory (0 = all).
+
+    `price_oracle`: an oracle with Aave V3's read interface (`getAssetsPrices(address[])`) that
+    prices every token of the pools; watchers read it each block for the LSTM's price-gap feature
+    ("" = none: the gap reads 0 and the shipped model loses its main signal).
+    """
 
     base: list[str] = field(default_factory=list)
     max_pools: int = 0
+    price_oracle: str = ""
 
 
 @dataclass(frozen=True)
@@ -261,6 +267,9 @@ def validate(config: Config) -> None:
         raise ConfigError('ray.aggregator_node is empty: use "head", a node IP or a Ray node id')
     if config.inference.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"inference.device must be 'auto', 'cpu' or 'cuda', got {config.inference.device!r}")
+    oracle = config.tokens.price_oracle
+    if oracle and not (oracle.startswith("0x") and len(oracle) == 42 and all(c in "0123456789abcdefABCDEF" for c in oracle[2:])):
+        raise ConfigError(f"tokens.price_oracle must be a 0x-prefixed 20-byte address or empty, got {oracle!r}")
     names = [d.name for d in config.dexes]
     if len(set(names)) != len(names):
         raise ConfigError(f"dexes: names must be unique, got {names}")

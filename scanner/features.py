@@ -1,8 +1,16 @@
-"""Per-pool, per-block LSTM inputs: the five signals of the brief and their normaliser.
+"""Per-pool, per-block LSTM inputs: the five signals of the brief, a reference-price gap and the
+pool's fee, and their normaliser.
 
 One `FeatureRow` describes one pool at one block. The watcher computes it from what it
-already has (reserves before and after the block, swap flow, the block's gas numbers)
-with `compute_features`; the inference server only ever sees the five floats.
+already has (reserves before and after the block, swap flow, the block's gas numbers, the
+price oracle's answer at the block) with `compute_features`; the inference server only ever
+sees the floats.
+
+The sixth signal is the brief's "price" seen against a reference: how far the pool's mid price
+is from the oracle's. Competing arbitrageurs trade a pool when it strays from the reference
+price they watch (a CEX price on mainnet, the oracle here), so this is what makes "will someone
+else trade this pool before us" predictable at all; a pool's own price history cannot show it.
+Whether a gap is worth closing depends on the pool's fee, so the fee is the seventh input.
 """
 from __future__ import annotations
 
@@ -29,10 +37,12 @@ class FeatureRow:
     log_gas_price: float  # log1p(base fee + tip, in gwei)
     log_liquidity: float  # log(sqrt(reserve0 * reserve1)), reserves in base units
     congestion: float  # gas used / gas limit of the block, in [0, 1]
+    log_price_gap: float  # log(mid price / the oracle's reference price); 0 without an oracle
+    fee: float  # the pool's swap fee as a fraction (30 bps: 0.003)
 
-    def values(self) -> tuple[float, float, float, float, float]:
+    def values(self) -> tuple[float, ...]:
         return (self.log_price_change, self.volume_to_liquidity, self.log_gas_price,
-                self.log_liquidity, self.congestion)
+                self.log_liquidity, self.congestion, self.log_price_gap, self.fee)
 
 
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in fields(FeatureRow)[2:])
@@ -52,14 +62,17 @@ class PoolObservation:
     base_fee_wei: int
     tip_wei: int  # the priority fee the scanner would pay (e.g. the median tip of fee history)
     gas_used_ratio: float  # gas used / gas limit of the block
+    fee_bps: int = 30
+    ref_log_price: float | None = None  # log(raw token1 per raw token0) at the oracle's prices; None: no oracle
 
 
-def compute_features(obs: PoolObservation) -> tuple[float, float, float, float, float]:
-    """The five features of one observation, in `FEATURE_NAMES` order.
+def compute_features(obs: PoolObservation) -> tuple[float, ...]:
+    """The features of one observation, in `FEATURE_NAMES` order.
 
     Volume is measured on each side against the reserve it enters, so it is a fraction of
     the pool and needs no price; log1p keeps a quiet block at 0 and tames whale swaps.
-    Gas uses log1p so a zero base fee (fresh local chain) stays finite.
+    Gas uses log1p so a zero base fee (fresh local chain) stays finite. Without a reference
+    price the gap is 0 (the pool reads as fairly priced); `ref_log_price` must be finite.
     """
     for name in ("reserve0", "reserve1", "prev_reserve0", "prev_reserve1"):
         if getattr(obs, name) <= 0:
@@ -67,14 +80,20 @@ def compute_features(obs: PoolObservation) -> tuple[float, float, float, float, 
                              "skip pools that are empty at this block")
     if obs.amount0_in < 0 or obs.amount1_in < 0 or obs.base_fee_wei < 0 or obs.tip_wei < 0:
         raise ValueError(f"swap amounts and fees must be non-negative, got {obs}")
+    if not 0 <= obs.fee_bps < 10_000:
+        raise ValueError(f"fee_bps must be in [0, 10000), got {obs.fee_bps}")
     if not 0.0 <= obs.gas_used_ratio <= 1.0:
         raise ValueError(f"gas_used_ratio must be gas used / gas limit in [0, 1], got {obs.gas_used_ratio}")
+    if obs.ref_log_price is not None and not math.isfinite(obs.ref_log_price):
+        raise ValueError(f"ref_log_price must be finite, got {obs.ref_log_price}: the oracle answered a zero "
+                         "or missing price")
     log_r0, log_r1 = math.log(obs.reserve0), math.log(obs.reserve1)  # math.log takes big ints exactly
     price_change = (log_r1 - log_r0) - (math.log(obs.prev_reserve1) - math.log(obs.prev_reserve0))
+    gap = 0.0 if obs.ref_log_price is None else (log_r1 - log_r0) - obs.ref_log_price
     volume = obs.amount0_in / obs.prev_reserve0 + obs.amount1_in / obs.prev_reserve1
     gas_gwei = (obs.base_fee_wei + obs.tip_wei) / WEI_PER_GWEI
     return (price_change, math.log1p(volume), math.log1p(gas_gwei), 0.5 * (log_r0 + log_r1),
-            float(obs.gas_used_ratio))
+            float(obs.gas_used_ratio), gap, obs.fee_bps / 10_000)
 
 
 class NonFiniteFeatureError(ValueError):

@@ -4,8 +4,11 @@ Tokens carry a hidden fair price (in the base token) that follows a random walk 
 switches between regimes. Noise traders swap with heavy-tailed sizes and push pools off fair
 value; fair-value arbitrageurs close the gaps after a random latency and bid a priority tip (so
 an opportunity can vanish before a slower transaction lands); spam fills blocks at times so the
-EIP-1559 base fee moves; a Chainlink-style gas feed is updated every block. The market knows its
-ground truth (fair prices, cross-pool gaps it opened) for tests to compare with.
+EIP-1559 base fee moves; a Chainlink-style gas feed is updated every block, and so is an
+Aave-style price oracle that publishes the fair prices (the reference every competitor trades
+on, as a CEX price is on mainnet: what they will do next is visible on chain, after their random
+latency). The market knows its ground truth (fair prices, cross-pool gaps it opened) for tests
+to compare with.
 """
 from __future__ import annotations
 
@@ -88,10 +91,14 @@ class MarketSpec:
     )
     noise_trades_per_block: float = 6.0  # Poisson mean in the calm regime
     noise_size_fraction: float = 0.002  # median trade size as a fraction of the pool's depth
-    arbitrageurs: int = 4
+    arbitrageurs: int = 8
     spammers: int = 6
-    arb_latency_mean_blocks: float = 1.0  # geometric latency before a competitor acts
-    arb_threshold_bps: float = 15.0  # deviation beyond the fee at which competitors trade
+    arb_latency_mean_blocks: float = 0.0  # geometric latency before a competitor acts (0: the next block)
+    # A competitor closes a pool's gap to the fair price when doing so earns more than its gas cost
+    # times a margin drawn per pool and block from this range (costs and inventories differ): deep
+    # pools get closed at small gaps, shallow ones only at large gaps, and dear gas spares them all.
+    arb_profit_multiple: tuple[float, float] = (1.0, 5.0)
+    arb_tip_gwei: tuple[float, float] = (3.0, 10.0)  # competitors' priority tips: above the submitter's 2 gwei
     volatile_regime_prob: float = 0.05  # calm -> volatile per block
     calm_regime_prob: float = 0.2  # volatile -> calm per block
     volatile_multiplier: float = 4.0
@@ -157,6 +164,7 @@ class Deployment:
     router: str
     executor: str  # owned by the searcher account
     gas_feed: str
+    price_oracle: str  # PriceOracle (Aave's read interface) with every token's fair price in WETH
     burner: str
     searcher: str
     base: str  # base token address
@@ -206,7 +214,9 @@ class Market:
     """Deploys the market on a chain and advances it one mined block at a time."""
 
     ROUTER_GAS = 200_000
+    ROUTER_GAS_USED = 110_000  # what a router swap actually burns: the competitors' cost estimate
     FEED_GAS = 120_000
+    ORACLE_GAS_BASE, ORACLE_GAS_PER_TOKEN = 60_000, 25_000  # a first price costs a fresh slot (22.1k)
     SPAM_TX_GAS = 5_000_000
 
     def __init__(self, w3: Web3, spec: MarketSpec | None = None) -> None:
@@ -216,13 +226,14 @@ class Market:
         # One transaction per sender per block: anvil orders its pool by tip, and a sender's
         # later nonce with a higher tip than its earlier one is dropped at mining.
         accounts = w3.eth.accounts
-        roles = 2 + self.spec.arbitrageurs + self.spec.spammers
+        roles = 3 + self.spec.arbitrageurs + self.spec.spammers
         if len(accounts) < roles + 8:
             raise ValueError(f"the market needs at least {roles + 8} unlocked accounts, the node has {len(accounts)}")
         self.deployer = accounts[0]
         self.searcher = accounts[1]
         self.arbers = accounts[2 : 2 + self.spec.arbitrageurs]
-        self.spammers = accounts[2 + self.spec.arbitrageurs : roles]
+        self.spammers = accounts[2 + self.spec.arbitrageurs : roles - 1]
+        self.oracle_owner = accounts[roles - 1]  # its own sender: one transaction per sender per block
         self.traders = accounts[roles:]
         symbols = [t.symbol for t in self.spec.tokens]
         self._token_index = {s: i for i, s in enumerate(symbols)}
@@ -259,6 +270,7 @@ class Market:
         executor = contracts.deploy(w3, "ArbExecutor", sender=self.searcher)
         feed = contracts.deploy(w3, "GasFeed", 0, "Fast Gas / Wei", sender=me)
         burner = contracts.deploy(w3, "GasBurner", sender=me)
+        oracle = contracts.deploy(w3, "PriceOracle", self.oracle_owner, sender=self.oracle_owner)
 
         # Pools and inventories go in as one batch of raw sends mined block after block: pair
         # addresses follow from create2, so nothing waits on a receipt (thousands of transactions).
@@ -296,6 +308,7 @@ class Market:
             router=router.address,
             executor=executor.address,
             gas_feed=feed.address,
+            price_oracle=oracle.address,
             burner=burner.address,
             searcher=self.searcher,
             base=tokens[spec.base].address,
@@ -303,10 +316,14 @@ class Market:
         self._router = router
         self._feed = feed
         self._burner = burner
+        self._oracle = oracle
+        self._oracle_gas = self.ORACLE_GAS_BASE + self.ORACLE_GAS_PER_TOKEN * len(spec.tokens)
+        self._send_prices(spec.initial_base_fee)
         self._lens = PoolLens(ChainClient(w3.provider.endpoint_uri))
         self._rpc("anvil_setNextBlockBaseFeePerGas", hex(spec.initial_base_fee))
         self._rpc("evm_mine")
         self._refresh_reserves()
+        self._oracle.functions.getAssetsPrices(list(self.deployment.tokens.values())).call()  # reverts if unpriced
         return self.deployment
 
     # ----- one block ----------------------------------------------------------------------
@@ -329,6 +346,7 @@ class Market:
         spam = self._send_spam(base_fee)
         answer = base_fee + int(rng.integers(1, 3)) * GWEI
         self._send(self.deployer, self._feed.address, self._feed.encode_abi("update", [answer]), self.FEED_GAS, 0, base_fee)
+        self._send_prices(base_fee)
 
         self._rpc("evm_mine")
         self.last_mined_at = time.monotonic()
@@ -446,20 +464,45 @@ class Market:
         return n
 
     def _schedule_arbs(self, mined: int) -> None:
-        """Competitors notice pools off fair value and plan to fix them after a random latency."""
+        """Competitors price every pool against the fair price (the oracle's), and plan to close the
+        gaps worth their gas after a random latency: the most profitable first, one per idle competitor."""
         spec, rng = self.spec, self.rng
         planned = {a.pool_index for a in self._pending}
+        idle = [a for a in self.arbers if a not in {p.account for p in self._pending}]
         fair = self.fair_prices()
-        for i, p in enumerate(self.deployment.pools):
-            if i in planned:
-                continue
-            target = fair[p.symbol0] / fair[p.symbol1]
-            dev = abs(math.log(self.pool_price(i) / target)) * 1e4
-            if dev > p.fee_bps + spec.arb_threshold_bps:
-                latency = int(rng.geometric(1 / (1 + spec.arb_latency_mean_blocks))) - 1
-                account = self.arbers[int(rng.integers(len(self.arbers)))]
-                tip = int(rng.uniform(1, 8) * GWEI)
-                self._pending.append(_PendingArb(mined + 1 + latency, i, account, tip))
+        base_fee = self.w3.eth.get_block(mined)["baseFeePerGas"]
+        worth = []
+        for i in range(len(self.deployment.pools)):
+            tip = int(rng.uniform(*spec.arb_tip_gwei) * GWEI)
+            hurdle = rng.uniform(*spec.arb_profit_multiple) * self.ROUTER_GAS_USED * (base_fee + tip)
+            trade = self._closing_trade(i, fair)
+            if i not in planned and trade is not None and trade[3] > hurdle:
+                worth.append((trade[3], i, tip))
+        for (_, i, tip), account in zip(sorted(worth, reverse=True), rng.permutation(idle)):
+            latency = int(rng.geometric(1 / (1 + spec.arb_latency_mean_blocks))) - 1
+            self._pending.append(_PendingArb(mined + 1 + latency, i, str(account), tip))
+
+    def _closing_trade(self, i: int, fair: dict[str, float]) -> tuple[bool, int, int, float] | None:
+        """(zero_for_one, size, expected out, profit in base wei at fair prices) of the swap that moves
+        pool i's mid price onto the fair price; None when it is already there."""
+        p = self.deployment.pools[i]
+        r0, r1 = self._reserves[i]
+        gamma = (FEE_DENOMINATOR - p.fee_bps) / FEE_DENOMINATOR
+        d = self.deployment.decimals
+        # Target mid price in raw units of token1 per token0; trade so the pool lands on it.
+        target = fair[p.symbol0] / fair[p.symbol1] * 10 ** d[p.symbol1] / 10 ** d[p.symbol0]
+        k = r0 * r1
+        if r1 / r0 > target:  # token0 too expensive in the pool: sell token0 into it
+            zero_for_one, r_in, new_in = True, r0, math.sqrt(k / target)
+        else:
+            zero_for_one, r_in, new_in = False, r1, math.sqrt(k * target)
+        size = int((new_in - r_in) / gamma)
+        if size <= 0:
+            return None
+        expected = amount_out(size, r_in, r1 if zero_for_one else r0, p.fee_bps)
+        sym_in, sym_out = (p.symbol0, p.symbol1) if zero_for_one else (p.symbol1, p.symbol0)
+        profit = (expected / 10 ** d[sym_out] * fair[sym_out] - size / 10 ** d[sym_in] * fair[sym_in]) * WAD
+        return zero_for_one, size, expected, profit
 
     def _send_due_arbs(self, number: int, base_fee: int) -> list:
         due, busy = [], set()
@@ -471,24 +514,20 @@ class Market:
         fair = self.fair_prices()
         hashes = []
         for a in due:
-            p = self.deployment.pools[a.pool_index]
-            r0, r1 = self._reserves[a.pool_index]
-            gamma = (FEE_DENOMINATOR - p.fee_bps) / FEE_DENOMINATOR
-            # Target mid price in raw units of token1 per token0; trade so the pool lands on it.
-            d = self.deployment.decimals
-            target = fair[p.symbol0] / fair[p.symbol1] * 10 ** d[p.symbol1] / 10 ** d[p.symbol0]
-            k = r0 * r1
-            if r1 / r0 > target:  # token0 too expensive in the pool: sell token0 into it
-                zero_for_one, r_in, new_in = True, r0, math.sqrt(k / target)
-            else:
-                zero_for_one, r_in, new_in = False, r1, math.sqrt(k * target)
-            size = int((new_in - r_in) / gamma)
-            if size <= 0:
+            trade = self._closing_trade(a.pool_index, fair)
+            if trade is None:
                 continue
-            expected = amount_out(size, r_in, r1 if zero_for_one else r0, p.fee_bps)
+            zero_for_one, size, expected, _ = trade
             min_out = expected * 995 // 1000  # reverts if someone moved the pool first
             hashes.append(self._swap(a.account, a.pool_index, zero_for_one, size, min_out, a.tip, base_fee))
         return hashes
+
+    def _send_prices(self, base_fee: int) -> None:
+        """Publish this block's fair prices (whole token in WETH, 18 decimals) to the price oracle."""
+        assets = [self.deployment.tokens[t.symbol] for t in self.spec.tokens]
+        wad = [max(1, int(math.exp(lp) * WAD)) for lp in self.log_fair]
+        data = self._oracle.encode_abi("setAssetPrices", [assets, wad])
+        self._send(self.oracle_owner, self._oracle.address, data, self._oracle_gas, int(0.02 * GWEI), base_fee)
 
     def _send_spam(self, base_fee: int) -> int:
         rng, spec = self.rng, self.spec
@@ -496,7 +535,8 @@ class Market:
         # around `demand_base_fee` instead of decaying to zero; congestion episodes push it up.
         fill = rng.uniform(0.2, 0.5) + 0.15 * math.log(spec.demand_base_fee / max(base_fee, 1))
         fill = min(0.95, max(0.0, fill + (0.4 if self.congested else 0.0)))
-        n = min(int(fill * spec.gas_limit // self.SPAM_TX_GAS), len(self.spammers))
+        room = fill * spec.gas_limit - self._oracle_gas  # the oracle's update must always fit
+        n = min(max(0, int(room // self.SPAM_TX_GAS)), len(self.spammers))
         data = self._burner.encode_abi("burn", [self.SPAM_TX_GAS - 100_000])
         for spammer in self.spammers[:n]:
             self._send(spammer, self._burner.address, data, self.SPAM_TX_GAS, int(0.01 * GWEI), base_fee)

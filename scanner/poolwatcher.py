@@ -15,6 +15,7 @@ from scanner.chain import ChainClient
 from scanner.discovery import PoolInfo, PoolLens
 from scanner.features import N_FEATURES, PoolObservation, compute_features
 from scanner.messages import BlockUpdate, Withdraw
+from scanner.reference import ReferencePrices
 from scanner.watch import SWAP_TOPIC, SYNC_TOPIC, BlockRef, HeadTracker, NewBlock, Reorg, ShardState
 from scanner.wire import FeatureFrame
 
@@ -51,12 +52,17 @@ class PoolWatcherCore:
         *,
         backfill_max_blocks: int = 256,
         reorg_window: int = 64,
+        price_oracle: str = "",
     ) -> None:
         self.client = client
         self.shard = shard
         self.backfill_max_blocks = backfill_max_blocks
         self.ids = {p.address.lower(): i for i, p in pools.items()}
         self.addresses = [to_checksum_address(p.address) for p in pools.values()]
+        self.tokens = {p.address.lower(): (p.token0, p.token1) for p in pools.values()}
+        self.fees = {p.address.lower(): p.fee_bps for p in pools.values()}
+        tokens = [t for pair in self.tokens.values() for t in pair]
+        self.reference = ReferencePrices(client, price_oracle, tokens) if price_oracle else None
         self.tracker = HeadTracker(window=reorg_window)
         self.state = ShardState(reserves={}, history_blocks=reorg_window)
         self.tip_wei = 0
@@ -69,6 +75,8 @@ class PoolWatcherCore:
         _, reserves = PoolLens(self.client).reserves_of(self.addresses, head.number)
         self.state.reserves = {a.lower(): r for a, r in zip(self.addresses, reserves)}
         self.tracker.start_at(head)
+        if self.reference:
+            self.reference.log_prices(head.hash)  # a wrong oracle address fails here, by name, not every block
         return self._update(head, {a.lower() for a in self.addresses})
 
     def poll(self) -> ShardOutput:
@@ -81,7 +89,9 @@ class PoolWatcherCore:
         saved = self.tracker.save()
         events = self.tracker.advance(head, self._fetch, self.backfill_max_blocks)
         try:
-            logs = {e.ref.hash: self._logs(e.ref) for e in events if isinstance(e, NewBlock)}
+            new = [e.ref for e in events if isinstance(e, NewBlock)]
+            logs = {ref.hash: self._logs(ref) for ref in new}
+            prices = {ref.hash: self.reference.log_prices(ref.hash) if self.reference else {} for ref in new}
         except BaseException:
             self.tracker.restore(saved)
             raise
@@ -94,7 +104,7 @@ class PoolWatcherCore:
                 out.messages.append(Withdraw(self.shard, event.fork_number, event.depth,
                                              {self.ids[p]: self.state.reserves[p] for p in restored}))
             elif isinstance(event, NewBlock):
-                out.messages.append(self._apply_block(event.ref, logs[event.ref.hash], out))
+                out.messages.append(self._apply_block(event.ref, logs[event.ref.hash], prices[event.ref.hash], out))
         return out
 
     def _logs(self, ref: BlockRef) -> list[dict]:
@@ -102,19 +112,22 @@ class PoolWatcherCore:
         return self.client.rpc("eth_getLogs", {"blockHash": ref.hash, "address": self.addresses,
                                                 "topics": [[SYNC_TOPIC, SWAP_TOPIC]]})
 
-    def _apply_block(self, ref: BlockRef, logs: list[dict], out: ShardOutput) -> BlockUpdate:
+    def _apply_block(self, ref: BlockRef, logs: list[dict], prices: dict[str, float], out: ShardOutput) -> BlockUpdate:
         before = dict(self.state.reserves)
         changed = self.state.apply_logs(ref.number, logs)
         self.blocks_seen += 1
-        out.features.append(self._features(ref, before, changed))
+        out.features.append(self._features(ref, before, changed, prices))
         return self._update(ref, set(changed))
 
     def _update(self, ref: BlockRef, changed: set[str]) -> BlockUpdate:
         return BlockUpdate(self.shard, ref.number, ref.hash, ref.parent_hash, ref.base_fee, ref.gas_used,
                            ref.gas_limit, 0, {self.ids[p]: self.state.reserves[p] for p in changed})
 
-    def _features(self, ref: BlockRef, before: dict[str, tuple[int, int]], changed: dict) -> FeatureFrame:
-        """One row per pool of the shard (quiet pools too: the LSTM steps every pool every block)."""
+    def _features(self, ref: BlockRef, before: dict[str, tuple[int, int]], changed: dict,
+                  prices: dict[str, float]) -> FeatureFrame:
+        """One row per pool of the shard (quiet pools too: the LSTM steps every pool every block).
+
+        `prices`: the oracle's log prices per raw unit at this block (empty without an oracle)."""
         ids, x = [], []
         ratio = min(1.0, ref.gas_used / ref.gas_limit) if ref.gas_limit else 0.0
         for address, (r0, r1) in self.state.reserves.items():
@@ -123,7 +136,8 @@ class PoolWatcherCore:
                 continue  # an empty pool has no price; it gets rows again once it holds liquidity
             c = changed.get(address)
             obs = PoolObservation(r0, r1, p0, p1, c.amount0_in if c else 0, c.amount1_in if c else 0,
-                                  ref.base_fee, self.tip_wei, ratio)
+                                  ref.base_fee, self.tip_wei, ratio, self.fees[address],
+                                  ReferencePrices.pool_log_price(prices, *self.tokens[address]))
             ids.append(self.ids[address])
             x.append(compute_features(obs))
         return FeatureFrame(np.array(ids, dtype=np.int64), np.full(len(ids), ref.number, dtype=np.int64),

@@ -221,7 +221,7 @@ class _Session:
         self.aggregator = AggregatorCore(self.registry, [dep.base], shards=1, top_n=TOP_N, risk=self.risk)
         if self.streamer is not None:
             self.risk.attach(self.aggregator.scanner.graph)
-        self.watcher = PoolWatcherCore(self.client, self.registry, shard=0)
+        self.watcher = PoolWatcherCore(self.client, self.registry, shard=0, price_oracle=dep.price_oracle)
         self.oracle = GasOracleCore(self.client, feeds=[dep.gas_feed])
         self.journal = Journal(tmp / "journal.sqlite")
         self.submitter = SubmitterCore(self.client, dep.executor, load_key(None, str(searcher_key_file(tmp))),
