@@ -220,6 +220,7 @@ def evaluate(model: Path, seeds: list[int], blocks: int, out_dir: Path) -> dict:
             runs[policy].append(Recording.load(path))
     result = score(checkpoint, runs)
     result |= {"model": str(model), "seeds": list(seeds), "blocks": blocks, "plots": plot(result.pop("_series"), out_dir)}
+    result = _jsonable(result)
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=1))
     return result
 
@@ -258,6 +259,7 @@ def score(checkpoint: Checkpoint, runs: dict[str, list[Recording]]) -> dict:
         "slippage_mae_constant_eth": mae["slip_const"], "slippage_mae_vs_constant": 1 - mae["slip"] / mae["slip_const"],
         "realized_net_ev_eth": totals["ev"], "realized_net_profit_eth": totals["profit"], "ev_over_profit": ratio,
         "ev_over_profit_per_seed": [_ratio(e.sum(), p.sum()) for e, p in zip(realized["ev"], realized["profit"])],
+        "paired_net_eth": dict(zip(("ev", "profit", "hindsight"), (paired / 1e18).tolist())),
         "paired_ev_over_profit": _ratio(paired[0], paired[1]), "perfect_foresight_over_profit": _ratio(paired[2], paired[1]),
         "runs": {policy: [summary(r) for r in recs] for policy, recs in runs.items()},
     }
@@ -290,7 +292,21 @@ def _paired(rec: Recording, ev: np.ndarray) -> np.ndarray:
 
 
 def _ratio(a: float, b: float) -> float:
-    return float(a / b) if b > 0 else math.nan
+    """a / b for profits; +inf when only a is positive (the other rule lost money), nan when neither is."""
+    if b > 0:
+        return float(a / b)
+    return math.inf if a > 0 else math.nan
+
+
+def _jsonable(value: Any) -> Any:
+    """Strict JSON: an infinite ratio becomes the string "inf", an undefined one null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value == math.inf else None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def _verdict(name: str, value: float, goal: float) -> dict[str, Any]:

@@ -53,9 +53,9 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     window: int = WINDOW
     batch_size: int = 32  # windows per Adam step
-    lr: float = 2e-3
-    max_epochs: int = 40
-    patience: int = 5  # epochs without a better validation loss before stopping
+    lr: float = 1e-3
+    max_epochs: int = 250
+    patience: int = 15  # epochs without a better validation loss before stopping
     val_fraction: float = 0.2  # the latest blocks, for every pool
     seed: int = 0
     progress: bool = True  # one line per epoch on stderr
@@ -223,6 +223,7 @@ def synthetic_dataset(pools: int = 64, blocks: int = 1000, seed: int = 0) -> Seq
     move = np.zeros((pools, steps))
     move[:, 1:] = traded[:, 1:] * rng.normal(size=(pools, steps - 1)) * 0.002 * np.exp(0.5 * activity[:, :-1])
     liquidity = rng.normal(12, 2, size=(pools, 1)) + np.cumsum(0.01 * rng.normal(size=(pools, steps)), axis=1)
+    fee = np.broadcast_to(rng.choice([0.0005, 0.0025, 0.003], size=(pools, 1)), (pools, steps))
     features = np.stack([move, volume, np.broadcast_to(gas, (pools, steps)), liquidity,
-                         np.broadcast_to(congestion, (pools, steps))], axis=-1)
+                         np.broadcast_to(congestion, (pools, steps)), np.zeros((pools, steps)), fee], axis=-1)
     return SequenceDataset(features[:, :-1], move[:, 1:], traded[:, 1:])
