@@ -54,8 +54,8 @@ class TrainConfig:
     window: int = WINDOW
     batch_size: int = 32  # windows per Adam step
     lr: float = 1e-3
-    max_epochs: int = 250
-    patience: int = 15  # epochs without a better validation loss before stopping
+    max_epochs: int = 400
+    patience: int = 40  # epochs without a better validation loss before stopping
     val_fraction: float = 0.2  # the latest blocks, for every pool
     seed: int = 0
     progress: bool = True  # one line per epoch on stderr
