@@ -250,6 +250,11 @@ def is_loopback(endpoint: str) -> bool:
     return host in LOOPBACK_HOSTS
 
 
+def is_address(value: str) -> bool:
+    """0x and 40 hex digits (any case: checksums are the node's concern, not the config's)."""
+    return len(value) == 42 and value[:2] == "0x" and all(c in "0123456789abcdefABCDEF" for c in value[2:])
+
+
 def validate(config: Config) -> None:
     """Cross-field rules that types alone cannot say."""
     positive = {
@@ -257,19 +262,44 @@ def validate(config: Config) -> None:
         "inference.max_batch": config.inference.max_batch,
         "aggregator.top_n": config.aggregator.top_n,
         "chain.poll_interval_s": config.chain.poll_interval_s,
+        "chain.request_timeout_s": config.chain.request_timeout_s,
+        "chain.chain_id": config.chain.chain_id,
+        "gas.history_blocks": config.gas.history_blocks,
+        "watchers.backfill_max_blocks": config.watchers.backfill_max_blocks,
+        "aggregator.shard_timeout_s": config.aggregator.shard_timeout_s,
+        "submitter.top_k": config.submitter.top_k,
     }
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
-    if len(config.gas.percentiles) != 3 or sorted(config.gas.percentiles) != config.gas.percentiles:
-        raise ConfigError(f"gas.percentiles must be three ascending numbers, got {config.gas.percentiles}")
+    not_negative = {
+        "chain.max_retries": config.chain.max_retries,
+        "tokens.max_pools": config.tokens.max_pools,
+        "inference.max_delay_ms": config.inference.max_delay_ms,
+        "aggregator.failed_attempt_gas": config.aggregator.failed_attempt_gas,
+        "submitter.tip_gwei": config.submitter.tip_gwei,
+        "ray.num_cpus": config.ray.num_cpus,
+    }
+    for key, value in not_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+    percentiles = config.gas.percentiles
+    if len(percentiles) != 3 or sorted(percentiles) != percentiles or not all(0 <= p <= 100 for p in percentiles):
+        raise ConfigError(f"gas.percentiles must be three ascending numbers in [0, 100], got {percentiles}")
+    addresses = {f"tokens.base[{i}]": a for i, a in enumerate(config.tokens.base)}
+    addresses |= {f"gas.feeds[{i}]": a for i, a in enumerate(config.gas.feeds)}
+    addresses |= {f"dexes[{i}].factory": d.factory for i, d in enumerate(config.dexes)}
+    if config.submitter.executor:
+        addresses["submitter.executor"] = config.submitter.executor
+    if config.tokens.price_oracle:
+        addresses["tokens.price_oracle"] = config.tokens.price_oracle
+    for key, value in addresses.items():
+        if not is_address(value):
+            raise ConfigError(f"{key} must be a 0x-prefixed 20-byte address (0x + 40 hex digits), got {value!r}")
     if not config.ray.aggregator_node.strip():
         raise ConfigError('ray.aggregator_node is empty: use "head", a node IP or a Ray node id')
     if config.inference.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"inference.device must be 'auto', 'cpu' or 'cuda', got {config.inference.device!r}")
-    oracle = config.tokens.price_oracle
-    if oracle and not (oracle.startswith("0x") and len(oracle) == 42 and all(c in "0123456789abcdefABCDEF" for c in oracle[2:])):
-        raise ConfigError(f"tokens.price_oracle must be a 0x-prefixed 20-byte address or empty, got {oracle!r}")
     names = [d.name for d in config.dexes]
     if len(set(names)) != len(names):
         raise ConfigError(f"dexes: names must be unique, got {names}")
