@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -93,6 +94,9 @@ class Anvil:
     log_path: Path
     state_path: Path | None = None
     _log_file: object = field(default=None, repr=False)
+    # Where anvil spills old states once it holds many in memory: ours alone, removed on stop.
+    # Left at anvil's default (~/.foundry/anvil/tmp) they outlive the process and filled the disk.
+    cache_dir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -144,10 +148,12 @@ class Anvil:
             args += ["--no-mining"]
         if state_path is not None:
             args += ["--state", str(state_path)]
+        cache_dir = Path(tempfile.mkdtemp(prefix="anvil-cache-"))
+        args += ["--cache-path", str(cache_dir)]
         log_path = Path(tempfile.mkstemp(prefix="anvil-", suffix=".log")[1])
         log_file = open(log_path, "wb")
         proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        node = cls(proc, host, port, log_path, state_path, log_file)
+        node = cls(proc, host, port, log_path, state_path, log_file, cache_dir)
         node._wait_ready(timeout)
         return node
 
@@ -187,6 +193,8 @@ class Anvil:
             self._log_file.close()
             self._log_file = None
         self.log_path.unlink(missing_ok=True)
+        if self.cache_dir is not None:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def __enter__(self) -> "Anvil":
         return self
