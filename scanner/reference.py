@@ -10,6 +10,7 @@ import math
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
+from eth_abi.exceptions import DecodingError
 from eth_utils import keccak, to_checksum_address
 
 from scanner.chain import ChainClient
@@ -50,7 +51,13 @@ class ReferencePrices:
         if "error" in reply:
             raise ChainError(f"price oracle {self.oracle} failed at block {block_hash}: {reply['error']} "
                              "(is tokens.price_oracle an Aave-style oracle that prices every token of the pools?)")
-        (prices,) = abi_decode(["uint256[]"], bytes.fromhex(reply["result"][2:]))
+        try:
+            (prices,) = abi_decode(["uint256[]"], bytes.fromhex(reply["result"][2:]))
+        except (DecodingError, ValueError):
+            prices = None
+        if prices is None or len(prices) != len(self.tokens):
+            raise ChainError(f"price oracle {self.oracle} answered {reply['result'][:66]!r} at block {block_hash}, "
+                             f"not {len(self.tokens)} prices: is tokens.price_oracle an Aave-style oracle on this chain?")
         return {t: math.log(p) - decimals[t] * _LN10 for t, p in zip(self.tokens, prices) if p > 0}
 
     @staticmethod

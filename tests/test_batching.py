@@ -5,11 +5,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scanner.batching import DynamicBatcher, StreamingBatcher, window_gap
-from scanner.features import Normalizer
+from scanner.features import N_FEATURES, Normalizer
 from scanner.model import WINDOW, ArbLSTM
 from scanner.wire import FeatureFrame
 
 torch.set_num_threads(1)  # two shared cores: intra-op threads only contend with each other
+
+# Typical scale of each feature (FEATURE_NAMES order: price change, volume, gas, liquidity,
+# congestion, price gap, fee).
+MEAN = np.array([0.0, 0.01, 3.0, 20.0, 0.5, 0.0, 0.003])
+STD = np.array([0.01, 0.02, 0.3, 2.0, 0.1, 0.005, 0.001])
 
 
 class FakeClock:
@@ -22,7 +27,7 @@ class FakeClock:
 
 def frame(pools, block=0) -> FeatureFrame:
     pools = np.asarray(pools)
-    x = np.tile(np.arange(len(pools), dtype=np.float32)[:, None], (1, 5))
+    x = np.tile(np.arange(len(pools), dtype=np.float32)[:, None], (1, N_FEATURES))
     return FeatureFrame(pools, np.broadcast_to(np.asarray(block), pools.shape), x)
 
 
@@ -93,7 +98,7 @@ def test_overflow_policy_properties(frames, max_batch, extra):
     sent = []  # (pool, row id); the id rides in the block column, unique per row
     for pools in frames:
         ids = np.arange(len(sent), len(sent) + len(pools))
-        b.add(FeatureFrame(np.asarray(pools, dtype=np.int64), ids, np.zeros((len(pools), 5))))
+        b.add(FeatureFrame(np.asarray(pools, dtype=np.int64), ids, np.zeros((len(pools), N_FEATURES))))
         sent += list(zip(pools, ids.tolist()))
         assert len(b) <= max(b.max_pending, len({p for p, _ in sent}))
     out = []
@@ -115,14 +120,13 @@ def test_batcher_settings_are_checked():
 def model() -> ArbLSTM:
     torch.manual_seed(1)
     m = ArbLSTM()
-    m.set_normalizer(Normalizer(np.array([0.0, 0.01, 3.0, 20.0, 0.5]), np.array([0.01, 0.02, 0.3, 2.0, 0.1])))
+    m.set_normalizer(Normalizer(MEAN, STD))
     return m.eval()
 
 
 def sequences(pools: int, blocks: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return rng.normal([0.0, 0.01, 3.0, 20.0, 0.5], [0.01, 0.02, 0.3, 2.0, 0.1],
-                      size=(pools, blocks, 5)).astype(np.float32)
+    return rng.normal(MEAN, STD, size=(pools, blocks, N_FEATURES)).astype(np.float32)
 
 
 def window(model: ArbLSTM, x: np.ndarray) -> np.ndarray:

@@ -124,6 +124,28 @@ def test_numbers_booleans_and_ints_are_not_confused():
     ({"dexes": [dict(DEX, fee_bps=-1)]}, "dexes[0].fee_bps"),
     ({"sockets": {"query": "tcp://0.0.0.0:7780"}}, "sockets.query"),
     ({"sockets": {"publish": "tcp://10.1.2.3:7781"}}, "sockets.publish"),
+    ({"tokens": {"price_oracle": "0x123"}}, "tokens.price_oracle"),
+    ({"tokens": {"price_oracle": "11" * 21}}, "tokens.price_oracle"),  # 42 characters, no 0x
+    ({"tokens": {"price_oracle": "0x" + "g1" * 20}}, "tokens.price_oracle"),
+    ({"tokens": {"price_oracle": "0x" + "11" * 21}}, "tokens.price_oracle"),
+    ({"tokens": {"base": ["WETH"]}}, "tokens.base[0]"),
+    ({"tokens": {"max_pools": -1}}, "tokens.max_pools"),
+    ({"gas": {"feeds": ["0x12"]}}, "gas.feeds[0]"),
+    ({"dexes": [dict(DEX, factory="uniswap")]}, "dexes[0].factory"),
+    ({"submitter": {"executor": "0xabc"}}, "submitter.executor"),
+    ({"chain": {"request_timeout_s": -1.0}}, "chain.request_timeout_s"),
+    ({"chain": {"chain_id": 0}}, "chain.chain_id"),
+    ({"chain": {"max_retries": -1}}, "chain.max_retries"),
+    ({"gas": {"history_blocks": 0}}, "gas.history_blocks"),
+    ({"gas": {"percentiles": [25.0, 50.0, 101.0]}}, "gas.percentiles"),
+    ({"gas": {"percentiles": [-1.0, 50.0, 75.0]}}, "gas.percentiles"),
+    ({"watchers": {"backfill_max_blocks": 0}}, "watchers.backfill_max_blocks"),
+    ({"aggregator": {"shard_timeout_s": 0.0}}, "aggregator.shard_timeout_s"),
+    ({"aggregator": {"failed_attempt_gas": -5}}, "aggregator.failed_attempt_gas"),
+    ({"inference": {"max_delay_ms": -0.5}}, "inference.max_delay_ms"),
+    ({"submitter": {"top_k": 0}}, "submitter.top_k"),
+    ({"submitter": {"tip_gwei": -1.0}}, "submitter.tip_gwei"),
+    ({"ray": {"num_cpus": -2}}, "ray.num_cpus"),
 ])
 def test_values_types_cannot_express_are_checked_and_named(data, key):
     with pytest.raises(ConfigError) as e:
@@ -172,3 +194,21 @@ def test_defaults_are_a_valid_config():
     config = from_dict({})
     assert config == Config() and config.sockets.query.startswith("tcp://127.0.0.1:")
     assert config.submitter.private_key_file == "" and config.chain.chain_id == 31337
+
+
+def test_price_oracle_is_empty_or_an_address():
+    assert from_dict({}).tokens.price_oracle == ""  # no oracle by default: the gap feature reads 0
+    for address in ("0x" + "ab" * 20, "0x" + "AB" * 20, "0xd0F350b13465B5251bb03E4bbf9Fa1DbC4a378F3", ""):
+        assert from_dict({"tokens": {"price_oracle": address}}).tokens.price_oracle == address
+    with pytest.raises(ConfigError) as e:
+        from_dict({"tokens": {"price_oracle": "0x123"}})
+    assert "tokens.price_oracle" in str(e.value) and "'0x123'" in str(e.value), str(e.value)
+    with pytest.raises(ConfigError, match="tokens.price_oracle: expected str"):
+        from_dict({"tokens": {"price_oracle": 0x1234}})
+
+
+def test_price_oracle_survives_dump_and_load(tmp_path):
+    config = from_dict({"tokens": {"base": ["0x" + "22" * 20], "price_oracle": "0x" + "33" * 20}})
+    path = tmp_path / "oracle.toml"
+    path.write_text(dump(config))
+    assert load(path) == config and load(path).tokens.price_oracle == "0x" + "33" * 20

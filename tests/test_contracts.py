@@ -286,3 +286,51 @@ def test_gas_burner_burns_what_it_is_asked(w3: Web3, gas: int) -> None:
     burner = contracts.deploy(w3, "GasBurner")
     receipt = send(w3, burner.functions.burn(gas), w3.eth.accounts[0])
     assert abs(receipt["gasUsed"] - gas) <= gas // 10
+
+
+def test_price_oracle_reads_like_aave_and_only_its_owner_writes(w3: Web3) -> None:
+    owner, stranger = w3.eth.accounts[2], w3.eth.accounts[3]
+    oracle = contracts.deploy(w3, "PriceOracle", owner, sender=stranger)  # the owner is the argument, not the deployer
+    a, b, c = token(w3, "A"), token(w3, "B"), token(w3, "C")
+    assert oracle.functions.BASE_CURRENCY_UNIT().call() == E18
+    assert oracle.functions.owner().call() == owner
+
+    # Unpriced: a zero price would read as a free token, so the oracle reverts naming the asset.
+    with pytest.raises(ContractCustomError) as unpriced:
+        oracle.functions.getAssetPrice(a.address).call()
+    assert contracts.describe_revert("PriceOracle", unpriced.value).lower() == f"noprice(asset={a.address.lower()})"
+
+    prices = [3 * E18, 1, 2**255]
+    receipt = send(w3, oracle.functions.setAssetPrices([a.address, b.address, c.address], prices), owner)
+    (event,) = oracle.events.AssetPricesUpdated().process_receipt(receipt, errors=DISCARD)
+    assert (event["args"]["count"], event["args"]["blockNumber"]) == (3, receipt["blockNumber"])
+    assert oracle.functions.getAssetsPrices([a.address, b.address, c.address]).call() == prices
+    assert oracle.functions.getAssetsPrices([c.address, a.address, c.address]).call() == [2**255, 3 * E18, 2**255]
+    assert oracle.functions.getAssetsPrices([]).call() == []
+    assert [oracle.functions.getAssetPrice(t.address).call() for t in (a, b, c)] == prices
+
+    # Anyone but the owner is refused, and nothing changes.
+    with pytest.raises(ContractCustomError) as outsider:
+        oracle.functions.setAssetPrices([a.address], [5]).call({"from": stranger})
+    assert contracts.describe_revert("PriceOracle", outsider.value) == "NotOwner()"
+    failed = w3.eth.wait_for_transaction_receipt(
+        oracle.functions.setAssetPrices([a.address], [5]).transact({"from": stranger, "gas": 200_000}), timeout=10)
+    assert failed["status"] == 0
+    assert oracle.functions.getAssetPrice(a.address).call() == 3 * E18
+
+    with pytest.raises(ContractCustomError) as mismatch:
+        oracle.functions.setAssetPrices([a.address, b.address], [5]).call({"from": owner})
+    assert contracts.describe_revert("PriceOracle", mismatch.value) == "LengthMismatch()"
+
+    # An update overwrites; one unpriced asset in a batch read reverts the whole read, naming it.
+    send(w3, oracle.functions.setAssetPrices([b.address], [7 * E18]), owner)
+    assert oracle.functions.getAssetsPrices([a.address, b.address]).call() == [3 * E18, 7 * E18]
+    stranger_token = token(w3, "D")
+    with pytest.raises(ContractCustomError) as partial:
+        oracle.functions.getAssetsPrices([a.address, stranger_token.address]).call()
+    assert contracts.describe_revert("PriceOracle", partial.value).lower() == \
+        f"noprice(asset={stranger_token.address.lower()})"
+    # Setting a zero price unprices the asset again (it reads as missing, never as free).
+    send(w3, oracle.functions.setAssetPrices([c.address], [0]), owner)
+    with pytest.raises(ContractCustomError):
+        oracle.functions.getAssetPrice(c.address).call()

@@ -70,6 +70,11 @@ class Run:
 def _warm_up(market: Market) -> None:
     """Step until every pair's price accumulator is set (a never-swapped pair pays ~34k gas more)."""
     pairs = [contracts.at(market.w3, "UniswapV2Pair", p.address) for p in market.deployment.pools]
+    # A V2 pair accumulates prices only when time has passed since its last update, and anvil
+    # stamps blocks with the wall clock: 20 fast blocks can share the second the pools were
+    # minted in, leaving a pair that was swapped (only) then cold. Move the clock on first.
+    reply = market.w3.provider.make_request("evm_increaseTime", [1])
+    assert "error" not in reply, reply
     market.run(WARMUP_BLOCKS)
     cold = [p.address for p in pairs if p.functions.price0CumulativeLast().call() == 0]
     assert not cold, f"pairs never swapped after {WARMUP_BLOCKS} blocks: {cold}"

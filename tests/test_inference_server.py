@@ -8,16 +8,22 @@ import pytest
 import torch
 import zmq
 
-from scanner.features import FeatureRow, Normalizer
+from scanner.features import N_FEATURES, FeatureRow, Normalizer
 from scanner.inference_server import InferenceServer, ServerConfig
 from scanner.model import ArbLSTM
 from scanner.wire import FeatureFrame, PredictionFrame, WireError
 
 torch.set_num_threads(1)  # two shared cores: intra-op threads only contend with each other
 
+# Typical scale of each feature (FEATURE_NAMES order: price change, volume, gas, liquidity,
+# congestion, price gap, fee).
+MEAN = np.array([0.0, 0.01, 3.0, 20.0, 0.5, 0.0, 0.003])
+STD = np.array([0.01, 0.02, 0.3, 2.0, 0.1, 0.005, 0.001])
+
 
 def test_feature_frame_round_trip():
-    rows = [FeatureRow(3, 10, 0.001, 0.02, 3.4, 21.0, 0.6), FeatureRow(2**40, 11, -0.002, 0.0, 3.5, 19.0, 0.4)]
+    rows = [FeatureRow(3, 10, 0.001, 0.02, 3.4, 21.0, 0.6, 0.004, 0.003),
+            FeatureRow(2**40, 11, -0.002, 0.0, 3.5, 19.0, 0.4, -0.012, 0.0005)]
     frame = FeatureFrame.decode(FeatureFrame.from_rows(rows).encode())
     assert frame.pool.tolist() == [3, 2**40] and frame.block.tolist() == [10, 11]
     np.testing.assert_allclose(frame.x, np.array([r.values() for r in rows]), rtol=1e-6)
@@ -25,7 +31,7 @@ def test_feature_frame_round_trip():
 
 
 def test_frames_that_cannot_be_read_are_refused():
-    good = FeatureFrame.from_rows([FeatureRow(1, 1, 0, 0, 0, 0, 0)])
+    good = FeatureFrame.from_rows([FeatureRow(1, 1, 0, 0, 0, 0, 0, 0, 0)])
     with pytest.raises(WireError, match="expected a 'predictions' frame, got 'features'"):
         PredictionFrame.decode(good.encode())
     msg = msgpack.unpackb(good.encode())
@@ -33,7 +39,7 @@ def test_frames_that_cannot_be_read_are_refused():
         FeatureFrame.decode(msgpack.packb({**msg, "v": 2}))
     msg["cols"]["x"][1] = [1, 4]
     msg["cols"]["x"][0] = msg["cols"]["x"][0][:16]
-    with pytest.raises(WireError, match=r"must be \[rows, 5\]"):
+    with pytest.raises(WireError, match=r"must be \[rows, 7\]"):
         FeatureFrame.decode(msgpack.packb(msg))
     with pytest.raises(WireError, match="not a msgpack frame"):
         FeatureFrame.decode(b"\xc1garbage")
@@ -43,7 +49,7 @@ def test_frames_that_cannot_be_read_are_refused():
 def model() -> ArbLSTM:
     torch.manual_seed(2)
     m = ArbLSTM()
-    m.set_normalizer(Normalizer(np.array([0.0, 0.01, 3.0, 20.0, 0.5]), np.array([0.01, 0.02, 0.3, 2.0, 0.1])))
+    m.set_normalizer(Normalizer(MEAN, STD))
     return m.eval()
 
 
@@ -85,7 +91,7 @@ def collect(sink: zmq.Socket, until: Callable[[list[PredictionFrame]], bool],
 
 def sequences(pools: int, blocks: int) -> np.ndarray:
     rng = np.random.default_rng(0)
-    return rng.normal([0.0, 0.01, 3.0, 20.0, 0.5], [0.01, 0.02, 0.3, 2.0, 0.1], size=(pools, blocks, 5)).astype(np.float32)
+    return rng.normal(MEAN, STD, size=(pools, blocks, N_FEATURES)).astype(np.float32)
 
 
 def expected(model: ArbLSTM, x: np.ndarray) -> np.ndarray:
@@ -109,7 +115,7 @@ def test_rows_in_predictions_out_equal_to_the_model(model, sockets):
     try:
         for b in range(blocks):
             push.send(FeatureFrame(pools, np.full(3, b), x[:, b]).encode())
-        poisoned = FeatureFrame([44, 55], [0, 0], np.where([[True] * 5, [False] * 5], np.nan, x[:2, 0]))
+        poisoned = FeatureFrame([44, 55], [0, 0], np.where([[True] * N_FEATURES, [False] * N_FEATURES], np.nan, x[:2, 0]))
         push.send(poisoned.encode())
         push.send(b"not a frame")
         frames = collect(sink, lambda fs: sum(map(len, fs)) >= 3 * blocks + 1)
@@ -159,7 +165,7 @@ def test_one_frame_burst_is_coalesced_deterministically(model, sockets):
     ctx, sink, sink_addr = sockets
     blocks = 50
     x = sequences(3, blocks)
-    rows = FeatureFrame(np.tile([7, 8, 9], blocks), np.repeat(np.arange(blocks), 3), x.transpose(1, 0, 2).reshape(-1, 5))
+    rows = FeatureFrame(np.tile([7, 8, 9], blocks), np.repeat(np.arange(blocks), 3), x.transpose(1, 0, 2).reshape(-1, N_FEATURES))
     server = start(model, sink_addr, max_batch=8, max_pending=8)
     push = connect(ctx, server)
     try:

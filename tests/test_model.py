@@ -2,30 +2,37 @@ import numpy as np
 import pytest
 import torch
 
-from scanner.features import Normalizer
+from scanner.features import FEATURE_NAMES, N_FEATURES, Normalizer
 from scanner.model import WINDOW, ArbLSTM, Checkpoint, CheckpointError, ModelConfig
 
 torch.set_num_threads(1)  # two shared cores: intra-op threads only contend with each other
+
+
+# Typical scale of each feature (FEATURE_NAMES order: price change, volume, gas, liquidity,
+# congestion, price gap, fee).
+MEAN = np.array([0.0, 0.01, 3.0, 20.0, 0.5, 0.0, 0.003])
+STD = np.array([0.01, 0.02, 0.3, 2.0, 0.1, 0.005, 0.001])
 
 
 @pytest.fixture
 def model() -> ArbLSTM:
     torch.manual_seed(0)
     m = ArbLSTM()
-    m.set_normalizer(Normalizer(np.array([0.0, 0.01, 3.0, 20.0, 0.5]), np.array([0.01, 0.02, 0.3, 2.0, 0.1])))
+    m.set_normalizer(Normalizer(MEAN, STD))
     return m.eval()
 
 
 def raw_features(*shape: int, seed: int = 0) -> torch.Tensor:
     rng = np.random.default_rng(seed)
-    x = rng.normal([0.0, 0.01, 3.0, 20.0, 0.5], [0.01, 0.02, 0.3, 2.0, 0.1], size=(*shape, 5))
+    x = rng.normal(MEAN, STD, size=(*shape, N_FEATURES))
     return torch.as_tensor(x, dtype=torch.float32)
 
 
 def test_default_architecture():
     m = ArbLSTM()
-    assert m.config == ModelConfig(5, (50, 30), 32)
-    assert [(l.input_size, l.hidden_size) for l in m.layers] == [(5, 50), (50, 30)]
+    assert N_FEATURES == 7
+    assert m.config == ModelConfig(7, (50, 30), 32)
+    assert [(l.input_size, l.hidden_size) for l in m.layers] == [(7, 50), (50, 30)]
 
 
 def test_shapes_and_ranges(model):
@@ -70,8 +77,8 @@ def test_left_padded_short_history_equals_its_own_sequence(model):
 def test_bad_lengths_and_feature_count_are_refused(model):
     with pytest.raises(ValueError, match=r"lengths must be B=2 values in \[1, T=10\]"):
         model(raw_features(2, 10), torch.tensor([0, 10]))
-    with pytest.raises(ValueError, match="expected 5 features"):
-        model(torch.zeros(2, 10, 4))
+    with pytest.raises(ValueError, match="expected 7 features"):
+        model(torch.zeros(2, 10, 5))  # rows of the old five-feature set
 
 
 def test_loss_is_finite_and_differentiable(model):
@@ -113,14 +120,17 @@ def test_checkpoint_refuses_another_architecture(model, tmp_path):
     with pytest.raises(CheckpointError, match="do not fit an ArbLSTM"):
         Checkpoint.load(edited(model, tmp_path, state_dict=other.state_dict()))
     with pytest.raises(CheckpointError, match="unknown model config keys"):
-        Checkpoint.load(edited(model, tmp_path, config={"n_features": 5, "hidden": [50, 30], "head_hidden": 32,
+        Checkpoint.load(edited(model, tmp_path, config={"n_features": 7, "hidden": [50, 30], "head_hidden": 32,
                                                          "bidirectional": True}))
 
 
 def test_checkpoint_refuses_another_feature_set(model, tmp_path):
-    names = ["log_price_change", "volume", "log_gas_price", "log_liquidity", "congestion"]
+    names = ["log_price_change", "volume", "log_gas_price", "log_liquidity", "congestion", "log_price_gap", "fee"]
     with pytest.raises(CheckpointError, match="trained on features"):
         Checkpoint.load(edited(model, tmp_path, feature_names=names))
+    # A checkpoint of the old five-feature set (as shipped before the price-gap and fee features).
+    with pytest.raises(CheckpointError, match="trained on features"):
+        Checkpoint.load(edited(model, tmp_path, feature_names=list(FEATURE_NAMES[:5])))
 
 
 def test_checkpoint_refuses_other_versions_and_files(model, tmp_path):
@@ -148,3 +158,17 @@ def test_checkpoint_refuses_metadata_it_could_not_load_back(model, tmp_path):
     with pytest.raises(TypeError, match=r"metadata \['torch'\]"):
         Checkpoint.from_model(model, {"torch": torch.__version__}).save(tmp_path / "m.pt")
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_the_shipped_checkpoint_matches_the_current_features():
+    """The inference actor loads it when no checkpoint is configured: a feature change must come with a retrain."""
+    from scanner.record import SHIPPED_CHECKPOINT
+    from scanner.risk import LstmRiskModel
+
+    ckpt = Checkpoint.load(SHIPPED_CHECKPOINT)  # refuses another feature set, naming both
+    assert ckpt.config.n_features == N_FEATURES and ckpt.normalizer.mean.shape == (N_FEATURES,)
+    assert ckpt.normalizer.std[FEATURE_NAMES.index("log_price_gap")] > Normalizer.MIN_STD  # trained with an oracle
+    LstmRiskModel.from_checkpoint(ckpt)  # the calibration serving needs is there
+    with torch.no_grad():
+        pred = ckpt.build("cpu")(raw_features(4, 20))
+    assert all(torch.isfinite(t).all() for t in pred)

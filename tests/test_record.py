@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from web3 import HTTPProvider, Web3
 
+from scanner.features import FEATURE_NAMES, N_FEATURES
 from scanner.model import ArbLSTM, Checkpoint
 from scanner.record import STATUS, TOP_N, Recording, record, record_on
 from scanner.risk import Calibration
@@ -35,8 +36,13 @@ def recorded(tmp_path_factory):
 def test_shapes_and_candidates(recorded):
     rec, _ = recorded
     pools = len(rec.meta["pools"])
-    assert rec.features.shape == (BLOCKS, pools, 5) and rec.next_move.shape == rec.next_traded.shape == (BLOCKS, pools)
+    assert rec.features.shape == (BLOCKS, pools, N_FEATURES) and rec.next_move.shape == rec.next_traded.shape == (BLOCKS, pools)
     assert (np.diff(rec.blocks) == 1).all() and np.isfinite(rec.features).all()
+    # The recorder's watcher reads the market's price oracle: pools sit off the fair price by a
+    # nonzero gap, and the fee column is each pool's own fee.
+    gap, fee = (rec.features[..., FEATURE_NAMES.index(n)] for n in ("log_price_gap", "fee"))
+    assert (np.abs(gap) > 1e-5).mean() > 0.5 and np.abs(gap).max() < 0.5
+    np.testing.assert_array_equal(fee, np.broadcast_to(np.float32(np.asarray(rec.meta["fee_bps"]) / 1e4), fee.shape))
     n = len(rec.cand_t)
     assert n > BLOCKS and np.bincount(rec.cand_t).max() <= TOP_N
     for name in ("cand_pools", "cand_zero_for_one", "cand_fee_bps", "cand_reserve_in"):
