@@ -1,5 +1,7 @@
-"""Shared fixtures: real anvil chains that are always stopped, also when a test fails."""
+"""Shared fixtures: real anvil chains and a private local Ray, always stopped, also when a test fails."""
 from __future__ import annotations
+
+import os
 
 import pytest
 from web3 import HTTPProvider, Web3
@@ -31,3 +33,14 @@ def anvil(anvil_factory) -> Anvil:
 @pytest.fixture
 def w3(anvil) -> Web3:
     return Web3(HTTPProvider(anvil.url, request_kwargs={"timeout": 30}))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A private Ray instance per test module (address "local": never another Ray running here)."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -42,14 +42,6 @@ def figure(name: str, value) -> None:
     print(f"FIGURE {name} {value}", flush=True)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 class Live:
     """A deployed market, the whole pipeline on it, a query client and a subscriber to the top-N stream."""
 

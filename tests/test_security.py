@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -31,14 +30,6 @@ from scanner.submit import BroadcastRefused, Simulation, SubmitterCore, load_key
 EXECUTOR = "0x" + "5e" * 20  # no code needed: nothing here may get as far as running it
 OPP = {"id": "feed", "pools": ["0x" + "01" * 20, "0x" + "02" * 20], "zero_for_one": [True, False],
        "fees_bps": [30, 30], "amount_in": 10**18}
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _account(tmp_path: Path):
