@@ -6,7 +6,6 @@ tests/test_config.py; this file does not repeat them.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 import time
@@ -15,16 +14,12 @@ from pathlib import Path
 import pytest
 import ray
 from eth_account import Account
-from web3 import HTTPProvider, Web3
 
-from actors.demo import local_config, wait_for_block
-from actors.launcher import launch
+from live import Live
 from scanner.chain import ChainClient
-from scanner.client import QueryClient
 from scanner.errors import ArbscanError
 from scanner.journal import Journal
 from scanner.localchain import searcher_key_file
-from scanner.market import Market, MarketSpec
 from scanner.submit import BroadcastRefused, Simulation, SubmitterCore, load_key
 
 EXECUTOR = "0x" + "5e" * 20  # no code needed: nothing here may get as far as running it
@@ -89,21 +84,9 @@ def test_a_bad_key_is_refused_without_echoing_it(tmp_path):
         load_key(None, None)
 
 
-def _pipeline(anvil, tmp_path: Path, *, chain_id: int = 31337):
-    market = Market(Web3(HTTPProvider(anvil.url, request_kwargs={"timeout": 30})), MarketSpec(seed=5))
-    dep = market.deploy()
-    key_file = searcher_key_file(tmp_path)
-    config = local_config(anvil, dep, tmp_path / "journal.sqlite", key_file)
-    config = dataclasses.replace(config, chain=dataclasses.replace(config.chain, chain_id=chain_id))
-    symbols = {addr: sym for sym, addr in dep.tokens.items()}
-    return market, config, key_file, launch(config, symbols=symbols, progress=False)
-
-
-def _run(market, pipeline, blocks: int) -> None:
-    client = QueryClient(pipeline.endpoints["query"], timeout_s=5.0)
+def _run(live: Live, blocks: int) -> None:
     for _ in range(blocks):
-        summary = market.step()
-        wait_for_block(client, summary.number, timeout_s=10.0)
+        live.step()
 
 
 def _wait_submitter(pipeline, key: str, at_least: int, timeout_s: float = 20.0) -> dict:
@@ -125,17 +108,18 @@ def _journal_rows(path: Path) -> list[tuple[str, str, dict]]:
 @pytest.mark.ray
 def test_a_pipeline_on_mainnet_chain_id_simulates_and_never_sends(local_ray, anvil_factory, tmp_path):
     node = anvil_factory(chain_id=1)
-    market, config, _, pipeline = _pipeline(node, tmp_path, chain_id=1)
+    live = Live(node, tmp_path, chain_id=1)
+    market, config, pipeline = live.market, live.config, live.pipeline
     try:
         searcher = market.searcher
         nonce = market.w3.eth.get_transaction_count(searcher, "pending")
         pid = ray.get(pipeline.actors["submitter"].health.remote())["pid"]
-        _run(market, pipeline, 8)
+        _run(live, 8)
         stats = _wait_submitter(pipeline, "simulated", 3)
         health = ray.get(pipeline.actors["submitter"].health.remote())
         bundle = ray.get(pipeline.actors["submitter"].last_bundle.remote())
     finally:
-        pipeline.stop()
+        live.close()
     # It ran (no crash loop: same process, healthy), simulated and built bundles, and sent nothing.
     assert health["status"] == "ok" and health["pid"] == pid, health
     assert stats["chain_id"] == 1 and stats["sending"] is False and stats["simulated"] >= 3, stats
@@ -160,19 +144,20 @@ def _files_holding(root: Path, needles: list[bytes]) -> list[Path]:
 
 @pytest.mark.ray
 def test_the_private_key_never_reaches_logs_or_the_journal(local_ray, anvil, tmp_path):
-    market, config, key_file, pipeline = _pipeline(anvil, tmp_path)
+    live = Live(anvil, tmp_path)
+    config, key_file, pipeline = live.config, live.key_file, live.pipeline
     try:
-        _run(market, pipeline, 10)
+        _run(live, 10)
         stats = _wait_submitter(pipeline, "sent", 2)
         # A submitter crash and restart runs the start-up and error paths with the key loaded too.
         ray.kill(pipeline.actors["submitter"], no_restart=False)
-        _run(market, pipeline, 4)
+        _run(live, 4)
         for _ in range(15):  # rows land once a block's outcome is known; a restart can delay that
-            if Path(config.submitter.journal).exists() and _journal_rows(Path(config.submitter.journal)):
+            if live.journal.exists() and _journal_rows(live.journal):
                 break
-            _run(market, pipeline, 1)
+            _run(live, 1)
     finally:
-        pipeline.stop()
+        live.close()
     assert stats["sent"] >= 2 and stats["simulation_ok"] >= 2, stats  # the key really signed transactions
     key = Account.from_key(key_file.read_text().strip()).key
     needles = [key.hex().encode(), key.hex().upper().encode(), key]
