@@ -11,6 +11,11 @@ dies (SIGKILL, OOM); only an OS crash or power loss can lose the last few commit
 right trade here: the journal holds public data that the submitter can re-derive for a replayed
 block, and FULL would add an fsync to every block's writes.
 
+In flight: a transaction's hash, opportunity and block records are held in a second table from just
+before it is sent until its outcome is journaled (`hold`, then `write(..., release=tx_hash)` in one
+transaction), so a submitter killed in between resolves it after its restart (`held`) instead of
+losing it.
+
 Secrets: records carry only public data. Free-text fields (`error`) are scrubbed of any run of 64
 or more hex digits (the shape of a private key) before they are written, in case a library put
 a key into an exception message.
@@ -140,6 +145,9 @@ class Journal:
                 " id TEXT NOT NULL, stage TEXT NOT NULL, block INTEGER NOT NULL, written_at REAL NOT NULL,"
                 " data TEXT NOT NULL, PRIMARY KEY (id, stage)) WITHOUT ROWID")
             self._db.execute("CREATE INDEX IF NOT EXISTS journal_block ON journal (block)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS inflight ("
+                " tx_hash TEXT PRIMARY KEY, block INTEGER NOT NULL, opportunity TEXT NOT NULL, records TEXT NOT NULL)")
 
     def __enter__(self) -> Journal:
         return self
@@ -150,8 +158,9 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
-    def write(self, *records: Record) -> int:
-        """Commit `records` in one transaction; returns how many were new (a replayed stage is skipped)."""
+    def write(self, *records: Record, release: str | None = None) -> int:
+        """Commit `records` in one transaction, which also drops the in-flight entry `release` (a tx
+        hash) if given; returns how many records were new (a replayed stage is skipped)."""
         now = time.time()
         rows = [(r.id, r.STAGE, r.block, now, json.dumps(self._data(r))) for r in records]
         with self._db:
@@ -159,7 +168,31 @@ class Journal:
             self._db.executemany(
                 "INSERT INTO journal (id, stage, block, written_at, data) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (id, stage) DO NOTHING", rows)
-            return self._db.total_changes - before
+            new = self._db.total_changes - before
+            if release is not None:
+                self._db.execute("DELETE FROM inflight WHERE tx_hash = ?", (release,))
+            return new
+
+    def hold(self, tx_hash: str, block: int, opportunity: dict, records: list[Record]) -> None:
+        """Keep a transaction about to be sent (or its block's records so far, again) until its outcome."""
+        data = json.dumps([[r.STAGE, r.id, r.block, self._data(r)] for r in records])
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO inflight (tx_hash, block, opportunity, records) VALUES (?, ?, ?, ?)",
+                             (tx_hash, block, json.dumps(opportunity), data))
+
+    def release(self, tx_hash: str) -> None:
+        """Forget an in-flight entry whose transaction never left (the send failed)."""
+        with self._db:
+            self._db.execute("DELETE FROM inflight WHERE tx_hash = ?", (tx_hash,))
+
+    def held(self) -> list[tuple[str, dict, int, list[Record]]]:
+        """Every in-flight transaction: (tx hash, opportunity, block, its block's records)."""
+        out = []
+        for tx_hash, block, opportunity, records in self._db.execute(
+                "SELECT tx_hash, block, opportunity, records FROM inflight ORDER BY block, tx_hash"):
+            out.append((tx_hash, json.loads(opportunity), block,
+                        [_record(stage, id, b, data) for stage, id, b, data in json.loads(records)]))
+        return out
 
     @staticmethod
     def _data(record: Record) -> dict[str, Any]:
@@ -178,10 +211,12 @@ class Journal:
     def records(self, id: str) -> list[Record]:
         """Every stage journaled for opportunity `id`, in pipeline order."""
         rows = self._db.execute("SELECT stage, block, data FROM journal WHERE id = ?", (id,)).fetchall()
-        found = {}
-        for stage, block, data in rows:
-            cls = RECORDS[stage]
-            hints = typing.get_type_hints(cls)
-            values = {k: _decode(v, hints[k]) for k, v in json.loads(data).items()}
-            found[stage] = cls(id=id, block=block, **values)
+        found = {stage: _record(stage, id, block, json.loads(data)) for stage, block, data in rows}
         return [found[stage] for stage in RECORDS if stage in found]
+
+
+def _record(stage: str, id: str, block: int, data: dict[str, Any]) -> Record:
+    """A record from its stage, key and JSON fields (as `Journal._data` wrote them)."""
+    cls = RECORDS[stage]
+    hints = typing.get_type_hints(cls)
+    return cls(id=id, block=block, **{k: _decode(v, hints[k]) for k, v in data.items()})

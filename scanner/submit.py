@@ -14,7 +14,7 @@ from typing import Callable
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 from web3.exceptions import ContractLogicError, Web3RPCError
 
 from scanner import contracts
@@ -94,8 +94,10 @@ class SubmitterCore:
         self.stats = SubmitStats()
         self._nonce: int | None = None
         # tx hash -> (opportunity, block ranked, that block's records): a block's records are journaled
-        # in one transaction once its outcome is known, so a crash never leaves half a block behind
-        self._pending: dict[str, tuple[dict, int, list]] = {}
+        # in one transaction once its outcome is known, so a crash never leaves half a block behind;
+        # they are held in the journal meanwhile, so a restart picks up what its predecessor sent
+        self._pending: dict[str, tuple[dict, int, list]] = {
+            tx_hash: (opp, block, records) for tx_hash, opp, block, records in journal.held()}
         self._gas_samples: dict[int, int] = {}  # hops -> the first measured route's gas
         self.gas_model: GasModel | None = None  # calibrated once routes of two hop counts were measured
         self.on_calibrated = on_calibrated  # called with it then (the actor hands it to the aggregator)
@@ -116,7 +118,7 @@ class SubmitterCore:
             sim = self.simulate(opp, block)
             records.append(SimulationRecord(opp["id"], block, sim.ok, sim.profit, sim.gas_estimate, sim.error))
             if rank == 0 and sim.ok:
-                outcome = self._submit(opp, block, sim)
+                outcome = self._submit(opp, block, sim, records)
                 if isinstance(outcome, OutcomeRecord):
                     records.append(outcome)
                 else:
@@ -125,6 +127,8 @@ class SubmitterCore:
                 records.append(OutcomeRecord(opp["id"], block, "not_sent"))
         if sent is not None:
             self._pending[sent] = (best[0], block, records)
+            if len(best) > 1:
+                self.journal.hold(sent, block, best[0], records)  # now with the other candidates' rows
         elif records:
             self.journal.write(*records)
 
@@ -196,19 +200,27 @@ class SubmitterCore:
                    "params": [{"txs": [raw], "blockNumber": hex(block + 1)}]}
         return raw, payload
 
-    def _submit(self, opp: dict, block: int, sim: Simulation) -> OutcomeRecord | str:
-        """Build the bundle and, on the local chain, send it: the outcome if final, else the tx hash."""
+    def _submit(self, opp: dict, block: int, sim: Simulation, records: list | tuple = ()) -> OutcomeRecord | str:
+        """Build the bundle and, on the local chain, send it: the outcome if final, else the tx hash.
+
+        The transaction is held in the journal before it leaves (write-ahead), so being killed right
+        after the send cannot lose it: the restarted submitter finds and resolves it."""
         head = self.client.get_block("latest")
         raw, payload = self.bundle(opp, block, int(sim.gas_estimate * GAS_HEADROOM), int(head["baseFeePerGas"]))
         self.stats.last_bundle = payload
         if not self.send:
             return OutcomeRecord(opp["id"], block, "not_sent")
         self.broadcast_guard()
+        tx_hash = "0x" + keccak(hexstr=raw).hex()
+        self.journal.hold(tx_hash, block, opp, list(records))
         try:
-            tx_hash = self.client.call(self.client.w3.eth.send_raw_transaction, raw).to_0x_hex()
+            sent_hash = self.client.call(self.client.w3.eth.send_raw_transaction, raw).to_0x_hex()
         except (Web3RPCError, ValueError) as e:
             self._nonce = None  # re-read: the node may not have taken this nonce
+            self.journal.release(tx_hash)
             return OutcomeRecord(opp["id"], block, "not_sent", error=scrub(str(e)))
+        if sent_hash != tx_hash:
+            raise RuntimeError(f"the node names the sent transaction {sent_hash}, its signed bytes hash to {tx_hash}")
         self._nonce += 1
         self.stats.sent += 1
         return tx_hash
@@ -233,7 +245,8 @@ class SubmitterCore:
                     del self._pending[tx_hash]
                     self._nonce = None
                     self.journal.write(*records, OutcomeRecord(opp["id"], block, "not_sent", None, tx_hash,
-                                                               f"not mined within {DROPPED_AFTER_BLOCKS} blocks"))
+                                                               f"not mined within {DROPPED_AFTER_BLOCKS} blocks"),
+                                       release=tx_hash)
                 continue
             del self._pending[tx_hash]
             if receipt["status"] == 1:
@@ -241,11 +254,11 @@ class SubmitterCore:
                 profit = int(arb[0]["args"]["profit"]) if arb else None
                 self.stats.landed += 1
                 self.stats.realized_profit += profit or 0
-                self.journal.write(*records, OutcomeRecord(opp["id"], block, "landed", profit, tx_hash))
+                self.journal.write(*records, OutcomeRecord(opp["id"], block, "landed", profit, tx_hash), release=tx_hash)
             else:
                 status = "beaten" if self._touched_first(opp, receipt) else "reverted"
                 setattr(self.stats, status, getattr(self.stats, status) + 1)
-                self.journal.write(*records, OutcomeRecord(opp["id"], block, status, 0, tx_hash))
+                self.journal.write(*records, OutcomeRecord(opp["id"], block, status, 0, tx_hash), release=tx_hash)
 
     def _mined(self, tx_hash: str) -> bool:
         reply = self.client.rpc("eth_getTransactionReceipt", tx_hash)

@@ -132,3 +132,22 @@ def test_rows_reported_committed_survive_sigkill(tmp_path):
         assert journal.last_block() >= len(committed) - 1
         last = committed[-1]
         assert journal.records(last)[0].amounts == [2**200 + int(last[2:])]
+
+
+def test_in_flight_transactions_survive_a_reopen_and_leave_with_their_outcome(tmp_path):
+    path = tmp_path / "j.sqlite"
+    opp = {"id": "a", "pools": ["0x" + "01" * 20], "amount_in": 2**200, "zero_for_one": [True]}
+    records = [opportunity("a"), PredictionRecord("a", 100, 0.9, 10**18),
+               SimulationRecord("a", 100, False, None, None, error=f"boom {SECRET}")]
+    with Journal(path) as journal:
+        journal.hold("0xaa", 100, opp, records[:2])
+        journal.hold("0xaa", 100, opp, records)  # again, with the block's later rows: replaces
+        journal.hold("0xbb", 101, opp, records[:1])
+        journal.release("0xbb")  # its send failed
+    with Journal(path) as reopened:  # the submitter restarted
+        (held,) = reopened.held()
+        tx_hash, got_opp, block, got_records = held
+        assert (tx_hash, got_opp, block) == ("0xaa", opp, 100)
+        assert got_records[:2] == records[:2] and got_records[2].error == f"boom {REDACTED}"
+        assert reopened.write(*got_records, OutcomeRecord("a", 100, "landed", 7, tx_hash), release=tx_hash) == 4
+        assert reopened.held() == [] and reopened.records("a")[-1].tx_hash == "0xaa"

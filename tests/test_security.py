@@ -52,6 +52,7 @@ def test_submitter_refuses_to_send_on_any_chain_but_the_local_one(anvil_factory,
         with pytest.raises(BroadcastRefused, match="refusing to broadcast on chain 1"):
             core._submit(OPP, client.block_number(), Simulation(True, 1, 100_000))
         assert core.stats.sent == 0 and core.stats.last_bundle  # the bundle was built, never sent
+        assert journal.held() == []  # refused before anything was held for sending
     assert _nothing_sent(mainnet.url, account.address)
 
 
@@ -69,6 +70,7 @@ def test_broadcast_guard_rechecks_the_node_before_every_send(anvil_factory, tmp_
             core.broadcast_guard()
         with pytest.raises(BroadcastRefused):
             core._submit(OPP, client.block_number(), Simulation(True, 1, 100_000))
+        assert journal.held() == []
     assert _nothing_sent(mainnet.url, account.address)
 
 
