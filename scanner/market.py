@@ -1,14 +1,14 @@
 """A simulated DEX market on the local chain, deterministic from a seed.
 
-Tokens carry a hidden fair price (in the base token) that follows a random walk whose volatility
-switches between regimes. Noise traders swap with heavy-tailed sizes and push pools off fair
-value; fair-value arbitrageurs close the gaps after a random latency and bid a priority tip (so
-an opportunity can vanish before a slower transaction lands); spam fills blocks at times so the
-EIP-1559 base fee moves; a Chainlink-style gas feed is updated every block, and so is an
-Aave-style price oracle that publishes the fair prices (the reference every competitor trades
-on, as a CEX price is on mainnet: what they will do next is visible on chain, after their random
-latency). The market knows its ground truth (fair prices, cross-pool gaps it opened) for tests
-to compare with.
+Tokens carry a fair price (in the base token) that follows a random walk whose volatility
+switches between regimes, published every block by an Aave-style price oracle (as a CEX price is
+public on mainnet). Noise traders swap with heavy-tailed sizes and push pools off fair value;
+competing arbitrageurs close a pool's gap to the fair price in the next block when that pays for
+their gas times a margin, bidding tips above the submitter's (so an opportunity can vanish before
+our transaction lands, and whether it will is visible in the gap, fee, depth and gas price); spam
+fills blocks at times so the EIP-1559 base fee moves; a Chainlink-style gas feed is updated every
+block. The market knows its ground truth (fair prices, cross-pool gaps it opened) for tests to
+compare with.
 """
 from __future__ import annotations
 
