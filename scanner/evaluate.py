@@ -7,9 +7,9 @@ the training recordings by `scanner.train.train_files` and stored in the checkpo
 nothing here is fitted on evaluation seeds:
 
 - logistic regression (numpy, Newton steps, L2) on the same inputs the LSTM sees at the
-  ranked block (each hop pool's five normalised features, its direction-signed price
-  change) plus the route's log margin and hop count; its slippage is a linear model on the
-  same inputs;
+  ranked block (each hop pool's normalised features, and its price change and price gap
+  signed by the hop's direction) plus the route's log margin and hop count; its slippage is a
+  linear model on the same inputs;
 - constant impact: slippage = a fixed fraction of the gross profit.
 
 `evaluate` records each seed twice (candidates ranked by net profit, and by the LSTM's
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from scanner.features import Normalizer
+from scanner.features import FEATURE_NAMES, Normalizer
 from scanner.model import ArbLSTM, Checkpoint
 from scanner.ranking import expected_value
 from scanner.record import Recording, record, summary
@@ -73,11 +73,13 @@ def candidate_inputs(rec: Recording, normalizer: Normalizer) -> np.ndarray:
     present = rec.cand_pools >= 0
     x = rec.features[rec.cand_t[:, None], np.where(present, rec.cand_pools, 0)]  # [n, 3, F]
     z = np.where(present[..., None], (x - normalizer.mean) / normalizer.std, 0.0)
-    signed = np.where(present, np.where(rec.cand_zero_for_one, 1.0, -1.0) * z[..., 0], 0.0)
+    direction = np.where(rec.cand_zero_for_one, 1.0, -1.0)[..., None]
+    price = [FEATURE_NAMES.index(name) for name in ("log_price_change", "log_price_gap")]
+    signed = np.where(present[..., None], direction * z[..., price], 0.0)  # [n, 3, 2]
     n = len(rec.cand_t)
     g = np.log(rec.cand_amounts[np.arange(n), rec.cand_hops] / rec.cand_amounts[:, 0])
     route = np.stack([np.log(g), rec.cand_hops == 3], axis=1)
-    return np.concatenate([z.reshape(n, -1), signed, route], axis=1)
+    return np.concatenate([z.reshape(n, -1), signed.reshape(n, -1), route], axis=1)
 
 
 @dataclass(frozen=True)
