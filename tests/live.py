@@ -1,4 +1,5 @@
-"""A deployed market with the whole pipeline on it, for tests that drive real parts end to end."""
+"""A deployed market with the whole pipeline on it, for tests that drive real parts end to end,
+and a finder for the processes a test started (by a tag in their environment)."""
 from __future__ import annotations
 
 import dataclasses
@@ -99,3 +100,16 @@ class Live:
         self.sub.close()
         self.client.close()
         self.pipeline.stop()
+
+
+def tagged_processes(tag: str) -> list[int]:
+    """PIDs of the processes whose environment holds `tag`: what a test started, children included."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if tag.encode() in (entry / "environ").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids

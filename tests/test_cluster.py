@@ -38,6 +38,7 @@ from web3 import HTTPProvider, Web3
 from actors.demo import local_config, searcher_key_file, wait_for_block
 from actors.launcher import (INFERENCE_RESOURCE_AMOUNT, Node, check_ray_address, launch, plan_placement,
                              plan_shards, resolve_node)
+from live import tagged_processes
 from scanner.client import QueryClient
 from scanner.config import Config, InferenceConfig, RayConfig, SocketsConfig, WatchersConfig, dump, from_dict, load
 from scanner.errors import ArbscanError, ConfigError
@@ -266,14 +267,19 @@ def three_nodes():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _local_market(anvil, tmp_path: Path):
+    """The seed-5 market deployed on `anvil`, and the `arbscan run` config for it."""
+    market = Market(Web3(HTTPProvider(anvil.url)), MarketSpec(seed=5))
+    dep = market.deploy()
+    return market, dep, local_config(anvil, dep, tmp_path / "journal.sqlite", searcher_key_file(tmp_path))
+
+
 @pytest.mark.ray
 @pytest.mark.chain
 def test_three_nodes_actors_land_where_the_launcher_says_and_rank_across_nodes(three_nodes, anvil, tmp_path):
     from ray.util.state import list_actors
 
-    market = Market(Web3(HTTPProvider(anvil.url)), MarketSpec(seed=5))
-    dep = market.deploy()
-    base = local_config(anvil, dep, tmp_path / "journal.sqlite", searcher_key_file(tmp_path))
+    market, dep, base = _local_market(anvil, tmp_path)
     config = replace(base, sockets=replace(base.sockets, data_host="node"), watchers=WatchersConfig(shards=3),
                      ray=replace(base.ray, aggregator_node=three_nodes["a"], inference_resource="gpu_node"))
     head, a, b = three_nodes["head"], three_nodes["a"], three_nodes["b"]
@@ -361,18 +367,6 @@ def test_three_nodes_actors_land_where_the_launcher_says_and_rank_across_nodes(t
 # ---------------------------------------------------------------------------------------------
 # `ray start --head` + `ray job submit -- arbscan run`
 
-def _tagged(tag: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if tag.encode() in (entry / "environ").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
 @pytest.fixture
 def ray_head():
     """`ray start --head --block` on loopback with free ports; stopped by its PID (and its tagged children)."""
@@ -410,9 +404,9 @@ def ray_head():
             head.kill()
             head.wait(timeout=10)
         deadline = time.monotonic() + 15
-        while _tagged(tag) and time.monotonic() < deadline:
+        while tagged_processes(tag) and time.monotonic() < deadline:
             time.sleep(0.5)
-        leftover = _tagged(tag)
+        leftover = tagged_processes(tag)
         for pid in leftover:  # only processes this fixture started carry the tag
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -428,9 +422,7 @@ def ray_head():
 def test_ray_job_submit_runs_arbscan_on_a_head_the_test_started(ray_head, anvil, tmp_path):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    market = Market(Web3(HTTPProvider(anvil.url)), MarketSpec(seed=5))
-    dep = market.deploy()
-    base = local_config(anvil, dep, tmp_path / "journal.sqlite", searcher_key_file(tmp_path))
+    market, dep, base = _local_market(anvil, tmp_path)
     # Port "*": the aggregator binds a port the OS picks then (ports chosen earlier can be taken by the
     # Ray processes starting meanwhile); the job prints the bound endpoint and the test reads it there.
     sockets = replace(base.sockets, query="tcp://127.0.0.1:*", publish="tcp://127.0.0.1:*")

@@ -14,6 +14,7 @@ from web3 import HTTPProvider, Web3
 
 from actors.demo import local_config, searcher_key_file, wait_for_block
 from actors.launcher import launch
+from live import tagged_processes
 from scanner import contracts
 from scanner.client import QueryClient, Subscriber
 from scanner.journal import Journal
@@ -115,18 +116,6 @@ def test_submitter_journal_matches_predictions_to_the_wei(live):
         assert journal.last_block() is not None
 
 
-def _tagged_processes(tag: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if tag.encode() in (entry / "environ").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
 def test_demo_exits_by_itself_and_leaves_nothing_running(tmp_path):
     tag = f"ARBSCAN_TEST_TAG={uuid.uuid4().hex}"
     env = dict(os.environ, ARBSCAN_TEST_TAG=tag.split("=")[1], RAY_USAGE_STATS_ENABLED="0")
@@ -136,9 +125,9 @@ def test_demo_exits_by_itself_and_leaves_nothing_running(tmp_path):
     assert "Ray dashboard: http://127.0.0.1:" in proc.stdout
     assert proc.stdout.count("\nblock ") >= 3
     deadline = time.monotonic() + 15
-    while _tagged_processes(tag) and time.monotonic() < deadline:
+    while tagged_processes(tag) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _tagged_processes(tag) == []
+    assert tagged_processes(tag) == []
 
 
 def test_new_heads_over_websocket_wake_the_watchers(local_ray, anvil, tmp_path):
