@@ -103,6 +103,7 @@ class OutcomeRecord:
 Record = OpportunityRecord | PredictionRecord | SimulationRecord | OutcomeRecord
 RECORDS: dict[str, type[Record]] = {cls.STAGE: cls for cls in typing.get_args(Record)}
 _KEY_FIELDS = ("id", "block")
+_RELEASE = "DELETE FROM inflight WHERE tx_hash = ?"
 
 
 def _encode(value: Any) -> Any:
@@ -170,7 +171,7 @@ class Journal:
                 " ON CONFLICT (id, stage) DO NOTHING", rows)
             new = self._db.total_changes - before
             if release is not None:
-                self._db.execute("DELETE FROM inflight WHERE tx_hash = ?", (release,))
+                self._db.execute(_RELEASE, (release,))
             return new
 
     def hold(self, tx_hash: str, block: int, opportunity: dict, records: list[Record]) -> None:
@@ -183,7 +184,7 @@ class Journal:
     def release(self, tx_hash: str) -> None:
         """Forget an in-flight entry whose transaction never left (the send failed)."""
         with self._db:
-            self._db.execute("DELETE FROM inflight WHERE tx_hash = ?", (tx_hash,))
+            self._db.execute(_RELEASE, (tx_hash,))
 
     def held(self) -> list[tuple[str, dict, int, list[Record]]]:
         """Every in-flight transaction: (tx hash, opportunity, block, its block's records)."""

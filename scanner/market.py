@@ -355,7 +355,7 @@ class Market:
         block = self.w3.eth.get_block("latest")
         reverted = sum(1 for h in arb_hashes if self.w3.eth.get_transaction_receipt(h)["status"] == 0)
         self._refresh_reserves()
-        self._schedule_arbs(block["number"])
+        self._schedule_arbs(block["number"], block["baseFeePerGas"])
         gaps = self.gaps()
         return BlockSummary(
             number=block["number"],
@@ -463,14 +463,13 @@ class Market:
             self._swap(self.traders[int(trader)], i, zero_for_one, size, 0, tip, base_fee)
         return n
 
-    def _schedule_arbs(self, mined: int) -> None:
+    def _schedule_arbs(self, mined: int, base_fee: int) -> None:
         """Competitors price every pool against the fair price (the oracle's), and plan to close the
         gaps worth their gas after a random latency: the most profitable first, one per idle competitor."""
         spec, rng = self.spec, self.rng
         planned = {a.pool_index for a in self._pending}
         idle = [a for a in self.arbers if a not in {p.account for p in self._pending}]
         fair = self.fair_prices()
-        base_fee = self.w3.eth.get_block(mined)["baseFeePerGas"]
         worth = []
         for i in range(len(self.deployment.pools)):
             tip = int(rng.uniform(*spec.arb_tip_gwei) * GWEI)
