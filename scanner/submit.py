@@ -146,7 +146,7 @@ class SubmitterCore:
         fn = execute_fn(self.client.w3, self.executor.address, opp)
         try:
             profit = self._profit_at(fn, block, opp["gross_profit"])
-            ((_, gas),) = measure(self.client, self.executor.address, self.account.address, [opp], block)
+            gas = self._gas_at(opp, block)
         except ContractLogicError as e:
             return Simulation(False, None, None, scrub(contracts.describe_revert("ArbExecutor", e)))
         except (Web3RPCError, ValueError, ChainError) as e:
@@ -174,6 +174,18 @@ class SubmitterCore:
                 raise
             return call()
         return call() if profit != predicted and self._became_history(block) else profit
+
+    def _gas_at(self, opp: dict, block: int) -> int:
+        """The route's gas as the block after `block` runs it, read again once `block` is history when
+        the first estimate fails (the same head-block read as in `_profit_at`: competitors' trades of
+        the block being mined can make it revert)."""
+        estimate = lambda: measure(self.client, self.executor.address, self.account.address, [opp], block)[0][1]  # noqa: E731
+        try:
+            return estimate()
+        except ChainError:
+            if not self._became_history(block):
+                raise
+            return estimate()
 
     def _became_history(self, block: int) -> bool:
         """Whether a later block than `block` is the head (or, on the local chain, becomes it within 0.5 s)."""
