@@ -13,16 +13,16 @@ import ray
 import zmq
 
 from actors.loop import NAMESPACE, ActorLoop, Metrics
-from scanner.aggregate import AggregatorCore, RankedBlock, opportunity_dict
+from scanner.rank.aggregate import AggregatorCore, RankedBlock, opportunity_dict
 from scanner.config import AggregatorConfig, SocketsConfig
-from scanner.discovery import PoolInfo
-from scanner.gas import GasModel
-from scanner.messages import BlockUpdate, GasUpdate, Withdraw, decode
-from scanner.query import Health, RankingStore
-from scanner.model import Checkpoint
-from scanner.queryserver import QueryServer
-from scanner.risk import LstmRiskModel
-from scanner.wire import PredictionFrame, WireError
+from scanner.chain.discovery import PoolInfo
+from scanner.gas.fees import GasModel
+from scanner.wire.messages import BlockUpdate, GasUpdate, Withdraw, decode
+from scanner.wire.query import Health, RankingStore
+from scanner.model.lstm import Checkpoint
+from scanner.serve.query_server import QueryServer
+from scanner.rank.risk import LstmRiskModel
+from scanner.wire.frames import PredictionFrame, WireError
 
 log = logging.getLogger(__name__)
 INGEST_HWM = 10_000

@@ -20,13 +20,13 @@ from web3 import HTTPProvider, Web3
 
 from actors.demo import attach_ray, local_config, searcher_key_file
 from actors.launcher import launch
-from scanner import contracts
-from scanner.client import QueryClient
-from scanner.gas import next_base_fee
-from scanner.localchain import Anvil
-from scanner.market import Market, MarketSpec
-from scanner.pools import V2Pool
-from scanner.ranking import Scanner
+from scanner.chain import artifacts
+from scanner.serve.client import QueryClient
+from scanner.gas.fees import next_base_fee
+from scanner.chain.anvil import Anvil
+from scanner.sim.market import Market, MarketSpec
+from scanner.dex.v2 import V2Pool
+from scanner.rank.ranking import Scanner
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -39,7 +39,7 @@ def _naive_block_ms(w3: Web3, market: Market) -> float:
     start = time.perf_counter()
     pools = []
     for p in dep.pools:
-        r0, r1, _ = contracts.at(w3, "UniswapV2Pair", p.address).functions.getReserves().call()
+        r0, r1, _ = artifacts.at(w3, "UniswapV2Pair", p.address).functions.getReserves().call()
         pools.append(V2Pool(p.address.lower(), p.token0.lower(), p.token1.lower(), r0, r1, p.fee_bps))
     head = w3.eth.get_block("latest")
     gas_price = next_base_fee(head["baseFeePerGas"], head["gasUsed"], head["gasLimit"])

@@ -15,8 +15,8 @@ Handler = Callable[[argparse.Namespace], int]
 def _cmd_market(args: argparse.Namespace) -> int:
     from web3 import HTTPProvider, Web3
 
-    from scanner.localchain import Anvil
-    from scanner.market import Market, MarketSpec
+    from scanner.chain.anvil import Anvil
+    from scanner.sim.market import Market, MarketSpec
 
     with Anvil.start(port=args.port) as node:
         market = Market(Web3(HTTPProvider(node.url)), MarketSpec(seed=args.seed))
@@ -67,7 +67,7 @@ def _endpoints(args: argparse.Namespace) -> tuple[str, str]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from actors.demo import attach_ray
     from actors.launcher import launch
-    from scanner.client import QueryTimeout, Subscriber
+    from scanner.serve.client import QueryTimeout, Subscriber
     from scanner.config import load
 
     config = load(args.config)
@@ -97,8 +97,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_top(args: argparse.Namespace) -> int:
-    from scanner.client import QueryClient
-    from scanner.display import ranking_table
+    from scanner.serve.client import QueryClient
+    from scanner.rank.display import ranking_table
 
     query, _ = _endpoints(args)
     with QueryClient(query, timeout_s=args.timeout) as client:
@@ -111,8 +111,8 @@ def _cmd_top(args: argparse.Namespace) -> int:
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
-    from scanner.client import Subscriber
-    from scanner.display import ranking_table
+    from scanner.serve.client import Subscriber
+    from scanner.rank.display import ranking_table
 
     _, publish = _endpoints(args)
     with Subscriber(publish, timeout_s=args.timeout) as sub:
@@ -129,7 +129,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 def _cmd_record(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from scanner.record import record
+    from scanner.sim.record import record
 
     print(json.dumps(record(args.blocks, args.seed, Path(args.out), policy=args.policy), default=str))
     return 0
@@ -138,7 +138,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from scanner.train import train_files
+    from scanner.model.train import train_files
 
     print(json.dumps(train_files([Path(p) for p in args.data], Path(args.out)), default=str))
     return 0
@@ -147,7 +147,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from scanner.evaluate import evaluate
+    from scanner.sim.evaluate import evaluate
 
     result = evaluate(Path(args.model), args.seeds, args.blocks, Path(args.out))
     print(json.dumps(result, default=str) if args.json else "\n".join(f"{k:>36}: {v}" for k, v in result.items()))
@@ -156,7 +156,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "scan":
-        from scanner.bench_scan import run
+        from scanner.bench.scan import run
 
         result = run(pools=args.pools or 10_000, changed=args.changed, seed=args.seed)
     elif args.what == "e2e":
@@ -164,7 +164,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         result = run(pools=args.pools or 1000, blocks=args.blocks, seed=args.seed)
     else:
-        from scanner.bench_inference import run
+        from scanner.bench.inference import run
 
         result = run()
     print(json.dumps(result) if args.json else "\n".join(f"{k:>28}: {v}" for k, v in result.items()))

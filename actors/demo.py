@@ -11,12 +11,12 @@ from pathlib import Path
 
 from web3 import HTTPProvider, Web3
 
-from scanner.client import QueryClient
+from scanner.serve.client import QueryClient
 from scanner.config import ChainConfig, Config, dump, DexConfig, SocketsConfig, SubmitterConfig, TokensConfig
-from scanner.display import ranking_table
+from scanner.rank.display import ranking_table
 from scanner.errors import ArbscanError
-from scanner.localchain import Anvil, free_port, searcher_key_file
-from scanner.market import Deployment, Market, MarketSpec
+from scanner.chain.anvil import Anvil, free_port, searcher_key_file
+from scanner.sim.market import Deployment, Market, MarketSpec
 
 
 def local_config(node: Anvil, dep: Deployment, journal: Path, key_file: Path,

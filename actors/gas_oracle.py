@@ -5,9 +5,9 @@ import ray
 import zmq
 
 from actors.loop import ActorLoop, Metrics
-from scanner.chain import ChainClient
+from scanner.chain.rpc import ChainClient
 from scanner.config import ChainConfig, GasConfig
-from scanner.gasoracle import GasOracleCore
+from scanner.gas.oracle import GasOracleCore
 
 
 @ray.remote

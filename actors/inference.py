@@ -1,6 +1,6 @@
 """LstmInference: the streaming LSTM behind the feature PULL socket, on CUDA when present.
 
-Runs `scanner.inference_server` in this actor; predictions go to the aggregator's ingest
+Runs `scanner.serve.inference_server` in this actor; predictions go to the aggregator's ingest
 socket. Without a checkpoint it serves an untrained model and says so (`model: untrained`),
 and the aggregator keeps its heuristic risk model until real predictions exist.
 """
@@ -13,17 +13,14 @@ import ray
 
 from actors.loop import ActorLoop, Metrics
 from scanner.config import InferenceConfig
-from scanner.inference_server import InferenceServer, ServerConfig
-from scanner.model import ArbLSTM, Checkpoint, default_device
-
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "scanner" / "checkpoints" / "arb_lstm.pt"
-
+from scanner.serve.inference_server import InferenceServer, ServerConfig
+from scanner.model.lstm import ArbLSTM, Checkpoint, default_device, shipped_checkpoint
 
 def resolve_checkpoint(inference: InferenceConfig) -> Path | None:
     """The configured checkpoint, else the one shipped with the package, else None."""
     if inference.checkpoint:
         return Path(inference.checkpoint)
-    return SHIPPED_CHECKPOINT if SHIPPED_CHECKPOINT.is_file() else None
+    return shipped_checkpoint()
 
 
 @ray.remote

@@ -29,9 +29,9 @@ from actors.inference import LstmInference, resolve_checkpoint
 from actors.loop import NAMESPACE
 from actors.submitter import SimSubmitter
 from actors.watcher import PoolWatcher
-from scanner.chain import ChainClient
+from scanner.chain.rpc import ChainClient
 from scanner.config import LOOPBACK_HOSTS, Config, is_loopback
-from scanner.discovery import PoolInfo, discover
+from scanner.chain.discovery import PoolInfo, discover
 from scanner.errors import ArbscanError, ChainError, ConfigError
 
 log = logging.getLogger(__name__)

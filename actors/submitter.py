@@ -12,12 +12,12 @@ import os
 import ray
 
 from actors.loop import NAMESPACE, ActorLoop, Metrics
-from scanner.chain import ChainClient
-from scanner.client import QueryTimeout, Subscriber
+from scanner.chain.rpc import ChainClient
+from scanner.serve.client import QueryTimeout, Subscriber
 from scanner.config import ChainConfig, SubmitterConfig
-from scanner.journal import Journal
-from scanner.localchain import LOCAL_CHAIN_ID
-from scanner.submit import SubmitterCore, load_key
+from scanner.submit.journal import Journal
+from scanner.chain.anvil import LOCAL_CHAIN_ID
+from scanner.submit.submitter import SubmitterCore, load_key
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,14 @@ import ray
 import zmq
 
 from actors.loop import ActorLoop, Metrics
-from scanner.chain import ChainClient
+from scanner.chain.rpc import ChainClient
 from scanner.config import ChainConfig
-from scanner.discovery import PoolInfo
-from scanner.messages import BlockUpdate, GasUpdate, decode
-from scanner.heads import HeadNotifier
-from scanner.poolwatcher import PoolWatcherCore
-from scanner.watch import ReorgTooDeep
-from scanner.wire import WireError
+from scanner.chain.discovery import PoolInfo
+from scanner.wire.messages import BlockUpdate, GasUpdate, decode
+from scanner.chain.heads import HeadNotifier
+from scanner.chain.shard import PoolWatcherCore
+from scanner.chain.follow import ReorgTooDeep
+from scanner.wire.frames import WireError
 
 SEND_HWM = 1000  # block updates queued for the aggregator before new ones are dropped (and counted)
 FEATURES_HWM = 64  # feature frames (one per block, a row per pool) queued for inference, likewise

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Compiles contracts/src/*.sol with the npm solc (standard JSON, optimizer 200 runs) and writes
 // one artifact per deployable contract to contracts/artifacts/<Name>.json, plus the canonical
-// Uniswap V2 factory and pair copied byte-for-byte from @uniswap/v2-core's official build (so
-// their init code hash is mainnet's). Artifacts are committed, so the output is deterministic.
+// Uniswap V2 factory and pair copied byte-for-byte from @uniswap/v2-core's official build and the
+// canonical V3 factory and pool from @uniswap/v3-core's (so their init code hashes are mainnet's).
+// Artifacts are committed, so the output is deterministic.
 //
 //   node contracts/compile.js           write artifacts (and delete ones with no contract left)
 //   node contracts/compile.js --check   exit 1 naming each stale, missing or orphan artifact
@@ -17,7 +18,14 @@ const ROOT = path.resolve(__dirname, '..');
 const SRC = path.join(__dirname, 'src');
 const OUT = path.join(__dirname, 'artifacts');
 const V2_BUILD = path.join(ROOT, 'node_modules', '@uniswap', 'v2-core', 'build');
-const CANONICAL = ['UniswapV2Factory', 'UniswapV2Pair'];
+const V3_BUILD = path.join(ROOT, 'node_modules', '@uniswap', 'v3-core', 'artifacts', 'contracts');
+// name -> published build file; V2's is solc standard-JSON output, V3's a Hardhat artifact.
+const CANONICAL = {
+  UniswapV2Factory: path.join(V2_BUILD, 'UniswapV2Factory.json'),
+  UniswapV2Pair: path.join(V2_BUILD, 'UniswapV2Pair.json'),
+  UniswapV3Factory: path.join(V3_BUILD, 'UniswapV3Factory.sol', 'UniswapV3Factory.json'),
+  UniswapV3Pool: path.join(V3_BUILD, 'UniswapV3Pool.sol', 'UniswapV3Pool.json'),
+};
 // Cancun: every opcode solc emits for it runs on anvil's default (latest) hardfork and on mainnet.
 const SETTINGS = {
   optimizer: { enabled: true, runs: 200 },
@@ -62,7 +70,7 @@ function compileSources() {
   const artifacts = {};
   for (const file of files) {
     for (const name of deployableNames(output.sources[file].ast)) {
-      if (artifacts[name] || CANONICAL.includes(name)) {
+      if (artifacts[name] || name in CANONICAL) {
         throw new Error(`contract name ${name} in ${file} is already taken: artifacts are keyed by name`);
       }
       const c = output.contracts[file][name];
@@ -78,17 +86,24 @@ function compileSources() {
   return artifacts;
 }
 
-/** The shipped build, untouched; sourceHash is that of the build file it was copied from. */
+/** The shipped builds, untouched; sourceHash is that of the build file each was copied from. */
 function canonicalArtifacts() {
   const artifacts = {};
-  for (const name of CANONICAL) {
-    const text = fs.readFileSync(path.join(V2_BUILD, `${name}.json`), 'utf8');
+  for (const [name, file] of Object.entries(CANONICAL)) {
+    const text = fs.readFileSync(file, 'utf8');
     const build = JSON.parse(text);
+    // solc standard JSON (v2-core) nests the code under evm; Hardhat (v3-core) has it at the top.
+    const bytecode = build.evm ? build.evm.bytecode.object : build.bytecode;
+    const deployedBytecode = build.evm ? build.evm.deployedBytecode.object : build.deployedBytecode;
+    const links = build.linkReferences || (build.evm && build.evm.bytecode.linkReferences) || {};
+    if (typeof bytecode !== 'string' || typeof deployedBytecode !== 'string' || Object.keys(links).length) {
+      throw new Error(`${file}: no unlinked bytecode in the published build`);
+    }
     artifacts[name] = {
       contractName: name,
       abi: build.abi,
-      bytecode: hex(build.evm.bytecode.object),
-      deployedBytecode: hex(build.evm.deployedBytecode.object),
+      bytecode: hex(bytecode),
+      deployedBytecode: hex(deployedBytecode),
       sourceHash: sha256(text),
     };
   }

@@ -6,7 +6,7 @@ import os
 import pytest
 from web3 import HTTPProvider, Web3
 
-from scanner.localchain import Anvil
+from scanner.chain.anvil import Anvil
 
 
 @pytest.fixture

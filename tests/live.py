@@ -11,10 +11,10 @@ from web3 import HTTPProvider, Web3
 
 from actors.demo import local_config
 from actors.launcher import launch
-from scanner import contracts
-from scanner.client import QueryClient, QueryTimeout, Subscriber
-from scanner.localchain import searcher_key_file
-from scanner.market import Market, MarketSpec
+from scanner.chain import artifacts
+from scanner.serve.client import QueryClient, QueryTimeout, Subscriber
+from scanner.chain.anvil import searcher_key_file
+from scanner.sim.market import Market, MarketSpec
 
 
 class Live:
@@ -33,7 +33,7 @@ class Live:
         self.client = QueryClient(self.pipeline.endpoints["query"], timeout_s=5.0)
         self.sub = Subscriber(self.pipeline.endpoints["publish"], timeout_s=10.0)
         self.streamed: list = []  # every Top the stream delivered, in order
-        self.executor = contracts.at(self.w3, "ArbExecutor", self.dep.executor)
+        self.executor = artifacts.at(self.w3, "ArbExecutor", self.dep.executor)
         time.sleep(0.5)  # PUB/SUB slow joiner
 
     @property

@@ -1,9 +1,9 @@
 """The aggregator's block assembly, in-process: completeness, timeouts, late shards, reorgs."""
 from __future__ import annotations
 
-from scanner.aggregate import AggregatorCore
-from scanner.discovery import PoolInfo
-from scanner.messages import BlockUpdate, Withdraw
+from scanner.rank.aggregate import AggregatorCore
+from scanner.chain.discovery import PoolInfo
+from scanner.wire.messages import BlockUpdate, Withdraw
 
 WETH, USDC = "0x" + "aa" * 20, "0x" + "bb" * 20
 E18 = 10**18

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner.amm import FEE_DENOMINATOR, MAX_RESERVE, amount_in, amount_out
+from scanner.dex.v2 import FEE_DENOMINATOR, MAX_RESERVE, amount_in, amount_out
 
 reserves = st.integers(0, MAX_RESERVE)
 amounts = st.integers(0, 2**128)

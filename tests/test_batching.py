@@ -4,10 +4,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner.batching import DynamicBatcher, StreamingBatcher, window_gap
-from scanner.features import N_FEATURES, Normalizer
-from scanner.model import WINDOW, ArbLSTM
-from scanner.wire import FeatureFrame
+from scanner.model.batching import DynamicBatcher, StreamingBatcher, window_gap
+from scanner.model.features import N_FEATURES, Normalizer
+from scanner.model.lstm import WINDOW, ArbLSTM
+from scanner.wire.frames import FeatureFrame
 
 torch.set_num_threads(1)  # two shared cores: intra-op threads only contend with each other
 

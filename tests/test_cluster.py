@@ -39,10 +39,10 @@ from actors.demo import local_config, searcher_key_file, wait_for_block
 from actors.launcher import (INFERENCE_RESOURCE_AMOUNT, Node, check_ray_address, launch, plan_placement,
                              plan_shards, resolve_node)
 from live import tagged_processes
-from scanner.client import QueryClient
+from scanner.serve.client import QueryClient
 from scanner.config import Config, InferenceConfig, RayConfig, SocketsConfig, WatchersConfig, dump, from_dict, load
 from scanner.errors import ArbscanError, ConfigError
-from scanner.market import Market, MarketSpec
+from scanner.sim.market import Market, MarketSpec
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

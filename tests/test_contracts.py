@@ -1,6 +1,6 @@
 """The contracts on a real anvil: canonical Uniswap V2 as shipped, the fee fork, and our helpers.
 
-Every amount a swap pays is checked against `scanner.amm.amount_out` to the wei, because the
+Every amount a swap pays is checked against `scanner.dex.v2.amount_out` to the wei, because the
 scanner's profit numbers are only as good as that equality.
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from scanner import contracts
-from scanner.amm import amount_out
-from scanner.contracts import CANONICAL_INIT_CODE_HASH
+from scanner.chain import artifacts
+from scanner.dex.v2 import amount_out
+from scanner.chain.artifacts import CANONICAL_INIT_CODE_HASH
 from scanner.errors import SetupError
 
 pytestmark = pytest.mark.chain
@@ -37,14 +37,14 @@ def send(w3: Web3, fn: ContractFunction, sender: str) -> TxReceipt:
 
 
 def token(w3: Web3, symbol: str) -> Contract:
-    return contracts.deploy(w3, "TestToken", symbol, symbol, 18)
+    return artifacts.deploy(w3, "TestToken", symbol, symbol, 18)
 
 
 def make_pool(w3: Web3, factory: Contract, a: Contract, b: Contract, amount_a: int, amount_b: int) -> Contract:
     """Create the pair and seed it through the pair's own `mint`, as a liquidity provider would."""
     me = w3.eth.accounts[0]
     send(w3, factory.functions.createPair(a.address, b.address), me)
-    pair = contracts.at(w3, "UniswapV2Pair", factory.functions.getPair(a.address, b.address).call())
+    pair = artifacts.at(w3, "UniswapV2Pair", factory.functions.getPair(a.address, b.address).call())
     send(w3, a.functions.mint(pair.address, amount_a), me)
     send(w3, b.functions.mint(pair.address, amount_b), me)
     send(w3, pair.functions.mint(me), me)
@@ -86,23 +86,23 @@ def test_artifacts_match_sources() -> None:
 
 
 def test_canonical_factory_has_mainnet_init_code_hash(w3: Web3) -> None:
-    assert keccak(hexstr=contracts.load_artifact("UniswapV2Pair").bytecode) == CANONICAL_INIT_CODE_HASH
+    assert keccak(hexstr=artifacts.load_artifact("UniswapV2Pair").bytecode) == CANONICAL_INIT_CODE_HASH
     me = w3.eth.accounts[0]
-    factory = contracts.deploy(w3, "UniswapV2Factory", me)
+    factory = artifacts.deploy(w3, "UniswapV2Factory", me)
     a, b = token(w3, "A"), token(w3, "B")
     send(w3, factory.functions.createPair(a.address, b.address), me)
-    assert factory.functions.getPair(b.address, a.address).call() == contracts.pair_address(
+    assert factory.functions.getPair(b.address, a.address).call() == artifacts.pair_address(
         factory.address, a.address, b.address
     )
 
 
 def test_fork_pairs_sit_at_their_create2_address(w3: Web3) -> None:
     me = w3.eth.accounts[0]
-    factory = contracts.deploy(w3, "FeeFactory", me, 25)
+    factory = artifacts.deploy(w3, "FeeFactory", me, 25)
     a, b = token(w3, "A"), token(w3, "B")
     send(w3, factory.functions.createPair(a.address, b.address), me)
-    assert factory.functions.getPair(a.address, b.address).call() == contracts.pair_address(
-        factory.address, a.address, b.address, contracts.load_artifact("FeePair").init_code_hash
+    assert factory.functions.getPair(a.address, b.address).call() == artifacts.pair_address(
+        factory.address, a.address, b.address, artifacts.load_artifact("FeePair").init_code_hash
     )
     assert factory.functions.feeBps().call() == 25
     assert factory.functions.allPairsLength().call() == 1
@@ -110,7 +110,7 @@ def test_fork_pairs_sit_at_their_create2_address(w3: Web3) -> None:
 
 def test_missing_artifact_names_the_fix() -> None:
     with pytest.raises(SetupError, match=r"NoSuchContract\.json is missing: run `node contracts/compile.js`"):
-        contracts.load_artifact("NoSuchContract")
+        artifacts.load_artifact("NoSuchContract")
 
 
 def test_fork_liquidity_matches_canonical(w3: Web3) -> None:
@@ -129,14 +129,14 @@ def test_fork_liquidity_matches_canonical(w3: Web3) -> None:
         reserves = (r0, r1) if pair.functions.token0().call() == a.address else (r1, r0)
         return minted, a.functions.balanceOf(lp).call(), b.functions.balanceOf(lp).call(), *reserves
 
-    canonical = round_trip(contracts.deploy(w3, "UniswapV2Factory", me))
-    assert round_trip(contracts.deploy(w3, "FeeFactory", me, 30)) == canonical
+    canonical = round_trip(artifacts.deploy(w3, "UniswapV2Factory", me))
+    assert round_trip(artifacts.deploy(w3, "FeeFactory", me, 30)) == canonical
 
 
 @pytest.mark.parametrize("a_to_b", [True, False])
 def test_fork_swap_pays_exact_amount_out(w3: Web3, a_to_b: bool) -> None:
     me, trader = w3.eth.accounts[:2]
-    factory = contracts.deploy(w3, "FeeFactory", me, 25)
+    factory = artifacts.deploy(w3, "FeeFactory", me, 25)
     a, b = token(w3, "A"), token(w3, "B")
     pair = make_pool(w3, factory, a, b, 1_000 * E18, 3_000_000 * E18)
     src, dst = (a, b) if a_to_b else (b, a)
@@ -165,9 +165,9 @@ def two_dex_market(w3: Web3) -> dict[str, Contract]:
     on canonical: a 2-hop gap (sell BASE on the fork, buy it back on V2) and a triangular one."""
     me = w3.eth.accounts[0]
     base, usd, x = token(w3, "BASE"), token(w3, "USD"), token(w3, "X")
-    canonical = contracts.deploy(w3, "UniswapV2Factory", me)
-    fork = contracts.deploy(w3, "FeeFactory", me, 25)
-    executor = contracts.deploy(w3, "ArbExecutor")
+    canonical = artifacts.deploy(w3, "UniswapV2Factory", me)
+    fork = artifacts.deploy(w3, "FeeFactory", me, 25)
+    executor = artifacts.deploy(w3, "ArbExecutor")
     send(w3, base.functions.mint(executor.address, 100 * E18), me)
     pools = {
         "v2_base_usd": make_pool(w3, canonical, base, usd, 1_000 * E18, 2_000_000 * E18),
@@ -205,10 +205,10 @@ def test_executor_call_is_the_exact_simulation(w3: Web3, two_dex_market: dict[st
     assert execute_call(executor, hops, amount_in, profit).call({"from": me}) == profit
     with pytest.raises(ContractCustomError) as short:
         execute_call(executor, hops, amount_in, profit + 1).call({"from": me})
-    assert contracts.describe_revert("ArbExecutor", short.value).startswith("InsufficientProfit(")
+    assert artifacts.describe_revert("ArbExecutor", short.value).startswith("InsufficientProfit(")
     with pytest.raises(ContractCustomError) as outsider:
         execute_call(executor, hops, amount_in, 0).call({"from": stranger})
-    assert contracts.describe_revert("ArbExecutor", outsider.value) == "NotOwner()"
+    assert artifacts.describe_revert("ArbExecutor", outsider.value) == "NotOwner()"
 
     before = base.functions.balanceOf(executor.address).call()
     receipt = send(w3, execute_call(executor, hops, amount_in, profit), me)
@@ -224,7 +224,7 @@ def test_executor_rejects_paths_that_do_not_close(w3: Web3, two_dex_market: dict
     open_path = cycles(two_dex_market)[3][:2]
     with pytest.raises(ContractCustomError) as err:
         execute_call(executor, open_path, E18, 0).call({"from": w3.eth.accounts[0]})
-    assert contracts.describe_revert("ArbExecutor", err.value).startswith("NotACycle(")
+    assert artifacts.describe_revert("ArbExecutor", err.value).startswith("NotACycle(")
 
 
 def test_executor_withdraw_is_owner_only(w3: Web3, two_dex_market: dict[str, Contract]) -> None:
@@ -240,11 +240,11 @@ def test_executor_withdraw_is_owner_only(w3: Web3, two_dex_market: dict[str, Con
 def test_sim_router_swap_pays_amount_out(w3: Web3, fee_bps: int) -> None:
     me, trader, recipient = w3.eth.accounts[:3]
     factory = (
-        contracts.deploy(w3, "UniswapV2Factory", me) if fee_bps == 30 else contracts.deploy(w3, "FeeFactory", me, fee_bps)
+        artifacts.deploy(w3, "UniswapV2Factory", me) if fee_bps == 30 else artifacts.deploy(w3, "FeeFactory", me, fee_bps)
     )
     a, b = token(w3, "A"), token(w3, "B")
     pair = make_pool(w3, factory, a, b, 500 * E18, 1_000_000 * E18)
-    router = contracts.deploy(w3, "SimRouter")
+    router = artifacts.deploy(w3, "SimRouter")
     send(w3, b.functions.mint(trader, 10_000 * E18), me)
     send(w3, b.functions.approve(router.address, 2**256 - 1), trader)
 
@@ -262,7 +262,7 @@ def test_sim_router_swap_pays_amount_out(w3: Web3, fee_bps: int) -> None:
 
 def test_gas_feed_rounds(w3: Web3) -> None:
     me, stranger = w3.eth.accounts[:2]
-    feed = contracts.deploy(w3, "GasFeed", 9, "Fast Gas / Gwei")
+    feed = artifacts.deploy(w3, "GasFeed", 9, "Fast Gas / Gwei")
     assert (feed.functions.decimals().call(), feed.functions.description().call()) == (9, "Fast Gas / Gwei")
     with pytest.raises(ContractCustomError):
         feed.functions.latestRoundData().call()
@@ -283,14 +283,14 @@ def test_gas_feed_rounds(w3: Web3) -> None:
 
 @pytest.mark.parametrize("gas", [1_000_000, 4_000_000])
 def test_gas_burner_burns_what_it_is_asked(w3: Web3, gas: int) -> None:
-    burner = contracts.deploy(w3, "GasBurner")
+    burner = artifacts.deploy(w3, "GasBurner")
     receipt = send(w3, burner.functions.burn(gas), w3.eth.accounts[0])
     assert abs(receipt["gasUsed"] - gas) <= gas // 10
 
 
 def test_price_oracle_reads_like_aave_and_only_its_owner_writes(w3: Web3) -> None:
     owner, stranger = w3.eth.accounts[2], w3.eth.accounts[3]
-    oracle = contracts.deploy(w3, "PriceOracle", owner, sender=stranger)  # the owner is the argument, not the deployer
+    oracle = artifacts.deploy(w3, "PriceOracle", owner, sender=stranger)  # the owner is the argument, not the deployer
     a, b, c = token(w3, "A"), token(w3, "B"), token(w3, "C")
     assert oracle.functions.BASE_CURRENCY_UNIT().call() == E18
     assert oracle.functions.owner().call() == owner
@@ -298,7 +298,7 @@ def test_price_oracle_reads_like_aave_and_only_its_owner_writes(w3: Web3) -> Non
     # Unpriced: a zero price would read as a free token, so the oracle reverts naming the asset.
     with pytest.raises(ContractCustomError) as unpriced:
         oracle.functions.getAssetPrice(a.address).call()
-    assert contracts.describe_revert("PriceOracle", unpriced.value).lower() == f"noprice(asset={a.address.lower()})"
+    assert artifacts.describe_revert("PriceOracle", unpriced.value).lower() == f"noprice(asset={a.address.lower()})"
 
     prices = [3 * E18, 1, 2**255]
     receipt = send(w3, oracle.functions.setAssetPrices([a.address, b.address, c.address], prices), owner)
@@ -312,7 +312,7 @@ def test_price_oracle_reads_like_aave_and_only_its_owner_writes(w3: Web3) -> Non
     # Anyone but the owner is refused, and nothing changes.
     with pytest.raises(ContractCustomError) as outsider:
         oracle.functions.setAssetPrices([a.address], [5]).call({"from": stranger})
-    assert contracts.describe_revert("PriceOracle", outsider.value) == "NotOwner()"
+    assert artifacts.describe_revert("PriceOracle", outsider.value) == "NotOwner()"
     failed = w3.eth.wait_for_transaction_receipt(
         oracle.functions.setAssetPrices([a.address], [5]).transact({"from": stranger, "gas": 200_000}), timeout=10)
     assert failed["status"] == 0
@@ -320,7 +320,7 @@ def test_price_oracle_reads_like_aave_and_only_its_owner_writes(w3: Web3) -> Non
 
     with pytest.raises(ContractCustomError) as mismatch:
         oracle.functions.setAssetPrices([a.address, b.address], [5]).call({"from": owner})
-    assert contracts.describe_revert("PriceOracle", mismatch.value) == "LengthMismatch()"
+    assert artifacts.describe_revert("PriceOracle", mismatch.value) == "LengthMismatch()"
 
     # An update overwrites; one unpriced asset in a batch read reverts the whole read, naming it.
     send(w3, oracle.functions.setAssetPrices([b.address], [7 * E18]), owner)
@@ -328,7 +328,7 @@ def test_price_oracle_reads_like_aave_and_only_its_owner_writes(w3: Web3) -> Non
     stranger_token = token(w3, "D")
     with pytest.raises(ContractCustomError) as partial:
         oracle.functions.getAssetsPrices([a.address, stranger_token.address]).call()
-    assert contracts.describe_revert("PriceOracle", partial.value).lower() == \
+    assert artifacts.describe_revert("PriceOracle", partial.value).lower() == \
         f"noprice(asset={stranger_token.address.lower()})"
     # Setting a zero price unprices the asset again (it reads as missing, never as free).
     send(w3, oracle.functions.setAssetPrices([c.address], [0]), owner)

@@ -15,10 +15,10 @@ from web3 import HTTPProvider, Web3
 from actors.demo import local_config, searcher_key_file, wait_for_block
 from actors.launcher import launch
 from live import tagged_processes
-from scanner import contracts
-from scanner.client import QueryClient, Subscriber
-from scanner.journal import Journal
-from scanner.market import Market, MarketSpec
+from scanner.chain import artifacts
+from scanner.serve.client import QueryClient, Subscriber
+from scanner.submit.journal import Journal
+from scanner.sim.market import Market, MarketSpec
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def test_pipeline_ranks_every_gap_the_market_opened_and_proves_the_top(live):
     streamed = [b for b in streamed if b >= first]
     assert streamed == list(range(first, ranked[-1][0].number + 1))
 
-    executor = contracts.at(w3, "ArbExecutor", config.submitter.executor)
+    executor = artifacts.at(w3, "ArbExecutor", config.submitter.executor)
     matched = two_hop = 0
     for summary, top in ranked:
         assert top.block == summary.number

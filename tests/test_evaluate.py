@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from scanner.evaluate import TARGETS, Baselines, auc, brier, classification, ece, evaluate
-from scanner.model import Checkpoint
-from scanner.record import record
-from scanner.train import train_files
+from scanner.sim.evaluate import TARGETS, Baselines, auc, brier, classification, ece, evaluate
+from scanner.model.lstm import Checkpoint
+from scanner.sim.record import record
+from scanner.model.train import train_files
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""`scanner.amm.amount_out` is the exact maximum every pool pays, checked on chain.
+"""`scanner.dex.v2.amount_out` is the exact maximum every pool pays, checked on chain.
 
 For the canonical pair (30 bps) and fork pairs (25 and 5 bps) over reserves from 1 wei to the
 uint112 limit: a swap asking exactly `amount_out` succeeds and one wei more reverts. So the
@@ -18,9 +18,9 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError
 
-from scanner import contracts
-from scanner.amm import MAX_RESERVE, amount_out
-from scanner.localchain import Anvil
+from scanner.chain import artifacts
+from scanner.dex.v2 import MAX_RESERVE, amount_out
+from scanner.chain.anvil import Anvil
 
 pytestmark = pytest.mark.chain
 
@@ -57,14 +57,14 @@ def chain() -> Iterator[Chain]:
     with Anvil.start() as node:
         w3 = Web3(HTTPProvider(node.url, request_kwargs={"timeout": 30}))
         owner, trader, recipient = w3.eth.accounts[:3]
-        a = contracts.deploy(w3, "TestToken", "A", "A", 18)
-        b = contracts.deploy(w3, "TestToken", "B", "B", 18)
-        factories = {30: contracts.deploy(w3, "UniswapV2Factory", owner)}
-        factories |= {fee: contracts.deploy(w3, "FeeFactory", owner, fee) for fee in FEES_BPS if fee != 30}
+        a = artifacts.deploy(w3, "TestToken", "A", "A", 18)
+        b = artifacts.deploy(w3, "TestToken", "B", "B", 18)
+        factories = {30: artifacts.deploy(w3, "UniswapV2Factory", owner)}
+        factories |= {fee: artifacts.deploy(w3, "FeeFactory", owner, fee) for fee in FEES_BPS if fee != 30}
         pairs = {}
         for fee, factory in factories.items():
             factory.functions.createPair(a.address, b.address).transact({"from": owner})
-            pairs[fee] = contracts.at(w3, "UniswapV2Pair", factory.functions.getPair(a.address, b.address).call())
+            pairs[fee] = artifacts.at(w3, "UniswapV2Pair", factory.functions.getPair(a.address, b.address).call())
         token0_address = pairs[30].functions.token0().call()
         token0, token1 = (a, b) if a.address == token0_address else (b, a)
         chain = Chain(w3, owner, trader, recipient, token0, token1, pairs)

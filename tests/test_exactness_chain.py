@@ -18,17 +18,17 @@ import pytest
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError
 
-from scanner import contracts
-from scanner.aggregate import opportunity_dict
-from scanner.chain import ChainClient
+from scanner.chain import artifacts
+from scanner.rank.aggregate import opportunity_dict
+from scanner.chain.rpc import ChainClient
 from scanner.config import DexConfig
-from scanner.discovery import PoolLens, discover
-from scanner.gas import GasModel, next_base_fee
-from scanner.gascal import calibrate_gas, execute_fn, measure
-from scanner.localchain import Anvil
-from scanner.market import Market, MarketSpec
-from scanner.pools import V2Pool
-from scanner.ranking import Opportunity, Scanner
+from scanner.chain.discovery import PoolLens, discover
+from scanner.gas.fees import GasModel, next_base_fee
+from scanner.gas.calibrate import calibrate_gas, execute_fn, measure
+from scanner.chain.anvil import Anvil
+from scanner.sim.market import Market, MarketSpec
+from scanner.dex.v2 import V2Pool
+from scanner.rank.ranking import Opportunity, Scanner
 
 pytestmark = pytest.mark.chain
 
@@ -69,7 +69,7 @@ class Run:
 
 def _warm_up(market: Market) -> None:
     """Step until every pair's price accumulator is set (a never-swapped pair pays ~34k gas more)."""
-    pairs = [contracts.at(market.w3, "UniswapV2Pair", p.address) for p in market.deployment.pools]
+    pairs = [artifacts.at(market.w3, "UniswapV2Pair", p.address) for p in market.deployment.pools]
     # A V2 pair accumulates prices only when time has passed since its last update, and anvil
     # stamps blocks with the wall clock: 20 fast blocks can share the second the pools were
     # minted in, leaving a pair that was swapped (only) then cold. Move the clock on first.
@@ -114,7 +114,7 @@ def _scan_market(node: Anvil, seed: int) -> tuple[list[Check], GasModel]:
             try:
                 profit: int | str = fn.call({"from": deployment.searcher}, block_identifier=number)
             except ContractLogicError as e:
-                profit = contracts.describe_revert("ArbExecutor", e)
+                profit = artifacts.describe_revert("ArbExecutor", e)
             checks.append(Check(seed, opportunity, profit, gas, calibrating))
     assert model is not None, f"seed {seed}: no block ranked both 2- and 3-hop cycles"
     return checks, model

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from scanner.features import (FEATURE_NAMES, N_FEATURES, FeatureRow, NonFiniteFeatureError, Normalizer,
+from scanner.model.features import (FEATURE_NAMES, N_FEATURES, FeatureRow, NonFiniteFeatureError, Normalizer,
                               PoolObservation, compute_features)
 
 

@@ -5,7 +5,7 @@ from fractions import Fraction
 
 import pytest
 
-from scanner.gas import (
+from scanner.gas.fees import (
     DEFAULT_BASE_GAS,
     DEFAULT_GAS_PER_HOP,
     GasModel,

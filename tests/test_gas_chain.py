@@ -6,7 +6,7 @@ import random
 import pytest
 from web3 import HTTPProvider, Web3
 
-from scanner.gas import ELASTICITY_MULTIPLIER, next_base_fee
+from scanner.gas.fees import ELASTICITY_MULTIPLIER, next_base_fee
 
 pytestmark = pytest.mark.chain
 

@@ -8,9 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from scanner.bench_scan import synthetic_market
-from scanner.graph import PAD, TokenGraph
-from scanner.pools import InvalidPool, V2Pool
+from scanner.bench.scan import synthetic_market
+from scanner.route.graph import PAD, TokenGraph
+from scanner.dex.pool import InvalidPool
+from scanner.dex.v2 import V2Pool
 
 
 def pool(address: str, token0: str, token1: str) -> V2Pool:

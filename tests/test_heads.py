@@ -1,7 +1,7 @@
 """WebSocket head notifications from a real anvil, and survival of the node going away."""
 import time
 
-from scanner.heads import HeadNotifier
+from scanner.chain.heads import HeadNotifier
 
 
 def test_every_mined_block_wakes_the_notifier(anvil_factory):

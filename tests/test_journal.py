@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.journal import (REDACTED, Journal, OpportunityRecord, OutcomeRecord, PredictionRecord, SimulationRecord,
+from scanner.submit.journal import (REDACTED, Journal, OpportunityRecord, OutcomeRecord, PredictionRecord, SimulationRecord,
                              scrub)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def test_journal_never_holds_a_secret_from_free_text(tmp_path):
 
 WRITER = """
 import sys
-from scanner.journal import Journal, OpportunityRecord
+from scanner.submit.journal import Journal, OpportunityRecord
 journal = Journal(sys.argv[1])
 for i in range(100_000):
     journal.write(OpportunityRecord(f"op{i}", i, ["a", "b", "a"], ["p"], [2**200 + i], 1, i, 0.5))

@@ -2,8 +2,8 @@
 import msgpack
 import pytest
 
-from scanner.messages import BlockUpdate, GasUpdate, Withdraw, decode
-from scanner.wire import WireError
+from scanner.wire.messages import BlockUpdate, GasUpdate, Withdraw, decode
+from scanner.wire.frames import WireError
 
 
 def test_messages_round_trip_exactly():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from scanner.features import FEATURE_NAMES, N_FEATURES, Normalizer
-from scanner.model import WINDOW, ArbLSTM, Checkpoint, CheckpointError, ModelConfig
+from scanner.model.features import FEATURE_NAMES, N_FEATURES, Normalizer
+from scanner.model.lstm import WINDOW, ArbLSTM, Checkpoint, CheckpointError, ModelConfig
 
 torch.set_num_threads(1)  # two shared cores: intra-op threads only contend with each other
 
@@ -162,8 +162,8 @@ def test_checkpoint_refuses_metadata_it_could_not_load_back(model, tmp_path):
 
 def test_the_shipped_checkpoint_matches_the_current_features():
     """The inference actor loads it when no checkpoint is configured: a feature change must come with a retrain."""
-    from scanner.record import SHIPPED_CHECKPOINT
-    from scanner.risk import LstmRiskModel
+    from scanner.model.lstm import SHIPPED_CHECKPOINT
+    from scanner.rank.risk import LstmRiskModel
 
     ckpt = Checkpoint.load(SHIPPED_CHECKPOINT)  # refuses another feature set, naming both
     assert ckpt.config.n_features == N_FEATURES and ckpt.normalizer.mean.shape == (N_FEATURES,)

@@ -9,12 +9,12 @@ import time
 import pytest
 import zmq
 
-from scanner import curve
-from scanner.client import QueryClient, QueryTimeout, Subscriber
+from scanner.serve import keys as curve
+from scanner.serve.client import QueryClient, QueryTimeout, Subscriber
 from scanner.config import SocketsConfig
 from scanner.errors import ConfigError
-from scanner.query import Health, QueryError, RankingStore, pack, unpack
-from scanner.queryserver import QueryServer
+from scanner.wire.query import Health, QueryError, RankingStore, pack, unpack
+from scanner.serve.query_server import QueryServer
 
 LOCAL = SocketsConfig(query="tcp://127.0.0.1:*", publish="tcp://127.0.0.1:*")
 WETH, USDC = "0x" + "ee" * 20, "0x" + "cc" * 20

@@ -9,10 +9,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from scanner.amm import MAX_RESERVE
-from scanner.gas import GasModel, gas_cost_in_token
-from scanner.pools import V2Pool
-from scanner.ranking import HeuristicRiskModel, Opportunity, RiskInputs, Scanner, expected_value, opportunity_id
+from scanner.dex.v2 import MAX_RESERVE
+from scanner.gas.fees import GasModel, gas_cost_in_token
+from scanner.dex.v2 import V2Pool
+from scanner.rank.ranking import HeuristicRiskModel, Opportunity, RiskInputs, Scanner, expected_value, opportunity_id
 
 GWEI = 10**9
 E18 = 10**18

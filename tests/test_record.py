@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from web3 import HTTPProvider, Web3
 
-from scanner.features import FEATURE_NAMES, N_FEATURES
-from scanner.model import ArbLSTM, Checkpoint
-from scanner.record import STATUS, TOP_N, Recording, record, record_on
-from scanner.risk import Calibration
-from scanner.watch import SWAP_TOPIC
+from scanner.model.features import FEATURE_NAMES, N_FEATURES
+from scanner.model.lstm import ArbLSTM, Checkpoint
+from scanner.sim.record import STATUS, TOP_N, Recording, record, record_on
+from scanner.rank.risk import Calibration
+from scanner.chain.follow import SWAP_TOPIC
 
 pytestmark = pytest.mark.chain
 BLOCKS = 30
@@ -20,7 +20,7 @@ BLOCKS = 30
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     """One profit-policy run, kept with its node so the labels can be checked against the chain."""
-    from scanner.localchain import Anvil
+    from scanner.chain.anvil import Anvil
 
     with Anvil.start() as node:
         rec = record_on(node, BLOCKS, seed=3, policy="profit")

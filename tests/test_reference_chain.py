@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from eth_utils import to_checksum_address
 
-from scanner import contracts
-from scanner.chain import ChainClient
+from scanner.chain import artifacts
+from scanner.chain.rpc import ChainClient
 from scanner.config import DexConfig, load
-from scanner.discovery import discover
+from scanner.chain.discovery import discover
 from scanner.errors import ChainError
-from scanner.features import FEATURE_NAMES
-from scanner.market import Market, MarketSpec
-from scanner.messages import BlockUpdate
-from scanner.poolwatcher import PoolWatcherCore
-from scanner.reference import ReferencePrices
+from scanner.model.features import FEATURE_NAMES
+from scanner.sim.market import Market, MarketSpec
+from scanner.wire.messages import BlockUpdate
+from scanner.chain.shard import PoolWatcherCore
+from scanner.chain.reference import ReferencePrices
 
 pytestmark = pytest.mark.chain
 
@@ -47,7 +47,7 @@ def _published(market: Market) -> list[int]:
 
 
 def _oracle(market: Market):
-    return contracts.at(market.w3, "PriceOracle", market.deployment.price_oracle)
+    return artifacts.at(market.w3, "PriceOracle", market.deployment.price_oracle)
 
 
 def _token_addresses(market: Market) -> list[str]:
@@ -215,7 +215,7 @@ def test_a_token_as_oracle_fails_at_bootstrap_naming_it(anvil, market):
 def test_an_oracle_missing_a_pool_token_fails_at_bootstrap_naming_it(anvil, market, w3):
     owner = w3.eth.accounts[0]
     market._rpc("evm_setAutomine", True)  # deploy() leaves automine off; this test mines no market block
-    partial = contracts.deploy(w3, "PriceOracle", owner)
+    partial = artifacts.deploy(w3, "PriceOracle", owner)
     weth = market.deployment.tokens["WETH"]
     partial.functions.setAssetPrices([weth], [10**18]).transact({"from": owner})
     assert partial.functions.getAssetPrice(weth).call() == 10**18

@@ -28,7 +28,7 @@ import ray
 from web3 import HTTPProvider, Web3
 
 from live import Live
-from scanner.market import Market, MarketSpec
+from scanner.sim.market import Market, MarketSpec
 
 pytestmark = pytest.mark.ray
 
@@ -111,12 +111,12 @@ def test_rpc_outage_reports_degraded_then_backfills_every_block(live_factory, an
 def test_the_node_lost_half_way_through_a_poll_costs_no_block(anvil_factory, tmp_path):
     """The node goes away after the watcher read the new head but before it read the blocks' logs:
     the next poll, once the node is back, starts from the same place (no block skipped, none twice)."""
-    from scanner.chain import ChainClient
+    from scanner.chain.rpc import ChainClient
     from scanner.config import DexConfig
-    from scanner.discovery import discover
+    from scanner.chain.discovery import discover
     from scanner.errors import ChainError
-    from scanner.messages import BlockUpdate
-    from scanner.poolwatcher import PoolWatcherCore
+    from scanner.wire.messages import BlockUpdate
+    from scanner.chain.shard import PoolWatcherCore
 
     state = tmp_path / "chain-state.json"
     node = anvil_factory(state_path=state)
@@ -159,8 +159,8 @@ WETH, USDC = "0x" + "aa" * 20, "0x" + "bb" * 20
 
 
 def _core():
-    from scanner.aggregate import AggregatorCore
-    from scanner.discovery import PoolInfo
+    from scanner.rank.aggregate import AggregatorCore
+    from scanner.chain.discovery import PoolInfo
 
     pools = {0: PoolInfo("0x" + "01" * 20, WETH, USDC, 1000 * E18, 3_000_000 * 10**6, "a", 30),
              1: PoolInfo("0x" + "02" * 20, WETH, USDC, 100 * E18, 300_000 * 10**6, "b", 25)}
@@ -168,7 +168,7 @@ def _core():
 
 
 def _block(shard: int, number: int, chain: str = "a", parent: str | None = None, reserves=None):
-    from scanner.messages import BlockUpdate
+    from scanner.wire.messages import BlockUpdate
 
     return BlockUpdate(shard, number, f"{chain}-{number}", f"{parent or chain}-{number - 1}", 10**9, 15_000_000,
                        30_000_000, 0, reserves or {})
@@ -177,7 +177,7 @@ def _block(shard: int, number: int, chain: str = "a", parent: str | None = None,
 @pytest.mark.parametrize("first", [0, 1])
 def test_a_reorg_seen_by_one_shard_first_ranks_nothing_until_every_shard_switched(first):
     """In-process, the aggregator's rule the end-to-end test below relies on (either shard may switch first)."""
-    from scanner.messages import Withdraw
+    from scanner.wire.messages import Withdraw
 
     core = _core()
     for n in (10, 11):
@@ -366,11 +366,11 @@ def test_a_watcher_whose_aggregator_is_gone_drops_updates_then_resyncs_with_a_sn
     import zmq
 
     from actors.watcher import SEND_HWM, PoolWatcher
-    from scanner.chain import ChainClient
+    from scanner.chain.rpc import ChainClient
     from scanner.config import ChainConfig, DexConfig
-    from scanner.discovery import discover
-    from scanner.localchain import free_port
-    from scanner.messages import BlockUpdate, decode
+    from scanner.chain.discovery import discover
+    from scanner.chain.anvil import free_port
+    from scanner.wire.messages import BlockUpdate, decode
 
     market = Market(Web3(HTTPProvider(anvil.url, request_kwargs={"timeout": 30})), MarketSpec(seed=5))
     dep = market.deploy()
@@ -458,7 +458,7 @@ def _serving(live: Live, role: str, stats: dict) -> bool:
 @pytest.fixture(scope="module")
 def crash_live(local_ray, tmp_path_factory):
     """One pipeline for every kill (the last tests of this module: actor names are unique in a Ray)."""
-    from scanner.localchain import Anvil
+    from scanner.chain.anvil import Anvil
 
     node = Anvil.start()
     live = None

@@ -8,11 +8,11 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from scanner.amm import FEE_DENOMINATOR
-from scanner.model import ArbLSTM, Checkpoint
-from scanner.pools import V2Pool
-from scanner.ranking import HeuristicRiskModel, Scanner
-from scanner.risk import Calibration, LstmRiskModel, route_sensitivity, success_and_slippage, trade_moments
+from scanner.dex.v2 import FEE_DENOMINATOR
+from scanner.model.lstm import ArbLSTM, Checkpoint
+from scanner.dex.v2 import V2Pool
+from scanner.rank.ranking import HeuristicRiskModel, Scanner
+from scanner.rank.risk import Calibration, LstmRiskModel, route_sensitivity, success_and_slippage, trade_moments
 
 E18 = 10**18
 

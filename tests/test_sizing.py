@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from scanner.amm import FEE_DENOMINATOR, MAX_RESERVE
-from scanner.pools import V2Pool
-from scanner.sizing import compose, fold, forward, optimum, profit_upper_bound, refine
+from scanner.dex.v2 import FEE_DENOMINATOR, MAX_RESERVE
+from scanner.dex.v2 import V2Pool
+from scanner.route.sizing import compose, fold, forward, optimum, profit_upper_bound, refine
 
 FEES = st.sampled_from([0, 5, 25, 30, 100, 300])
 
@@ -23,7 +23,7 @@ def cycle(reserves: list[tuple[int, int]], fees: list[int]) -> list[tuple[V2Pool
 
 
 def closed_form(hops) -> tuple[float, float]:
-    curves = np.array([[pool.curve(z) for pool, z in hops]], dtype=float)  # (1, hops, 3)
+    curves = np.array([[pool.mobius(z) for pool, z in hops]], dtype=float)  # (1, hops, 3)
     x, profit = optimum(*fold(curves[..., 0], curves[..., 1], curves[..., 2]))
     return float(x[0]), float(profit[0])
 
@@ -114,7 +114,7 @@ def test_coarse_middle_token_defeats_a_neighbour_scan():
 
 def test_no_profit_when_the_fold_says_k_not_above_m():
     hops = cycle([(1_000_000, 1_000_000), (1_000_000, 1_000_000)], [30, 30])
-    k, m, n = compose(hops[0][0].curve(True), hops[1][0].curve(True))
+    k, m, n = compose(hops[0][0].mobius(True), hops[1][0].mobius(True))
     assert k <= m
     x, profit = closed_form(hops)
     assert x == 0 and profit == 0

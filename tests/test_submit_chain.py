@@ -4,16 +4,16 @@ from __future__ import annotations
 import pytest
 from web3 import HTTPProvider, Web3
 
-from scanner.aggregate import AggregatorCore, opportunity_dict
-from scanner.chain import ChainClient
+from scanner.rank.aggregate import AggregatorCore, opportunity_dict
+from scanner.chain.rpc import ChainClient
 from scanner.config import DexConfig
-from scanner.discovery import discover
-from scanner.gasoracle import GasOracleCore
-from scanner.journal import Journal, OutcomeRecord
-from scanner.localchain import searcher_key_file
-from scanner.market import Market, MarketSpec
-from scanner.poolwatcher import PoolWatcherCore
-from scanner.submit import SubmitterCore, load_key
+from scanner.chain.discovery import discover
+from scanner.gas.oracle import GasOracleCore
+from scanner.submit.journal import Journal, OutcomeRecord
+from scanner.chain.anvil import searcher_key_file
+from scanner.sim.market import Market, MarketSpec
+from scanner.chain.shard import PoolWatcherCore
+from scanner.submit.submitter import SubmitterCore, load_key
 
 pytestmark = pytest.mark.chain
 

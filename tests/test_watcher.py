@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.chain import ChainClient
+from scanner.chain.rpc import ChainClient
 from scanner.config import DexConfig
-from scanner.discovery import PoolLens, discover
-from scanner.market import Market, MarketSpec
-from scanner.messages import BlockUpdate, Withdraw
-from scanner.poolwatcher import PoolWatcherCore
+from scanner.chain.discovery import PoolLens, discover
+from scanner.sim.market import Market, MarketSpec
+from scanner.wire.messages import BlockUpdate, Withdraw
+from scanner.chain.shard import PoolWatcherCore
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_watcher_rolls_back_a_reorg_and_replays_the_new_chain(anvil, market):
 
 
 def test_gas_oracle_reports_next_base_fee_tips_and_feed(anvil, market):
-    from scanner.gasoracle import GasOracleCore
+    from scanner.gas.oracle import GasOracleCore
 
     client = ChainClient(anvil.url)
     oracle = GasOracleCore(client, feeds=[market.deployment.gas_feed])

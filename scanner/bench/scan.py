@@ -1,0 +1,178 @@
+"""Benchmark: re-score and rank after one block, incremental and vectorised, against the
+straightforward way (every cycle, every block, exact integer ternary search in pure Python).
+
+The market is synthetic but shaped like mainnet V2: a few hundred tokens around a handful of
+base tokens, several DEX fees, 6-, 8- and 18-decimal tokens, pool depths over six orders of
+magnitude, most pools priced within fees of each other and a few with real gaps.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from fractions import Fraction
+
+import numpy as np
+
+from scanner.dex.v2 import MAX_RESERVE, amount_out
+from scanner.gas.fees import GasModel, gas_cost_in_token
+from scanner.dex.v2 import V2Pool
+from scanner.rank.ranking import Scanner
+
+# (symbol, decimals, ETH per whole token)
+BASE_TOKENS = (("WETH", 18, 1.0), ("USDC", 6, 1 / 3000), ("USDT", 6, 1 / 3000), ("WBTC", 8, 20.0), ("DAI", 18, 1 / 3000))
+DEX_FEES_BPS = (30, 25, 5, 100, 20, 30)  # one V2-style DEX per entry
+GAS_PRICE = 20 * 10**9
+
+
+def synthetic_market(pools: int, seed: int) -> tuple[list[V2Pool], dict[str, Fraction]]:
+    """`pools` V2 pools and the base tokens' token-per-ETH rates."""
+    rng = np.random.default_rng(seed)
+    tokens = [(s, d, p) for s, d, p in BASE_TOKENS]
+    for i in range(max(50, pools // 33)):
+        decimals = int(rng.choice([18, 6, 8, 12], p=[0.7, 0.15, 0.1, 0.05]))
+        tokens.append((f"T{i:04d}", decimals, float(10 ** rng.uniform(-7, 1))))
+    n_base = len(BASE_TOKENS)
+    popularity = 1.0 / np.arange(1, len(tokens) - n_base + 1) ** 0.8
+    popularity /= popularity.sum()
+
+    pairs: dict[tuple[int, int], int] = {}  # token indices → number of DEXes listing the pair
+
+    def list_pair(a: int, b: int, dexes: int) -> None:
+        if a != b:
+            key = (min(a, b), max(a, b))
+            pairs[key] = max(pairs.get(key, 0), min(dexes, len(DEX_FEES_BPS)))
+
+    for a in range(n_base):
+        for b in range(a + 1, n_base):
+            list_pair(a, b, len(DEX_FEES_BPS))
+    for t in range(n_base, len(tokens)):
+        list_pair(0, t, 1 + rng.geometric(0.45))
+        for base, chance in ((1, 0.5), (2, 0.3), (3, 0.15), (4, 0.2)):
+            if rng.random() < chance:
+                list_pair(base, t, rng.geometric(0.6))
+    while sum(pairs.values()) < pools:
+        a, b = n_base + rng.choice(len(popularity), size=2, p=popularity)
+        list_pair(int(a), int(b), rng.geometric(0.6))
+
+    result: list[V2Pool] = []
+    for (a, b), dexes in pairs.items():
+        base_pair = b < n_base
+        for dex in rng.permutation(len(DEX_FEES_BPS))[:dexes]:
+            if len(result) == pools:
+                break
+            depth_eth = 10 ** (rng.uniform(3, 5) if base_pair else rng.uniform(-1, 4.5))
+            gap = rng.normal(0, 0.002) if rng.random() > 0.03 else rng.choice([-1, 1]) * rng.uniform(0.01, 0.05)
+            reserves = [depth_eth / tokens[t][2] * 10 ** tokens[t][1] for t in (a, b)]
+            reserves[1] *= 1 + gap
+            r0, r1 = (min(max(int(r), 1), MAX_RESERVE) for r in reserves)
+            result.append(V2Pool(f"0xpool{len(result):05d}", tokens[a][0], tokens[b][0], r0, r1, DEX_FEES_BPS[dex]))
+    bases = {s: Fraction(10**d, 10**18) / Fraction(p).limit_denominator(10**12) for s, d, p in BASE_TOKENS}
+    return result, bases
+
+
+def block_updates(pools: list[V2Pool], changed: int, rng: np.random.Generator) -> dict[str, tuple[int, int]]:
+    """New reserves for `changed` random pools: swaps that move the price a little, and now and
+    then liquidity coming or going."""
+    updates = {}
+    for i in rng.choice(len(pools), size=changed, replace=False):
+        pool = pools[i]
+        move = math.exp(rng.normal(0, 0.004))
+        liquidity = math.exp(rng.normal(0, 0.05)) if rng.random() < 0.1 else 1.0
+        r0 = min(max(int(pool.reserve0 * math.sqrt(move) * liquidity), 1), MAX_RESERVE)
+        r1 = min(max(int(pool.reserve1 / math.sqrt(move) * liquidity), 1), MAX_RESERVE)
+        updates[pool.address] = (r0, r1)
+    return updates
+
+
+def naive_scan(cycles: list[tuple[list[tuple[V2Pool, bool]], Fraction]], gas_price: int, gas_model: GasModel,
+               top_n: int, prefilter: bool = False) -> list[tuple[float, int]]:
+    """The straightforward way: for every cycle, ternary-search the exact integer profit over the
+    input, check the neighbours, subtract gas, keep the best `top_n` (net profit in ETH, input).
+
+    `prefilter` first skips cycles whose product of marginal prices at zero input is not above
+    one (exact integers), the one shortcut a careful straightforward scanner would take.
+    """
+    found = []
+    for hops, token_per_eth in cycles:
+        legs = [(*pool.reserves(z41), pool.fee_bps) for pool, z41 in hops]
+        if prefilter:
+            gain, loss = 1, 1
+            for r_in, r_out, fee in legs:
+                gain *= (10_000 - fee) * r_out
+                loss *= 10_000 * r_in
+            if gain <= loss:
+                continue
+
+        def profit(x: int) -> int:
+            amount = x
+            for r_in, r_out, fee in legs:
+                amount = amount_out(amount, r_in, r_out, fee)
+            return amount - x
+
+        lo, hi = 1, max(legs[0][0], 1)
+        while hi - lo > 2:
+            m1, m2 = lo + (hi - lo) // 3, hi - (hi - lo) // 3
+            if profit(m1) < profit(m2):
+                lo = m1 + 1
+            else:
+                hi = m2
+        best_x = max(range(max(lo - 2, 1), hi + 3), key=profit)
+        net = profit(best_x) - gas_cost_in_token(gas_model.units(len(hops)), gas_price, token_per_eth)
+        if net > 0:
+            found.append((net / float(token_per_eth), best_x))
+    found.sort(reverse=True)
+    return found[:top_n]
+
+
+def run(pools: int = 10_000, changed: int = 500, seed: int = 0, repeats: int = 30, naive_repeats: int = 1) -> dict:
+    """Time `repeats` blocks that each change `changed` random pools (median of re-score + rank),
+    and the naive full scan on the same market (median of `naive_repeats`)."""
+    if not 0 < changed <= pools:
+        raise ValueError(f"changed pools per block must be in [1, {pools}], got {changed}")
+    rng = np.random.default_rng(seed + 1)
+    market, bases = synthetic_market(pools, seed)
+    started = time.perf_counter()
+    scanner = Scanner(market, bases, GAS_PRICE)
+    build_s = time.perf_counter() - started
+    started = time.perf_counter()
+    scanner.full_rescan(0)
+    full_ms = (time.perf_counter() - started) * 1e3
+
+    times, affected, found = [], [], 0
+    for block in range(1, repeats + 1):
+        updates = block_updates(market, changed, rng)
+        affected.append(len(scanner.graph.cycles_of([scanner.graph.slots[a] for a in updates])))
+        started = time.perf_counter()
+        top = scanner.apply_updates(updates, block)
+        times.append((time.perf_counter() - started) * 1e3)
+        found = len(top)
+
+    graph = scanner.graph
+    cycles = [(graph.hops_of(row), scanner.token_per_eth[int(graph.cycle_base[row])]) for row in range(len(graph))]
+    naive_times, prefiltered_times = [], []
+    for _ in range(naive_repeats):
+        for prefilter, bucket in ((False, naive_times), (True, prefiltered_times)):
+            started = time.perf_counter()
+            naive_scan(cycles, GAS_PRICE, scanner.gas_model, scanner.top_n, prefilter)
+            bucket.append((time.perf_counter() - started) * 1e3)
+
+    median_ms = statistics.median(times)
+    naive_ms = statistics.median(naive_times)
+    return {
+        "pools": len(market),
+        "tokens": len({t for p in market for t in (p.token0, p.token1)}),
+        "base_tokens": len(bases),
+        "cycles": len(graph),
+        "changed": changed,
+        "affected_cycles": int(statistics.median(affected)),
+        "repeats": repeats,
+        "median_ms": round(median_ms, 3),
+        "p90_ms": round(float(np.percentile(times, 90)), 3),
+        "full_rescan_ms": round(full_ms, 1),
+        "scanner_build_s": round(build_s, 2),
+        "opportunities": found,
+        "naive_median_ms": round(naive_ms, 1),
+        "naive_prefiltered_ms": round(statistics.median(prefiltered_times), 1),
+        "speedup": round(naive_ms / median_ms, 1),
+    }

@@ -1,0 +1,151 @@
+"""One shard of pools followed block by block: heads, logs, reserves, features, reorgs.
+
+The Ray actor (`actors/watcher.py`) owns the sockets and calls `poll()`; everything that
+decides what a block means lives here so it runs against a real node without Ray.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from eth_utils import to_checksum_address
+
+from scanner.chain.rpc import ChainClient
+from scanner.chain.discovery import PoolInfo, PoolLens
+from scanner.model.features import N_FEATURES, PoolObservation, compute_features
+from scanner.wire.messages import BlockUpdate, Withdraw
+from scanner.chain.reference import ReferencePrices
+from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC, BlockRef, HeadTracker, NewBlock, Reorg, ShardState
+from scanner.wire.frames import FeatureFrame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ShardOutput:
+    """What one poll produced, in the order it must be sent."""
+
+    messages: list  # BlockUpdate | Withdraw, in chain order
+    features: list[FeatureFrame]
+
+
+def block_ref(block) -> BlockRef:
+    return BlockRef(
+        number=int(block["number"]),
+        hash=_hex(block["hash"]),
+        parent_hash=_hex(block["parentHash"]),
+        base_fee=int(block.get("baseFeePerGas", 0) or 0),
+        gas_used=int(block["gasUsed"]),
+        gas_limit=int(block["gasLimit"]),
+    )
+
+
+class PoolWatcherCore:
+    """Follows `pools` (id -> PoolInfo) for shard `shard`; `poll()` turns new heads into messages."""
+
+    def __init__(
+        self,
+        client: ChainClient,
+        pools: dict[int, PoolInfo],
+        shard: int,
+        *,
+        backfill_max_blocks: int = 256,
+        reorg_window: int = 64,
+        price_oracle: str = "",
+    ) -> None:
+        self.client = client
+        self.shard = shard
+        self.backfill_max_blocks = backfill_max_blocks
+        self.ids = {p.address.lower(): i for i, p in pools.items()}
+        self.addresses = [to_checksum_address(p.address) for p in pools.values()]
+        self.tokens = {p.address.lower(): (p.token0, p.token1) for p in pools.values()}
+        self.fees = {p.address.lower(): p.fee_bps for p in pools.values()}
+        tokens = [t for pair in self.tokens.values() for t in pair]
+        self.reference = ReferencePrices(client, price_oracle, tokens) if price_oracle else None
+        self.tracker = HeadTracker(window=reorg_window)
+        self.state = ShardState(reserves={}, history_blocks=reorg_window)
+        self.tip_wei = 0
+        self.blocks_seen = 0
+        self.reorgs_seen = 0
+
+    def bootstrap(self) -> BlockUpdate:
+        """Read every pool's reserves at the head in one lens call and start following from there."""
+        head = block_ref(self.client.get_block("latest"))
+        _, reserves = PoolLens(self.client).reserves_of(self.addresses, head.number)
+        self.state.reserves = {a.lower(): r for a, r in zip(self.addresses, reserves)}
+        self.tracker.start_at(head)
+        if self.reference:
+            self.reference.log_prices(head.hash)  # a wrong oracle address fails here, by name, not every block
+        return self._update(head, {a.lower() for a in self.addresses})
+
+    def poll(self) -> ShardOutput:
+        """Everything new since the last poll: backfilled blocks, reorgs, features.
+
+        All or nothing: every new block's logs are read before anything changes, so when the node
+        fails half-way (ChainError) the next poll starts from the same place and no block is skipped.
+        """
+        head = block_ref(self.client.get_block("latest"))
+        saved = self.tracker.save()
+        events = self.tracker.advance(head, self._fetch, self.backfill_max_blocks)
+        try:
+            new = [e.ref for e in events if isinstance(e, NewBlock)]
+            logs = {ref.hash: self._logs(ref) for ref in new}
+            prices = {ref.hash: self.reference.log_prices(ref.hash) if self.reference else {} for ref in new}
+        except BaseException:
+            self.tracker.restore(saved)
+            raise
+        out = ShardOutput([], [])
+        for event in events:
+            if isinstance(event, Reorg):
+                self.reorgs_seen += 1
+                restored = self.state.rollback(event.fork_number)
+                log.warning("shard %d: reorg of depth %d above block %d", self.shard, event.depth, event.fork_number)
+                out.messages.append(Withdraw(self.shard, event.fork_number, event.depth,
+                                             {self.ids[p]: self.state.reserves[p] for p in restored}))
+            elif isinstance(event, NewBlock):
+                out.messages.append(self._apply_block(event.ref, logs[event.ref.hash], prices[event.ref.hash], out))
+        return out
+
+    def _logs(self, ref: BlockRef) -> list[dict]:
+        # Raw request: web3's formatters cost ~40 ms per call for a few hundred addresses.
+        return self.client.rpc("eth_getLogs", {"blockHash": ref.hash, "address": self.addresses,
+                                                "topics": [[SYNC_TOPIC, SWAP_TOPIC]]})
+
+    def _apply_block(self, ref: BlockRef, logs: list[dict], prices: dict[str, float], out: ShardOutput) -> BlockUpdate:
+        before = dict(self.state.reserves)
+        changed = self.state.apply_logs(ref.number, logs)
+        self.blocks_seen += 1
+        out.features.append(self._features(ref, before, changed, prices))
+        return self._update(ref, set(changed))
+
+    def _update(self, ref: BlockRef, changed: set[str]) -> BlockUpdate:
+        return BlockUpdate(self.shard, ref.number, ref.hash, ref.parent_hash, ref.base_fee, ref.gas_used,
+                           ref.gas_limit, 0, {self.ids[p]: self.state.reserves[p] for p in changed})
+
+    def _features(self, ref: BlockRef, before: dict[str, tuple[int, int]], changed: dict,
+                  prices: dict[str, float]) -> FeatureFrame:
+        """One row per pool of the shard (quiet pools too: the LSTM steps every pool every block).
+
+        `prices`: the oracle's log prices per raw unit at this block (empty without an oracle)."""
+        ids, x = [], []
+        ratio = min(1.0, ref.gas_used / ref.gas_limit) if ref.gas_limit else 0.0
+        for address, (r0, r1) in self.state.reserves.items():
+            p0, p1 = before.get(address, (r0, r1))
+            if min(r0, r1, p0, p1) <= 0:
+                continue  # an empty pool has no price; it gets rows again once it holds liquidity
+            c = changed.get(address)
+            obs = PoolObservation(r0, r1, p0, p1, c.amount0_in if c else 0, c.amount1_in if c else 0,
+                                  ref.base_fee, self.tip_wei, ratio, self.fees[address],
+                                  ReferencePrices.pool_log_price(prices, *self.tokens[address]))
+            ids.append(self.ids[address])
+            x.append(compute_features(obs))
+        return FeatureFrame(np.array(ids, dtype=np.int64), np.full(len(ids), ref.number, dtype=np.int64),
+                            np.array(x, dtype=np.float32).reshape(len(ids), N_FEATURES))
+
+    def _fetch(self, number: int) -> BlockRef:
+        return block_ref(self.client.get_block(number))
+
+
+def _hex(value) -> str:
+    return value.to_0x_hex() if hasattr(value, "to_0x_hex") else str(value)

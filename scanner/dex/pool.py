@@ -1,0 +1,70 @@
+"""The interface every pool kind implements: exact integer quotes for what goes on chain, and a Möbius curve
+for the vectorised search.
+
+A direction is `zero_for_one` (token0 in, token1 out) so hot loops never compare addresses.
+Graph, sizing and ranking only use `Pool`, so a Uniswap-V3 pool can be added as another
+subclass: its exact quotes walk the ticks, and its `mobius` must be a Möbius curve that is never
+below its exact output (refinement uses the curve as an upper bound, see `scanner.route.sizing`).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+Mobius = tuple[int, int, int]
+"""(k, m, n): out(x) = k·x / (m + n·x). Composes along a path like the matrix [[k, 0], [n, m]]."""
+
+DEAD_MOBIUS: Mobius = (0, 1, 0)
+"""The curve of a pool that cannot trade: out(x) = 0."""
+
+
+class InvalidPool(ValueError):
+    """A pool that cannot be used, with the pool's address and why."""
+
+    def __init__(self, address: str, reason: str):
+        super().__init__(f"pool {address}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+class Pool(ABC):
+    """A two-token pool that quotes exact integer swaps from state pushed into it (no I/O)."""
+
+    address: str
+    token0: str
+    token1: str
+    fee_bps: int
+
+    def zero_for_one(self, token_in: str) -> bool:
+        """The direction that sells `token_in`."""
+        if token_in == self.token0:
+            return True
+        if token_in == self.token1:
+            return False
+        raise InvalidPool(self.address, f"token {token_in} is not in the pool ({self.token0}, {self.token1})")
+
+    def token_out(self, zero_for_one: bool) -> str:
+        return self.token1 if zero_for_one else self.token0
+
+    def amount_out(self, token_in: str, amount: int) -> int:
+        """Exact output of selling `amount` of `token_in`, to the wei."""
+        return self.quote_out(self.zero_for_one(token_in), amount)
+
+    @abstractmethod
+    def quote_out(self, zero_for_one: bool, amount: int) -> int:
+        """Exact output for `amount` in (0 when the swap is impossible)."""
+
+    @abstractmethod
+    def quote_in(self, zero_for_one: bool, amount_out: int) -> int | None:
+        """Smallest input whose exact output is at least `amount_out`; None when unreachable."""
+
+    @abstractmethod
+    def max_input(self, zero_for_one: bool) -> int:
+        """Largest input the pool accepts (for V2, the reserve must stay within uint112)."""
+
+    @abstractmethod
+    def mobius(self, zero_for_one: bool) -> Mobius:
+        """Möbius curve never below `quote_out`; for constant product it is the exact pre-floor output."""
+
+    @abstractmethod
+    def update(self, *state: int) -> None:
+        """Replace the pool's state with what the chain reports (for V2: reserve0, reserve1)."""

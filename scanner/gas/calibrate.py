@@ -1,0 +1,87 @@
+"""Gas per route measured on the deployed executor: `eth_estimateGas` of real opportunities,
+fitted into the scanner's `GasModel` (base + per_hop × hops).
+
+What a cycle's `execute` costs is not a pure function of its hop count. Every estimate is one
+fresh transaction, so each slot it touches is cold once; what moves the number is the state it
+meets. Each hop's pair updates its price accumulators (two storage writes, ~10k gas) only when
+the block's timestamp is past the pair's last swap, and anvil mines many blocks within one
+second: simulated in the block it was ranked at, a route through pairs swapped that second
+skips those writes and looks up to ~10k gas per hop cheaper than it will be. So `measure`
+estimates in the environment of the next block (number + 1, a later timestamp), where every
+hop pays its accumulator update, as it does on a chain with a block per slot. Calldata and the
+two pair contracts (canonical Uniswap V2, the fee fork) shift it by a few hundred gas.
+
+The fit covers routes through pairs that have been swapped before, over pair contracts like
+the ones measured. A pair never swapped since its liquidity was added still has zero price
+accumulators and costs ~34k more for their first write. The numbers are gas limits
+(`eth_estimateGas`), a little above what a landed transaction is charged after the refund of
+each pair's re-entrancy lock. `GasModel.calibrate` takes the least-squares slope and the
+smallest base that prices no measured route below its estimate.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from eth_utils import to_checksum_address
+from web3 import Web3
+from web3.contract.contract import ContractFunction
+
+from scanner.chain import artifacts
+from scanner.chain.rpc import ChainClient
+from scanner.errors import ChainError
+from scanner.gas.fees import GasModel
+from scanner.rank.ranking import Opportunity
+
+Route = Opportunity | Mapping[str, Any]
+"""An opportunity as the scanner makes it, or as the query API serves it (a dict)."""
+
+
+def execute_args(route: Route, min_profit: int = 0) -> list:
+    """The arguments of `ArbExecutor.execute` for a route."""
+    get = route.get if isinstance(route, Mapping) else lambda name: getattr(route, name)
+    return [[to_checksum_address(p) for p in get("pools")], list(get("zero_for_one")), list(get("fees_bps")),
+            int(get("amount_in")), min_profit]
+
+
+def execute_fn(w3: Web3, executor: str, route: Route, min_profit: int = 0) -> ContractFunction:
+    """`ArbExecutor.execute` for a route: called from the owner, it returns the cycle's profit."""
+    return artifacts.at(w3, "ArbExecutor", executor).functions.execute(*execute_args(route, min_profit))
+
+
+def _rpc(client_or_w3: ChainClient | Web3, method: str, *params: Any) -> Any:
+    """A raw request (web3's estimate_gas takes no block overrides), retried when a client is given."""
+    if isinstance(client_or_w3, ChainClient):
+        return client_or_w3.rpc(method, *params)
+    reply = client_or_w3.provider.make_request(method, list(params))
+    if "error" in reply:
+        raise ChainError(f"{method} failed: {reply['error']}")
+    return reply["result"]
+
+
+def measure(client_or_w3: ChainClient | Web3, executor: str, sender: str, routes: Iterable[Route],
+            block: int | str) -> list[tuple[int, int]]:
+    """(hops, `eth_estimateGas` of `execute` from `sender`) for each route, on the state after
+    `block`, as the next block would run it."""
+    tag = hex(block) if isinstance(block, int) else block
+    header = _rpc(client_or_w3, "eth_getBlockByNumber", tag, False)
+    number, timestamp = int(header["number"], 16), int(header["timestamp"], 16)
+    next_block = {"number": hex(number + 1), "time": hex(timestamp + 1)}
+    contract = artifacts.at(client_or_w3.w3 if isinstance(client_or_w3, ChainClient) else client_or_w3,
+                            "ArbExecutor", executor)
+    tx = {"from": to_checksum_address(sender), "to": contract.address}
+    out = []
+    for route in routes:
+        args = execute_args(route)
+        try:
+            gas = _rpc(client_or_w3, "eth_estimateGas", {**tx, "data": contract.encode_abi("execute", args)},
+                       hex(number), None, next_block)
+        except ChainError as e:
+            raise ChainError(f"estimating the route {args[0]} at block {number}: {e}") from e
+        out.append((len(args[0]), int(gas, 16)))
+    return out
+
+
+def calibrate_gas(client_or_w3: ChainClient | Web3, executor: str, sender: str, routes: Iterable[Route],
+                  block: int | str) -> GasModel:
+    """A GasModel fitted to the executor's estimates for `routes` (at least two hop counts) at `block`."""
+    return GasModel.calibrate(measure(client_or_w3, executor, sender, routes, block))

@@ -1,0 +1,268 @@
+"""The aggregator's logic: assemble each block from every shard, rank it, roll back reorgs.
+
+No sockets here (the actor has them): messages in, ranked blocks out, so the ordering and
+completeness rules are tested in-process.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Callable, Iterable
+
+from scanner.chain.discovery import PoolInfo
+from scanner.errors import ConfigError
+from scanner.gas.fees import GasModel, next_base_fee
+from scanner.wire.messages import BlockUpdate, GasUpdate, Withdraw
+from scanner.dex.v2 import V2Pool
+from scanner.rank.ranking import HeuristicRiskModel, Opportunity, RiskModel, Scanner
+
+
+@dataclass
+class RankedBlock:
+    number: int
+    hash: str
+    opportunities: list[Opportunity]
+    complete: bool  # every shard reported it (False: ranked at the shard timeout)
+    gas_price: int
+    received_at: float  # monotonic time the first shard's update arrived
+    ranked_at: float
+
+
+@dataclass
+class _Pending:
+    """One block number as the shards reported it so far: each shard's own update (its pools)."""
+
+    number: int
+    first_seen: float = 0.0
+    updates: dict[int, BlockUpdate] = field(default_factory=dict)  # shard -> its update, newest last
+
+    def add(self, update: BlockUpdate) -> None:
+        self.updates.pop(update.shard, None)  # a shard reports a number again only on a new chain
+        self.updates[update.shard] = update
+
+    @property
+    def header(self) -> BlockUpdate:
+        return next(reversed(self.updates.values()))
+
+    @property
+    def agreed(self) -> bool:
+        """Every shard that reported this number names the same block (no reorg half seen)."""
+        return len({u.hash for u in self.updates.values()}) <= 1
+
+
+REPORTED_WINDOW = 256  # block hashes remembered per shard, to tell orphaned reports after a reorg
+ORPHANED_WINDOW = 1024  # orphaned block hashes remembered, to drop late reports built on them
+
+
+def base_rates(pools: Iterable[PoolInfo], base_tokens: list[str]) -> dict[str, Fraction]:
+    """Base-token wei per ETH wei for each base token, the first being WETH (rate 1).
+
+    Other base tokens are priced from their deepest pool against WETH at launch, so that gas
+    (paid in ETH) can be charged in the token a cycle's profit is counted in.
+    """
+    bases = [b.lower() for b in base_tokens]
+    weth, rates = bases[0], {bases[0]: Fraction(1)}
+    for base in bases[1:]:
+        best = None
+        for p in pools:
+            if {p.token0, p.token1} == {weth, base} and p.reserve0 > 0 and p.reserve1 > 0:
+                r_weth, r_base = (p.reserve0, p.reserve1) if p.token0 == weth else (p.reserve1, p.reserve0)
+                if best is None or r_weth > best[0]:
+                    best = (r_weth, r_base)
+        if best is None:
+            raise ConfigError(f"base token {base} has no pool with {weth} (the first base token, WETH): "
+                              "gas cannot be priced in it; drop it from tokens.base or add such a pool")
+        rates[base] = Fraction(best[1], best[0])
+    return rates
+
+
+def opportunity_dict(opp: Opportunity, symbols: dict[str, str] | None = None) -> dict:
+    """An opportunity as the query API serves it: every field, `ev` in ETH for ordering."""
+    d = asdict(opp)
+    d["tokens"] = list(opp.tokens)
+    d["ev"] = opp.expected_value_eth
+    if symbols:
+        d["symbols"] = [symbols.get(t, t) for t in opp.tokens]
+    return d
+
+
+class AggregatorCore:
+    """Ranks every block once all `shards` have reported it, or at `shard_timeout_s`."""
+
+    def __init__(
+        self,
+        pools: dict[int, PoolInfo],
+        base_tokens: list[str],
+        shards: int,
+        *,
+        top_n: int = 10,
+        shard_timeout_s: float = 2.0,
+        gas_model: GasModel = GasModel(),
+        risk: RiskModel = HeuristicRiskModel(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pools = pools
+        self.shards = shards
+        self.shard_timeout_s = shard_timeout_s
+        self.clock = clock
+        self.address = {i: p.address for i, p in pools.items()}
+        v2 = [V2Pool(p.address, p.token0, p.token1, p.reserve0, p.reserve1, p.fee_bps) for p in pools.values()]
+        self.scanner = Scanner(v2, base_rates(pools.values(), base_tokens), gas_price=0,
+                               gas_model=gas_model, risk=risk, top_n=top_n)
+        self.tip = 0
+        self.last_reported: dict[int, int] = {}  # shard -> highest block it reported (on the chain it follows)
+        self.first_reported: dict[int, int] = {}  # shard -> the block it bootstrapped at
+        self.reported: dict[int, OrderedDict[int, str]] = {}  # shard -> block number -> hash it reported
+        self.pending: dict[int, _Pending] = {}
+        # Orphaned block hash -> the withdrawal (a counter) that orphaned it; a shard that has not
+        # withdrawn since is still on that chain, and its reports built on those blocks are dropped.
+        self.orphaned: OrderedDict[str, int] = OrderedDict()
+        self.withdrawals = 0
+        self.withdrawn_at: dict[int, int] = {}  # shard -> the counter at its last withdrawal
+        self.orphaned_dropped = 0
+        self.last_ranked = -1
+        self.shard_timeouts = 0
+        self.withdrawn_blocks = 0
+        # After a restart this core starts from the pools' launch-time reserves: until a shard's full
+        # snapshot arrives (see `expect_snapshot`), its updates would rank on stale pools and are dropped.
+        self.awaiting: set[int] = set()
+        self.snapshot_pools: dict[int, frozenset[int]] = {}
+        self.unsynced_dropped = 0
+
+    def resync_all(self) -> None:
+        """Start over from snapshots: every shard must send its full state before it counts again."""
+        self.awaiting = set(range(self.shards))
+        self.first_reported.clear()
+        self.last_reported.clear()
+
+    def expect_snapshot(self, shard: int, pool_ids) -> None:
+        """Shard `shard` owns `pool_ids`; its next update that covers all of them is its snapshot."""
+        self.snapshot_pools[shard] = frozenset(pool_ids)
+
+    def on_block(self, update: BlockUpdate) -> list[RankedBlock]:
+        if update.shard in self.awaiting:
+            pools = self.snapshot_pools.get(update.shard)
+            if pools is None or not pools <= update.reserves.keys():
+                self.unsynced_dropped += 1  # superseded by the snapshot the shard was asked for
+                return []
+            self.awaiting.discard(update.shard)
+            self.first_reported[update.shard] = update.number
+        orphaned_by = self.orphaned.get(update.hash, self.orphaned.get(update.parent_hash))
+        if orphaned_by is not None and self.withdrawn_at.get(update.shard, -1) < orphaned_by:
+            self._orphan({update.hash}, orphaned_by)  # a shard still on the old chain: its withdrawal follows
+            self.orphaned_dropped += 1
+            return []
+        self.first_reported.setdefault(update.shard, update.number)
+        self.last_reported[update.shard] = max(update.number, self.last_reported.get(update.shard, -1))
+        seen = self.reported.setdefault(update.shard, OrderedDict())
+        seen[update.number] = update.hash
+        seen.move_to_end(update.number)
+        while len(seen) > REPORTED_WINDOW:
+            seen.popitem(last=False)
+        if update.number <= self.last_ranked:
+            # Late (its block was ranked at the shard timeout) or replayed by a restarted watcher:
+            # its reserves are still the newest for its pools, so they count from the next block on.
+            if update.reserves:
+                self.scanner.apply_updates({self.address[i]: r for i, r in update.reserves.items()}, self.last_ranked)
+            return []
+        entry = self.pending.setdefault(update.number, _Pending(update.number, first_seen=self.clock()))
+        entry.add(update)
+        return self._rank_ready()
+
+    def on_gas(self, update: GasUpdate) -> None:
+        self.tip = update.tips[1]
+
+    def on_withdraw(self, msg: Withdraw) -> int:
+        """Roll back to the fork: restore reserves, forget pending orphaned blocks. Returns the fork.
+
+        Shards see a reorg one after another. What this shard reported above the fork is orphaned,
+        and so is every other shard's report of those same blocks: such a shard is still on the old
+        chain (its own withdrawal is on its way), so it no longer counts as current above the fork.
+        Reports of the new chain by shards that already switched stay pending.
+        """
+        if msg.shard in self.awaiting:
+            return msg.fork_number  # the snapshot it was asked for comes after this
+        fork = msg.fork_number
+        self.withdrawals += 1
+        self.withdrawn_at[msg.shard] = self.withdrawals
+        seen = self.reported.get(msg.shard, OrderedDict())
+        orphaned = {h for n, h in seen.items() if n > fork}
+        for n in [n for n in seen if n > fork]:
+            del seen[n]
+        for number in sorted(n for n in self.pending if n > fork):
+            entry = self.pending[number]
+            for shard, update in list(entry.updates.items()):
+                if shard == msg.shard or update.hash in orphaned or update.parent_hash in orphaned:
+                    orphaned.add(update.hash)  # built on an orphaned block: orphaned too
+                    del entry.updates[shard]
+            if not entry.updates:
+                del self.pending[number]
+        for shard, hashes in self.reported.items():
+            if shard != msg.shard and any(n > fork and h in orphaned for n, h in hashes.items()):
+                self.last_reported[shard] = min(self.last_reported.get(shard, fork), fork)
+        self._orphan(orphaned, self.withdrawals)
+        if msg.reserves:
+            self.scanner.apply_updates({self.address[i]: r for i, r in msg.reserves.items()}, msg.fork_number)
+        if self.last_ranked > msg.fork_number:
+            self.withdrawn_blocks += self.last_ranked - msg.fork_number
+            self.last_ranked = msg.fork_number
+        self.last_reported[msg.shard] = min(self.last_reported.get(msg.shard, msg.fork_number), msg.fork_number)
+        return msg.fork_number
+
+    def _orphan(self, hashes, withdrawal: int) -> None:
+        for h in hashes:
+            if h not in self.orphaned:  # the first withdrawal that orphaned it is the one that counts
+                self.orphaned[h] = withdrawal
+        while len(self.orphaned) > ORPHANED_WINDOW:
+            self.orphaned.popitem(last=False)
+
+    def tick(self) -> list[RankedBlock]:
+        """Rank what the shard timeout allows even though a shard is silent (counted)."""
+        return self._rank_ready()
+
+    def _rank_ready(self) -> list[RankedBlock]:
+        out = []
+        now = self.clock()
+        while self.pending:
+            number = min(self.pending)
+            entry = self.pending[number]
+            complete = (len(self.last_reported) >= self.shards and min(self.last_reported.values()) >= number
+                        and entry.agreed)
+            if not complete and now - entry.first_seen < self.shard_timeout_s:
+                break
+            del self.pending[number]
+            ranked = self._rank(entry, complete)
+            if number < self.serving_from:
+                continue  # a shard bootstrapped later (or not yet): its pools were not current at this block
+            if not complete:
+                self.shard_timeouts += 1
+            out.append(ranked)
+        return out
+
+    @property
+    def serving_from(self) -> int:
+        """The first block at which every shard's pools are current (all have bootstrapped)."""
+        if len(self.first_reported) < self.shards:
+            return 1 << 62
+        return max(self.first_reported.values())
+
+    def _rank(self, entry: _Pending, complete: bool) -> RankedBlock:
+        header = entry.header  # at a timeout with a reorg half seen: the chain the newest report named
+        gas_price = next_base_fee(header.base_fee, header.gas_used, header.gas_limit) + self.tip
+        updates, other = {}, {}
+        for update in entry.updates.values():
+            target = updates if update.hash == header.hash else other
+            target.update({self.address[i]: r for i, r in update.reserves.items()})
+        if updates:
+            opportunities = self.scanner.apply_updates(updates, entry.number, gas_price=gas_price)
+        else:
+            self.scanner.gas_price = gas_price
+            opportunities = self.scanner.ranking(entry.number)
+        if other:
+            # The other chain's reports still hold their shards' newest reserves (a withdrawal restores
+            # them if that chain is the orphaned one), like a late update.
+            self.scanner.apply_updates(other, entry.number)
+        self.last_ranked = max(self.last_ranked, entry.number)
+        return RankedBlock(entry.number, header.hash, opportunities, complete, gas_price, entry.first_seen, self.clock())

@@ -1,0 +1,318 @@
+"""Opportunities ranked by expected value, kept current block by block.
+
+`Scanner` holds the pools, their cycle graph and the gas price. A block re-folds only the
+cycles through the pools it changed (the others keep their last scores); ranking then sizes
+exactly only as many cycles as it takes to prove the top N: it walks candidates in order of a
+float upper bound on their expected value and stops once the N-th exact value beats the next
+bound. Exact sizings are cached per cycle until one of its pools changes, and do not depend on
+gas, so a new gas price only re-prices them.
+"""
+from __future__ import annotations
+
+import hashlib
+import heapq
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from typing import Iterable, Mapping, Protocol
+
+import numpy as np
+
+from scanner.dex.v2 import FEE_DENOMINATOR
+from scanner.gas.fees import GasModel, gas_cost_in_token
+from scanner.route.graph import PAD, TokenGraph
+from scanner.dex.pool import Pool
+from scanner.route.sizing import Sized, fold, optimum, profit_upper_bound, refine
+
+FLOAT_MARGIN = 1e-12  # relative slack between float bounds and exact values
+
+
+def expected_value(success_probability, net_profit, expected_slippage, failure_cost):
+    """P·(net − slippage) − (1 − P)·cost of a failed attempt; works on scalars and arrays."""
+    return success_probability * (net_profit - expected_slippage) - (1 - success_probability) * failure_cost
+
+
+@dataclass(frozen=True)
+class Opportunity:
+    """One sized cycle at one block, with every number that went into its rank.
+
+    Money is in wei of `base_token` unless named otherwise; `eth_per_token` converts it to ETH
+    wei so cycles through different base tokens rank on one scale.
+    """
+
+    id: str
+    block: int
+    base_token: str
+    tokens: tuple[str, ...]  # path, starting and ending at base_token
+    pools: tuple[str, ...]
+    zero_for_one: tuple[bool, ...]
+    fees_bps: tuple[int, ...]
+    amount_in: int
+    amounts: tuple[int, ...]  # exact output of each hop
+    gross_profit: int
+    optimality_gap: int  # proven bound on the extra gross profit another input could make; 0 = optimal
+    gas_units: int
+    gas_price: int  # wei of ETH per gas
+    gas_cost: int
+    net_profit: int
+    failure_cost: int  # gas of a reverted attempt: the executor reverts at its final profit check, after the swaps
+    success_probability: float
+    expected_slippage: int
+    expected_value: float
+    eth_per_token: float
+
+    @property
+    def expected_value_eth(self) -> float:
+        return self.expected_value * self.eth_per_token
+
+    def with_risk(self, success_probability: float, expected_slippage: int) -> Opportunity:
+        """The same trade under another risk estimate (the LSTM's), with its expected value redone."""
+        ev = expected_value(success_probability, self.net_profit, expected_slippage, self.failure_cost)
+        return replace(self, success_probability=success_probability, expected_slippage=expected_slippage,
+                       expected_value=float(ev))
+
+
+def opportunity_id(block: int, pools: Iterable[str], zero_for_one: Iterable[bool]) -> str:
+    """Stable across processes: the same cycle at the same block always has the same id."""
+    key = f"{block}|{','.join(pools)}|{''.join('1' if z else '0' for z in zero_for_one)}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RiskInputs:
+    """A batch of candidate cycles as a risk model sees them. Floats from the continuous
+    optimum: good enough to rank, never sent on chain."""
+
+    pools: np.ndarray  # (n, 3) pool slots in the scanner's graph, PAD past a cycle's hops
+    zero_for_one: np.ndarray  # (n, 3)
+    hops: np.ndarray  # (n,)
+    amounts: np.ndarray  # (n, 4) input, then each hop's output (a missing hop repeats its input)
+    reserve_in: np.ndarray  # (n, 3) reserve of the token sold at each hop (inf past the hops)
+    profit: np.ndarray  # (n,) gross profit, base-token wei
+
+
+class RiskModel(Protocol):
+    """What the LSTM will implement: per candidate, the chance the trade still works when it
+    lands and how much the pools will have moved against it by then."""
+
+    def assess(self, batch: RiskInputs) -> tuple[np.ndarray, np.ndarray]:
+        """(success probability in [0, 1], expected slippage in base-token wei ≥ 0) per row."""
+
+
+@dataclass(frozen=True)
+class HeuristicRiskModel:
+    """Stand-in until the LSTM is trained: each hop is another pool someone may move first, and
+    trades that move a pool far are the ones competitors also see.
+
+    P = hop_survival^hops · exp(−impact / impact_scale), impact = the largest input / reserve of
+    any hop; expected slippage = slippage_per_hop · hops · gross profit.
+    """
+
+    hop_survival: float = 0.9
+    impact_scale: float = 0.05
+    slippage_per_hop: float = 0.02
+
+    def assess(self, batch: RiskInputs) -> tuple[np.ndarray, np.ndarray]:
+        impact = (batch.amounts[:, :-1] / batch.reserve_in).max(axis=1)
+        probability = self.hop_survival ** batch.hops * np.exp(-impact / self.impact_scale)
+        return probability, self.slippage_per_hop * batch.hops * batch.profit
+
+
+class Scanner:
+    """Pools + cycle graph + gas price, scored incrementally and ranked by expected value.
+
+    `base_tokens` maps each base token to its `token_per_eth` rate (base-token wei per ETH wei;
+    Fraction(1) for WETH), which turns the gas bill into the token the profit is counted in.
+    """
+
+    def __init__(
+        self,
+        pools: Iterable[Pool],
+        base_tokens: Mapping[str, Fraction],
+        gas_price: int,
+        gas_model: GasModel = GasModel(),
+        risk: RiskModel = HeuristicRiskModel(),
+        top_n: int = 20,
+        refine_budget: int = 32,
+    ):
+        self.graph = TokenGraph(base_tokens, pools)
+        self.token_per_eth = [Fraction(base_tokens[t]) for t in self.graph.base_tokens]
+        self.gas_price = gas_price
+        self.gas_model = gas_model
+        self.risk = risk
+        self.top_n = top_n
+        self.refine_budget = refine_budget
+        self.block = 0
+        self._reset()
+
+    # -- state --------------------------------------------------------------------------------
+
+    def add_pool(self, pool: Pool) -> None:
+        """Watch a new pool (raises InvalidPool naming it); its cycles are scored at once."""
+        self.graph.add_pool(pool)
+        self._reset()
+
+    def set_gas_model(self, gas_model: GasModel) -> None:
+        """Price routes with a calibrated model from now on (the cached sizings stay valid)."""
+        self.gas_model = gas_model
+        self._gas_units = gas_model.base + gas_model.per_hop * self.graph.cycle_hops.astype(np.int64)
+
+    def remove_pool(self, address: str) -> None:
+        """Stop watching a pool (KeyError naming an unknown one); its cycles go with it."""
+        self.graph.remove_pool(address)
+        self._reset()
+
+    def apply_updates(self, updates: Mapping[str, tuple[int, ...]], block: int,
+                      gas_price: int | None = None) -> list[Opportunity]:
+        """Push new pool states (address → the pool's `update` arguments) seen at `block`,
+        re-score only the cycles through them, and return the top N."""
+        slots = []
+        for address, state in updates.items():
+            slot = self.graph.slots.get(address)
+            if slot is None:
+                raise KeyError(f"pool {address} is not watched by this scanner")
+            self.graph.pools[slot].update(*state)
+            slots.append(slot)
+        self._set_curves(slots)
+        self._rescore(self.graph.cycles_of(np.asarray(slots, dtype=np.int64)))
+        if gas_price is not None:
+            self.gas_price = gas_price
+        return self.ranking(block)
+
+    def full_rescan(self, block: int | None = None) -> list[Opportunity]:
+        """Score every cycle from scratch and return the top N (what `apply_updates` must match)."""
+        self._reset()
+        return self.ranking(self.block if block is None else block)
+
+    def _reset(self) -> None:
+        graph = self.graph
+        self._edges = graph.cycle_edges
+        hops = graph.cycle_hops.astype(np.int64)
+        # per directed edge 2·slot + (0 if zero_for_one else 1); the extra last entry is the
+        # identity hop that PAD (-1) gathers
+        size = 2 * len(graph.pools) + 1
+        self._k, self._m, self._n = np.ones(size), np.ones(size), np.zeros(size)
+        self._set_curves([slot for slot, pool in enumerate(graph.pools) if pool is not None])
+        self._gas_units = self.gas_model.base + self.gas_model.per_hop * hops
+        rate = np.array([float(r) for r in self.token_per_eth])[graph.cycle_base]
+        self._token_per_eth = rate
+        self._eth_per_token = 1.0 / rate
+        self._x = np.zeros(len(graph))
+        self._profit = np.zeros(len(graph))
+        self._bound = np.zeros(len(graph))
+        self._sized: dict[int, Sized | None] = {}
+        self._rescore(np.arange(len(graph)))
+
+    def _set_curves(self, slots: list[int]) -> None:
+        edges, ks, ms, ns = [], [], [], []
+        for slot in slots:
+            pool = self.graph.pools[slot]
+            for edge, z41 in ((2 * slot, True), (2 * slot + 1, False)):
+                k, m, n = pool.mobius(z41)
+                edges.append(edge)
+                ks.append(float(k))
+                ms.append(float(m))
+                ns.append(float(n))
+        self._k[edges], self._m[edges], self._n[edges] = ks, ms, ns
+
+    def _rescore(self, rows: np.ndarray) -> None:
+        """Re-fold the given cycles and forget their exact sizings."""
+        edges = self._edges[rows]
+        x, profit = optimum(*fold(self._k[edges], self._m[edges], self._n[edges]))
+        self._x[rows], self._profit[rows] = x, profit
+        self._bound[rows] = profit_upper_bound(x, profit)
+        if self._sized:
+            cached = np.fromiter(self._sized, dtype=np.int64, count=len(self._sized))
+            hit = np.zeros(len(self._x), bool)
+            hit[rows] = True
+            for row in cached[hit[cached]].tolist():
+                del self._sized[row]
+
+    # -- ranking ------------------------------------------------------------------------------
+
+    def ranking(self, block: int) -> list[Opportunity]:
+        """The top N opportunities by expected value (only positive net profit and value)."""
+        self.block = block
+        cost = self._gas_units * float(self.gas_price) * self._token_per_eth * (1 - FLOAT_MARGIN)
+        rows = np.flatnonzero(self._bound > cost)
+        if len(rows) == 0:
+            return []
+        probability, slippage = self.risk.assess(self._risk_inputs(rows))
+        slippage = np.rint(slippage)  # whole wei, so bound and exact value subtract the same amount
+        bound = expected_value(probability, self._bound[rows] - cost[rows], slippage, cost[rows])
+        bound = bound * self._eth_per_token[rows]
+        order = np.argsort(-bound, kind="stable")
+        kept = order[bound[order] > 0]
+        best: list[tuple[float, int, Opportunity]] = []  # min-heap on (value in ETH, -row)
+        for i in kept.tolist():
+            if len(best) == self.top_n and best[0][0] > bound[i]:
+                break
+            row = int(rows[i])
+            opportunity = self._opportunity(row, block, float(probability[i]), int(slippage[i]))
+            if opportunity is None:
+                continue
+            entry = (opportunity.expected_value_eth, -row, opportunity)
+            if len(best) < self.top_n:
+                heapq.heappush(best, entry)
+            elif entry[:2] > best[0][:2]:
+                heapq.heapreplace(best, entry)
+        return [entry[2] for entry in sorted(best, key=lambda e: e[:2], reverse=True)]
+
+    def _sizing(self, row: int) -> Sized | None:
+        if row not in self._sized:
+            self._sized[row] = refine(self.graph.hops_of(row), float(self._x[row]), self.refine_budget)
+        return self._sized[row]
+
+    def _opportunity(self, row: int, block: int, probability: float, slippage: int) -> Opportunity | None:
+        sized = self._sizing(row)
+        if sized is None:
+            return None
+        units = int(self._gas_units[row])
+        rate = self.token_per_eth[int(self.graph.cycle_base[row])]
+        gas_cost = gas_cost_in_token(units, self.gas_price, rate)
+        net = sized.gross_profit - gas_cost
+        ev = float(expected_value(probability, net, slippage, gas_cost))
+        if net <= 0 or ev <= 0:
+            return None
+        hops = self.graph.hops_of(row)
+        pools = tuple(pool.address for pool, _ in hops)
+        directions = tuple(z41 for _, z41 in hops)
+        tokens = self.graph.tokens_of(row)
+        return Opportunity(
+            id=opportunity_id(block, pools, directions),
+            block=block,
+            base_token=tokens[0],
+            tokens=tokens,
+            pools=pools,
+            zero_for_one=directions,
+            fees_bps=tuple(pool.fee_bps for pool, _ in hops),
+            amount_in=sized.amount_in,
+            amounts=sized.amounts,
+            gross_profit=sized.gross_profit,
+            optimality_gap=sized.gap,
+            gas_units=units,
+            gas_price=self.gas_price,
+            gas_cost=gas_cost,
+            net_profit=net,
+            failure_cost=gas_cost,
+            success_probability=probability,
+            expected_slippage=slippage,
+            expected_value=ev,
+            eth_per_token=float(self._eth_per_token[row]),
+        )
+
+    def _risk_inputs(self, rows: np.ndarray) -> RiskInputs:
+        edges = self._edges[rows]
+        k, m, n = self._k[edges], self._m[edges], self._n[edges]
+        amounts = np.empty((len(rows), edges.shape[1] + 1))
+        amounts[:, 0] = self._x[rows]
+        for h in range(edges.shape[1]):
+            y = amounts[:, h]
+            amounts[:, h + 1] = k[:, h] * y / (m[:, h] + n[:, h] * y)
+        return RiskInputs(
+            pools=self.graph.cycle_pools[rows],
+            zero_for_one=self.graph.cycle_zero_for_one[rows],
+            hops=self.graph.cycle_hops[rows].astype(np.int64),
+            amounts=amounts,
+            reserve_in=np.where(edges == PAD, np.inf, m / FEE_DENOMINATOR),
+            profit=self._profit[rows],
+        )

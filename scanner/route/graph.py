@@ -1,0 +1,215 @@
+"""The token graph: one edge per pool and direction, every 2- and 3-hop cycle through a base
+token, and the pool → cycles index that lets one block re-score only what it touched.
+
+Cycles live in numpy arrays so scoring is vectorised: `cycle_pools[c, h]` is the pool slot of
+hop h (PAD for the missing third hop of a 2-hop cycle) and `cycle_zero_for_one[c, h]` its
+direction. `cycle_edges` encodes both as 2·slot + (0 if zero_for_one else 1), with PAD kept as
+-1 so that numpy gathers the last entry of an edge array, where callers keep an identity hop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+from typing import Iterable
+
+import numpy as np
+
+from scanner.dex.pool import InvalidPool, Pool
+
+MAX_HOPS = 3
+PAD = -1
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A pool the graph refused, and why."""
+
+    address: str
+    reason: str
+
+
+class TokenGraph:
+    """Pools as edges between tokens, with all 2-hop (same pair, two pools) and 3-hop
+    (triangular) cycles that start and end at a base token.
+
+    A cycle through two base tokens appears once per base it can start from: the trades hold
+    different tokens, so they are different opportunities.
+    """
+
+    def __init__(self, base_tokens: Iterable[str], pools: Iterable[Pool] = ()):
+        self.base_tokens: tuple[str, ...] = tuple(dict.fromkeys(base_tokens))
+        if not self.base_tokens:
+            raise ValueError("a token graph needs at least one base token")
+        self._base_index = {t: i for i, t in enumerate(self.base_tokens)}
+        self.pools: list[Pool | None] = []  # slot → pool; None once removed (slots are never reused)
+        self.slots: dict[str, int] = {}
+        self.rejected: list[Rejection] = []
+        self._pair_slots: dict[tuple[str, str], list[int]] = {}
+        self._neighbours: dict[str, set[str]] = {}
+        self._new: list[tuple[int, int, int, int, int, int, int, int]] = []  # rows not yet in the arrays
+        self._removed: set[int] = set()
+        self._dirty = False
+        self._set_arrays(np.zeros((0, MAX_HOPS), np.int32), np.zeros((0, MAX_HOPS), bool), np.zeros(0, np.int8),
+                         np.zeros(0, np.int16))
+        for pool in pools:
+            try:
+                self.add_pool(pool)
+            except InvalidPool as err:
+                self.rejected.append(Rejection(err.address, err.reason))
+        self._flush()
+
+    # -- topology -------------------------------------------------------------------------
+
+    def add_pool(self, pool: Pool) -> int:
+        """Add a pool and the cycles it closes; returns its slot. Raises InvalidPool naming it."""
+        if pool.address in self.slots:
+            raise InvalidPool(pool.address, "duplicate address")
+        if pool.token0 == pool.token1:
+            raise InvalidPool(pool.address, f"both tokens are {pool.token0}")
+        slot = len(self.pools)
+        self.pools.append(pool)
+        self.slots[pool.address] = slot
+        a, b = pool.token0, pool.token1
+        self._add_two_hop(slot, a, b)
+        for c in self._neighbours.get(a, set()) & self._neighbours.get(b, set()):
+            self._add_triangles(slot, a, b, c)
+        self._pair_slots.setdefault(_pair(a, b), []).append(slot)
+        self._neighbours.setdefault(a, set()).add(b)
+        self._neighbours.setdefault(b, set()).add(a)
+        self._dirty = True
+        return slot
+
+    def remove_pool(self, address: str) -> None:
+        """Remove a pool and every cycle through it. Raises KeyError naming an unknown pool."""
+        if address not in self.slots:
+            raise KeyError(f"pool {address} is not in the graph")
+        slot = self.slots.pop(address)
+        pool = self.pools[slot]
+        self.pools[slot] = None
+        pair = _pair(pool.token0, pool.token1)
+        self._pair_slots[pair].remove(slot)
+        if not self._pair_slots[pair]:
+            del self._pair_slots[pair]
+            self._neighbours[pool.token0].discard(pool.token1)
+            self._neighbours[pool.token1].discard(pool.token0)
+        self._removed.add(slot)
+        self._dirty = True
+
+    def _add_two_hop(self, slot: int, a: str, b: str) -> None:
+        for other in self._pair_slots.get(_pair(a, b), ()):
+            for start, end in ((a, b), (b, a)):
+                if start in self._base_index:
+                    self._add_cycle(start, ((slot, start), (other, end)))
+                    self._add_cycle(start, ((other, start), (slot, end)))
+
+    def _add_triangles(self, slot: int, a: str, b: str, c: str) -> None:
+        """Cycles around triangle a-b-c that use the new pool (on a-b) and existing pools on b-c, c-a."""
+        for order in ((a, b, c), (b, a, c)):  # the two orientations
+            for shift in range(3):
+                path = order[shift:] + order[:shift]
+                if path[0] not in self._base_index:
+                    continue
+                choices = [
+                    [slot] if _pair(u, v) == _pair(a, b) else self._pair_slots[_pair(u, v)]
+                    for u, v in zip(path, path[1:] + path[:1])
+                ]
+                for slots in product(*choices):
+                    self._add_cycle(path[0], tuple(zip(slots, path)))
+
+    def _add_cycle(self, base: str, hops: tuple[tuple[int, str], ...]) -> None:
+        """`hops` is (pool slot, token sold) per hop."""
+        row = [PAD] * MAX_HOPS + [1] * MAX_HOPS
+        for h, (slot, token_in) in enumerate(hops):
+            row[h] = slot
+            row[MAX_HOPS + h] = self.pools[slot].token0 == token_in
+        self._new.append((*row, len(hops), self._base_index[base]))
+
+    # -- arrays and index -------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Fold added rows and removals into the arrays and rebuild the pool → cycles index."""
+        if not self._dirty:
+            return
+        pools, z41, hops, base = self._cycle_pools, self._cycle_z41, self._cycle_hops, self._cycle_base
+        if self._new:
+            new = np.array(self._new, dtype=np.int64).reshape(-1, 2 * MAX_HOPS + 2)
+            pools = np.concatenate([pools, new[:, :MAX_HOPS].astype(np.int32)])
+            z41 = np.concatenate([z41, new[:, MAX_HOPS:2 * MAX_HOPS].astype(bool)])
+            hops = np.concatenate([hops, new[:, -2].astype(np.int8)])
+            base = np.concatenate([base, new[:, -1].astype(np.int16)])
+        if self._removed:
+            keep = ~np.isin(pools, np.fromiter(self._removed, np.int32)).any(axis=1)
+            pools, z41, hops, base = pools[keep], z41[keep], hops[keep], base[keep]
+        self._new.clear()
+        self._removed.clear()
+        self._dirty = False
+        self._set_arrays(pools, z41, hops, base)
+
+    def _set_arrays(self, pools: np.ndarray, z41: np.ndarray, hops: np.ndarray, base: np.ndarray) -> None:
+        self._cycle_pools, self._cycle_z41, self._cycle_hops, self._cycle_base = pools, z41, hops, base
+        self._cycle_edges = np.where(pools == PAD, PAD, 2 * pools + (~z41).astype(np.int32)).astype(np.intp)
+        flat = pools.ravel()
+        rows = np.repeat(np.arange(len(pools), dtype=np.int32), MAX_HOPS)
+        used = flat != PAD
+        flat, rows = flat[used], rows[used]
+        order = np.argsort(flat, kind="stable")
+        self._index_rows = rows[order]
+        self._index_ptr = np.zeros(len(self.pools) + 1, np.int64)
+        np.cumsum(np.bincount(flat, minlength=len(self.pools)), out=self._index_ptr[1:])
+
+    @property
+    def cycle_pools(self) -> np.ndarray:
+        self._flush()
+        return self._cycle_pools
+
+    @property
+    def cycle_zero_for_one(self) -> np.ndarray:
+        self._flush()
+        return self._cycle_z41
+
+    @property
+    def cycle_edges(self) -> np.ndarray:
+        self._flush()
+        return self._cycle_edges
+
+    @property
+    def cycle_hops(self) -> np.ndarray:
+        self._flush()
+        return self._cycle_hops
+
+    @property
+    def cycle_base(self) -> np.ndarray:
+        """Index into `base_tokens` of each cycle's start token."""
+        self._flush()
+        return self._cycle_base
+
+    def __len__(self) -> int:
+        return len(self.cycle_pools)
+
+    def cycles_of(self, slots: np.ndarray | Iterable[int]) -> np.ndarray:
+        """Sorted rows of every cycle through any of the given pool slots."""
+        self._flush()
+        slots = np.asarray(list(slots) if not isinstance(slots, np.ndarray) else slots, dtype=np.int64)
+        starts, ends = self._index_ptr[slots], self._index_ptr[slots + 1]
+        lengths = ends - starts
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        positions = offsets + np.arange(lengths.sum())
+        hit = np.zeros(len(self._cycle_pools), bool)
+        hit[self._index_rows[positions]] = True
+        return np.flatnonzero(hit)
+
+    def hops_of(self, row: int) -> list[tuple[Pool, bool]]:
+        """(pool, zero_for_one) per hop of a cycle, for the exact math."""
+        pools, z41 = self.cycle_pools[row], self.cycle_zero_for_one[row]
+        return [(self.pools[s], bool(z)) for s, z in zip(pools.tolist(), z41.tolist()) if s != PAD]
+
+    def tokens_of(self, row: int) -> tuple[str, ...]:
+        """The tokens a cycle passes through, starting and ending at its base token."""
+        tokens = [self.base_tokens[int(self.cycle_base[row])]]
+        for pool, z41 in self.hops_of(row):
+            tokens.append(pool.token_out(z41))
+        return tuple(tokens)
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)

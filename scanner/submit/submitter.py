@@ -1,0 +1,283 @@
+"""Simulated submission: prove the best opportunities with the executor, journal everything.
+
+For each ranked block: `eth_call` and `eth_estimateGas` of `ArbExecutor.execute` at that block
+(the call returns the realized profit, so it IS the simulation), the signed transaction and the
+`eth_sendBundle` payload a relay would take. Only on the local chain (id 31337) may the best one
+be sent, so that its outcome (landed, beaten by a competitor, reverted) becomes a label.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from web3.exceptions import ContractLogicError, Web3RPCError
+
+from scanner.chain import artifacts
+from scanner.chain.rpc import ChainClient
+from scanner.errors import ArbscanError, ChainError
+from scanner.gas.fees import GasModel
+from scanner.gas.calibrate import execute_fn, measure
+from scanner.submit.journal import Journal, OpportunityRecord, OutcomeRecord, PredictionRecord, SimulationRecord, scrub
+from scanner.chain.anvil import LOCAL_CHAIN_ID
+from scanner.chain.follow import SWAP_TOPIC
+
+log = logging.getLogger(__name__)
+GAS_HEADROOM = 1.2  # gas limit over the estimate: reserves moved by others cost a little more
+DROPPED_AFTER_BLOCKS = 5  # a sent transaction not mined this many blocks after its target: the node dropped it
+
+
+class BroadcastRefused(ArbscanError):
+    """A transaction was about to leave for a chain other than the local one."""
+
+
+@dataclass
+class Simulation:
+    ok: bool
+    profit: int | None
+    gas_estimate: int | None
+    error: str = ""
+
+
+@dataclass
+class SubmitStats:
+    simulated: int = 0
+    simulation_ok: int = 0
+    exact: int = 0  # simulated profit == predicted gross profit, to the wei
+    sent: int = 0
+    landed: int = 0
+    beaten: int = 0
+    reverted: int = 0
+    realized_profit: int = 0
+    last_bundle: dict = field(default_factory=dict)
+
+
+def load_key(env_value: str | None, file_path: str | None) -> LocalAccount:
+    """The searcher's key from a file (preferred) or an environment variable; never printed."""
+    if file_path:
+        try:
+            secret = open(file_path).read().strip()
+        except OSError as e:
+            raise ArbscanError(f"cannot read the private key file {file_path}: {e.strerror}") from None
+    elif env_value:
+        secret = env_value.strip()
+    else:
+        raise ArbscanError("no private key: set submitter.private_key_file, or the variable named by "
+                           "submitter.private_key_env, to the searcher's key")
+    try:
+        return Account.from_key(secret)
+    except Exception:
+        raise ArbscanError("the configured private key is not a valid 32-byte hex key") from None
+
+
+class SubmitterCore:
+    """Simulates the top `top_k` opportunities of each ranked block; may send the best on chain 31337."""
+
+    def __init__(self, client: ChainClient, executor: str, account: LocalAccount, journal: Journal, *,
+                 top_k: int = 3, send: bool = False, tip_wei: int = 2 * 10**9,
+                 on_calibrated: Callable[[GasModel], None] | None = None) -> None:
+        self.client = client
+        self.account = account
+        self.journal = journal
+        self.top_k = top_k
+        self.tip_wei = tip_wei
+        self.chain_id = client.chain_id()
+        if send and self.chain_id != LOCAL_CHAIN_ID:
+            raise BroadcastRefused(f"submitter.send_on_local_chain is set but the node is chain {self.chain_id}, "
+                                   f"not the local chain {LOCAL_CHAIN_ID}: arbscan only simulates there")
+        self.send = send
+        self.executor = artifacts.at(client.w3, "ArbExecutor", executor)
+        self.stats = SubmitStats()
+        self._nonce: int | None = None
+        # tx hash -> (opportunity, block ranked, that block's records): a block's records are journaled
+        # in one transaction once its outcome is known, so a crash never leaves half a block behind;
+        # they are held in the journal meanwhile, so a restart picks up what its predecessor sent
+        self._pending: dict[str, tuple[dict, int, list]] = {
+            tx_hash: (opp, block, records) for tx_hash, opp, block, records in journal.held()}
+        self._gas_samples: dict[int, int] = {}  # hops -> the first measured route's gas
+        self.gas_model: GasModel | None = None  # calibrated once routes of two hop counts were measured
+        self.on_calibrated = on_calibrated  # called with it then (the actor hands it to the aggregator)
+
+    # -- per ranked block -----------------------------------------------------------------------
+    def handle(self, block: int, opportunities: list[dict]) -> None:
+        """Simulate the block's best opportunities and journal them: every stage of every one of them
+        in one SQLite transaction, when the outcome of the one sent (if any) is known."""
+        self.check_pending()
+        best = opportunities[: self.top_k]
+        records: list = []
+        sent = None
+        for rank, opp in enumerate(best):
+            records += [
+                OpportunityRecord(opp["id"], block, list(opp["tokens"]), list(opp["pools"]),
+                                  [opp["amount_in"], *opp["amounts"]], opp["gas_cost"], opp["net_profit"], opp["ev"]),
+                PredictionRecord(opp["id"], block, opp["success_probability"], opp["expected_slippage"])]
+            sim = self.simulate(opp, block)
+            records.append(SimulationRecord(opp["id"], block, sim.ok, sim.profit, sim.gas_estimate, sim.error))
+            if rank == 0 and sim.ok:
+                outcome = self._submit(opp, block, sim, records)
+                if isinstance(outcome, OutcomeRecord):
+                    records.append(outcome)
+                else:
+                    sent = outcome
+            else:
+                records.append(OutcomeRecord(opp["id"], block, "not_sent"))
+        if sent is not None:
+            self._pending[sent] = (best[0], block, records)
+            if len(best) > 1:
+                self.journal.hold(sent, block, best[0], records)  # now with the other candidates' rows
+        elif records:
+            self.journal.write(*records)
+
+    def simulate(self, opp: dict, block: int) -> Simulation:
+        """eth_call of the executor at `block` from the searcher, and its gas as the next block runs it."""
+        sim = self._simulate(opp, block)
+        # Counted once done (calibration handed over included), in an order that keeps
+        # exact <= simulation_ok <= simulated for a reader on another thread at every moment.
+        self.stats.simulated += 1
+        self.stats.simulation_ok += sim.ok
+        self.stats.exact += sim.ok and sim.profit == opp["gross_profit"]
+        return sim
+
+    def _simulate(self, opp: dict, block: int) -> Simulation:
+        fn = execute_fn(self.client.w3, self.executor.address, opp)
+        try:
+            profit = self._profit_at(fn, block, opp["gross_profit"])
+            gas = self._gas_at(opp, block)
+        except ContractLogicError as e:
+            return Simulation(False, None, None, scrub(artifacts.describe_revert("ArbExecutor", e)))
+        except (Web3RPCError, ValueError, ChainError) as e:
+            return Simulation(False, None, None, scrub(str(e)))
+        self._gas_samples.setdefault(len(opp["pools"]), gas)
+        if self.gas_model is None and len(self._gas_samples) >= 2:
+            self.gas_model = GasModel.calibrate(self._gas_samples.items())
+            if self.on_calibrated is not None:
+                self.on_calibrated(self.gas_model)
+        return Simulation(True, profit, gas)
+
+    def _profit_at(self, fn, block: int, predicted: int) -> int:
+        """The executor's profit in an eth_call at `block`.
+
+        anvil answers a call at its head block from the state of the block it is mining, so a call
+        that met a mining block can see the next block's pools: when the answer disagrees with the
+        prediction (or reverts) and `block` is history by now (or becomes it within half a second on the
+        local chain), the call is made again. On a node with consistent reads it answers the same.
+        """
+        call = lambda: int(self.client.call(fn.call, {"from": self.account.address}, block_identifier=block))  # noqa: E731
+        try:
+            profit = call()
+        except ContractLogicError:
+            if not self._became_history(block):
+                raise
+            return call()
+        return call() if profit != predicted and self._became_history(block) else profit
+
+    def _gas_at(self, opp: dict, block: int) -> int:
+        """The route's gas as the block after `block` runs it, read again once `block` is history when
+        the first estimate fails (the same head-block read as in `_profit_at`: competitors' trades of
+        the block being mined can make it revert)."""
+        estimate = lambda: measure(self.client, self.executor.address, self.account.address, [opp], block)[0][1]  # noqa: E731
+        try:
+            return estimate()
+        except ChainError:
+            if not self._became_history(block):
+                raise
+            return estimate()
+
+    def _became_history(self, block: int) -> bool:
+        """Whether a later block than `block` is the head (or, on the local chain, becomes it within 0.5 s)."""
+        wait_s = 0.5 if self.chain_id == LOCAL_CHAIN_ID else 0.0
+        deadline = time.monotonic() + wait_s
+        while True:
+            if self.client.block_number() > block:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def bundle(self, opp: dict, block: int, gas_limit: int, base_fee: int) -> tuple[str, dict]:
+        """The signed transaction and the `eth_sendBundle` request that targets block + 1."""
+        if self._nonce is None:
+            self._nonce = self.client.call(self.client.w3.eth.get_transaction_count, self.account.address, "pending")
+        fn = execute_fn(self.client.w3, self.executor.address, opp, min_profit=1)
+        tx = fn.build_transaction({
+            "from": self.account.address, "nonce": self._nonce, "gas": gas_limit, "chainId": self.chain_id,
+            "maxPriorityFeePerGas": self.tip_wei, "maxFeePerGas": 2 * base_fee + self.tip_wei,
+        })
+        raw = self.account.sign_transaction(tx).raw_transaction.to_0x_hex()
+        payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_sendBundle",
+                   "params": [{"txs": [raw], "blockNumber": hex(block + 1)}]}
+        return raw, payload
+
+    def _submit(self, opp: dict, block: int, sim: Simulation, records: list | tuple = ()) -> OutcomeRecord | str:
+        """Build the bundle and, on the local chain, send it: the outcome if final, else the tx hash.
+
+        The transaction is held in the journal before it leaves (write-ahead), so being killed right
+        after the send cannot lose it: the restarted submitter finds and resolves it."""
+        head = self.client.get_block("latest")
+        raw, payload = self.bundle(opp, block, int(sim.gas_estimate * GAS_HEADROOM), int(head["baseFeePerGas"]))
+        self.stats.last_bundle = payload
+        if not self.send:
+            return OutcomeRecord(opp["id"], block, "not_sent")
+        self.broadcast_guard()
+        tx_hash = "0x" + keccak(hexstr=raw).hex()
+        self.journal.hold(tx_hash, block, opp, list(records))
+        try:
+            sent_hash = self.client.call(self.client.w3.eth.send_raw_transaction, raw).to_0x_hex()
+        except (Web3RPCError, ValueError) as e:
+            self._nonce = None  # re-read: the node may not have taken this nonce
+            self.journal.release(tx_hash)
+            return OutcomeRecord(opp["id"], block, "not_sent", error=scrub(str(e)))
+        if sent_hash != tx_hash:
+            raise RuntimeError(f"the node names the sent transaction {sent_hash}, its signed bytes hash to {tx_hash}")
+        self._nonce += 1
+        self.stats.sent += 1
+        return tx_hash
+
+    def broadcast_guard(self) -> None:
+        """Refuse to send anything unless the node is (still) the local chain."""
+        chain_id = self.client.chain_id()
+        if chain_id != LOCAL_CHAIN_ID:
+            raise BroadcastRefused(f"refusing to broadcast on chain {chain_id}: only the local chain "
+                                   f"{LOCAL_CHAIN_ID} may receive transactions from arbscan")
+
+    def check_pending(self) -> None:
+        """Journal the outcome of every sent transaction that has been mined (or that the node dropped)."""
+        head = None
+        for tx_hash, (opp, block, records) in list(self._pending.items()):
+            receipt = self.client.call(self.client.w3.eth.get_transaction_receipt, tx_hash) \
+                if self._mined(tx_hash) else None
+            if receipt is None:
+                head = self.client.block_number() if head is None else head
+                if head - block > DROPPED_AFTER_BLOCKS:
+                    # Gone from the node's pool (a restarted node forgets it): its nonce is free again.
+                    del self._pending[tx_hash]
+                    self._nonce = None
+                    self.journal.write(*records, OutcomeRecord(opp["id"], block, "not_sent", None, tx_hash,
+                                                               f"not mined within {DROPPED_AFTER_BLOCKS} blocks"),
+                                       release=tx_hash)
+                continue
+            del self._pending[tx_hash]
+            if receipt["status"] == 1:
+                arb = self.executor.events.Arb().process_receipt(receipt)
+                profit = int(arb[0]["args"]["profit"]) if arb else None
+                self.stats.landed += 1
+                self.stats.realized_profit += profit or 0
+                self.journal.write(*records, OutcomeRecord(opp["id"], block, "landed", profit, tx_hash), release=tx_hash)
+            else:
+                status = "beaten" if self._touched_first(opp, receipt) else "reverted"
+                setattr(self.stats, status, getattr(self.stats, status) + 1)
+                self.journal.write(*records, OutcomeRecord(opp["id"], block, status, 0, tx_hash), release=tx_hash)
+
+    def _mined(self, tx_hash: str) -> bool:
+        reply = self.client.rpc("eth_getTransactionReceipt", tx_hash)
+        return reply is not None
+
+    def _touched_first(self, opp: dict, receipt) -> bool:
+        """Did another transaction swap one of our pools earlier in the same block?"""
+        logs = self.client.get_logs({"blockHash": receipt["blockHash"], "topics": [SWAP_TOPIC],
+                                     "address": [to_checksum_address(p) for p in opp["pools"]]})
+        return any(int(entry["transactionIndex"]) < int(receipt["transactionIndex"]) for entry in logs)
