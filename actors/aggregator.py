@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import msgpack
 import ray
 import zmq
 
-from actors.loop import NAMESPACE, ActorLoop, Metrics
+from actors.loop import NAMESPACE, ActorLoop, Metrics, bind_address, remember_address
 from scanner.rank.aggregate import AggregatorCore, RankedBlock, opportunity_dict
 from scanner.config import AggregatorConfig, SocketsConfig
-from scanner.chain.discovery import PoolInfo
+from scanner.dex.pool import PoolInfo
 from scanner.gas.fees import GasModel
 from scanner.wire.messages import BlockUpdate, GasUpdate, Withdraw, decode
 from scanner.wire.query import Health, RankingStore
@@ -36,7 +37,7 @@ RESYNC_EVERY_S = 2.0  # after a restart, how often a shard is asked again for it
 @ray.remote
 class Aggregator:
     def __init__(self, pools: dict[int, PoolInfo], base_tokens: list[str], shards: int,
-                 aggregator: AggregatorConfig, sockets: SocketsConfig, ingest_endpoint: str, gas_endpoint: str,
+                 aggregator: AggregatorConfig, sockets: SocketsConfig, bind: str, gas_endpoint: str, run: str,
                  symbols: dict[str, str] | None = None, gas_model: tuple[int, int] | None = None,
                  checkpoint: str | None = None) -> None:
         self.metrics = Metrics("aggregator")
@@ -54,7 +55,8 @@ class Aggregator:
         self.ingest = self.ctx.socket(zmq.PULL)
         self.ingest.rcvhwm = INGEST_HWM
         self.ingest.linger = 0
-        self.ingest.bind(ingest_endpoint)
+        self.ingest.bind(bind_address(bind, f"{run}/ingest"))
+        self.ingest_endpoint = remember_address(f"{run}/ingest", self.ingest.getsockopt_string(zmq.LAST_ENDPOINT))
         self.gas = self.ctx.socket(zmq.SUB)
         self.gas.setsockopt(zmq.SUBSCRIBE, b"")
         self.gas.connect(gas_endpoint)
@@ -62,8 +64,13 @@ class Aggregator:
         self.poller.register(self.ingest, zmq.POLLIN)
         self.poller.register(self.gas, zmq.POLLIN)
         self.store = RankingStore()
+        # Configured ports stay as configured; port * is the OS's pick, the same one after a restart.
+        sockets = replace(sockets, query=bind_address(sockets.query, f"{run}/query"),
+                          publish=bind_address(sockets.publish, f"{run}/publish"))
         self.server = QueryServer(sockets, self.store, stats=self.stats, health=self._health, top_n=aggregator.top_n)
         self.server.start()
+        remember_address(f"{run}/query", self.server.query_endpoint)
+        remember_address(f"{run}/publish", self.server.publish_endpoint)
         self.counts = {"blocks_ranked": 0, "frames_invalid": 0, "predictions": 0, "withdrawals": 0}
         self.predictions: dict[int, tuple[int, float, float, float]] = {}  # pool id -> (block, mu, sigma, p_trade)
         self.last_ranked_at = 0.0
@@ -204,7 +211,7 @@ class Aggregator:
         return {"block": self.core.last_ranked, "reserves": {p.address: (p.reserve0, p.reserve1) for p in pools}}
 
     def endpoints(self) -> dict:
-        return {"query": self.server.query_endpoint, "publish": self.server.publish_endpoint}
+        return {"ingest": self.ingest_endpoint, "query": self.server.query_endpoint, "publish": self.server.publish_endpoint}
 
     def stop(self) -> None:
         self.loop.stop()

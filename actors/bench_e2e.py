@@ -18,7 +18,8 @@ import numpy as np
 import ray
 from web3 import HTTPProvider, Web3
 
-from actors.demo import attach_ray, local_config, searcher_key_file
+from actors.demo import local_config, searcher_key_file
+from actors.ray_session import attach_ray
 from actors.launcher import launch
 from scanner.chain import artifacts
 from scanner.serve.client import QueryClient

@@ -52,6 +52,9 @@ def _cmd_market(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from actors.ray_session import use_private_token
+
+    use_private_token()  # before anything imports ray: the demo's local Ray never touches ~/.ray
     from actors.demo import run_demo
 
     return run_demo(args.blocks, args.seed, args.interval, Path(args.out))
@@ -65,19 +68,20 @@ def _endpoints(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from actors.demo import attach_ray
-    from actors.launcher import launch
-    from scanner.serve.client import QueryTimeout, Subscriber
+    from actors.ray_session import attach_ray, token_hint
     from scanner.config import load
 
     config = load(args.config)
-    ctx = attach_ray(args.address or config.ray.address or None, config)
+    ctx = attach_ray(args.address or config.ray.address or None, config)  # before anything imports ray
+    from actors.launcher import launch
+    from scanner.serve.client import QueryTimeout, Subscriber
+
     pipeline = launch(config)
     try:
         print(f"arbscan running: {len(pipeline.pools)} pools, actors {', '.join(pipeline.actors)}")
         print(f"query API: {pipeline.endpoints['query']}   top-N stream: {pipeline.endpoints['publish']}")
         if ctx.dashboard_url:
-            print(f"Ray dashboard: http://{ctx.dashboard_url}  (token auth: the token is in ~/.ray/auth_token)")
+            print(f"Ray dashboard: http://{ctx.dashboard_url}  (token auth: {token_hint()})")
         for note in pipeline.notes:
             print(f"note: {note}")
         with Subscriber(pipeline.endpoints["publish"], timeout_s=60.0) as sub:
@@ -138,7 +142,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from scanner.model.train import train_files
+    from scanner.sim.evaluate import train_files
 
     print(json.dumps(train_files([Path(p) for p in args.data], Path(args.out)), default=str))
     return 0
@@ -160,6 +164,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         result = run(pools=args.pools or 10_000, changed=args.changed, seed=args.seed)
     elif args.what == "e2e":
+        from actors.ray_session import use_private_token
+
+        use_private_token()  # before actors.bench_e2e imports ray
         from actors.bench_e2e import run
 
         result = run(pools=args.pools or 1000, blocks=args.blocks, seed=args.seed)

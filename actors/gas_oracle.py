@@ -4,15 +4,15 @@ from __future__ import annotations
 import ray
 import zmq
 
-from actors.loop import ActorLoop, Metrics
+from actors.loop import ActorLoop, Metrics, bind_address, remember_address
 from scanner.chain.rpc import ChainClient
 from scanner.config import ChainConfig, GasConfig
-from scanner.gas.oracle import GasOracleCore
+from scanner.chain.gas import GasOracleCore
 
 
 @ray.remote
 class GasOracle:
-    def __init__(self, chain: ChainConfig, rpc_url: str, gas: GasConfig, publish_endpoint: str) -> None:
+    def __init__(self, chain: ChainConfig, rpc_url: str, gas: GasConfig, bind: str, key: str) -> None:
         self.metrics = Metrics("gas-oracle")
         client = ChainClient(rpc_url, timeout_s=chain.request_timeout_s, max_retries=chain.max_retries)
         self.core = GasOracleCore(client, history_blocks=gas.history_blocks,
@@ -21,7 +21,8 @@ class GasOracle:
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.sndhwm = 100
         self.pub.linger = 0
-        self.pub.bind(publish_endpoint)
+        self.pub.bind(bind_address(bind, key))
+        self.endpoint = remember_address(key, self.pub.getsockopt_string(zmq.LAST_ENDPOINT))
         self.last = None
         self.loop = ActorLoop("gas-oracle", self._step, chain.poll_interval_s)
         self.loop.start()
@@ -32,6 +33,9 @@ class GasOracle:
             self.pub.send(update.encode())
             self.last = update
             self.metrics.count(self.metrics.blocks, 1)
+
+    def endpoints(self) -> dict[str, str]:
+        return {"gas": self.endpoint}
 
     def health(self) -> dict:
         return self.loop.health()

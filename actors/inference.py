@@ -11,7 +11,7 @@ from pathlib import Path
 
 import ray
 
-from actors.loop import ActorLoop, Metrics
+from actors.loop import ActorLoop, Metrics, bind_address, remember_address
 from scanner.config import InferenceConfig
 from scanner.serve.inference_server import InferenceServer, ServerConfig
 from scanner.model.lstm import ArbLSTM, Checkpoint, default_device, shipped_checkpoint
@@ -25,7 +25,7 @@ def resolve_checkpoint(inference: InferenceConfig) -> Path | None:
 
 @ray.remote
 class LstmInference:
-    def __init__(self, inference: InferenceConfig, features_endpoint: str, ingest_endpoint: str) -> None:
+    def __init__(self, inference: InferenceConfig, bind: str, ingest_endpoint: str, key: str) -> None:
         self.metrics = Metrics("inference")
         path = resolve_checkpoint(inference)
         device = None if inference.device == "auto" else inference.device
@@ -35,10 +35,11 @@ class LstmInference:
         else:
             model = ArbLSTM().to(device or default_device()).eval()
             self.model_label = "untrained"
-        config = ServerConfig(features_endpoint, ingest_endpoint, bind_features=True, bind_predictions=False,
+        config = ServerConfig(bind_address(bind, key), ingest_endpoint, bind_features=True, bind_predictions=False,
                               max_batch=inference.max_batch, max_delay_s=inference.max_delay_ms / 1000)
         self.server = InferenceServer(model, config)
         self.server.start()
+        self.endpoint = remember_address(key, self.server.features_endpoint)
         self._seen = dataclasses.replace(self.server.stats)
         self.loop = ActorLoop("inference", self._report, 1.0)
         self.loop.start()
@@ -56,6 +57,9 @@ class LstmInference:
         self.metrics.queue_depth.set(len(self.server.batcher), tags)
         self.metrics.pools_watched.set(s.pools, tags)
         self._seen = dataclasses.replace(s)
+
+    def endpoints(self) -> dict[str, str]:
+        return {"features": self.endpoint}
 
     def health(self) -> dict:
         return self.loop.health() | {"model": self.model_label}

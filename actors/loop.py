@@ -13,6 +13,8 @@ import time
 import traceback
 from typing import Callable
 
+import ray
+from ray.experimental import internal_kv
 from ray.util import metrics
 
 from scanner.errors import ChainError
@@ -115,3 +117,26 @@ class ActorLoop:
             finally:
                 self._busy_since = 0.0
             self._wake.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+
+def bind_address(spec: str, key: str) -> str:
+    """Where a binding actor binds: the address it had before a restart, else `spec`.
+
+    `spec` is "tcp://HOST:*" (the OS picks a free port: nothing is picked first and bound later);
+    HOST "node" is this node's IP. The bound address is kept in Ray's KV under `key` by
+    `remember_address`, so a restarted actor binds the port its peers still connect to.
+    """
+    known = internal_kv._internal_kv_get(key, namespace=NAMESPACE)
+    if known:
+        return known.decode()
+    if "://node:" in spec:
+        ip = ray.util.get_node_ip_address()
+        spec = spec.replace("://node:", f"://[{ip}]:" if ":" in ip else f"://{ip}:")
+    return spec
+
+
+def remember_address(key: str, address: str) -> str:
+    """Keep the address a socket was bound to (see `bind_address`); returns it."""
+    internal_kv._internal_kv_put(key, address.encode(), overwrite=True, namespace=NAMESPACE)
+    return address
+

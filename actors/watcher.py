@@ -15,7 +15,7 @@ import zmq
 from actors.loop import ActorLoop, Metrics
 from scanner.chain.rpc import ChainClient
 from scanner.config import ChainConfig
-from scanner.chain.discovery import PoolInfo
+from scanner.dex.pool import PoolInfo
 from scanner.wire.messages import BlockUpdate, GasUpdate, decode
 from scanner.chain.heads import HeadNotifier
 from scanner.chain.shard import PoolWatcherCore

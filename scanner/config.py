@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,9 +292,9 @@ def validate(config: Config) -> None:
         addresses["submitter.executor"] = config.submitter.executor
     if config.tokens.price_oracle:
         addresses["tokens.price_oracle"] = config.tokens.price_oracle
-    for key, value in addresses.items():
-        if not is_address(value):
-            raise ConfigError(f"{key} must be a 0x-prefixed 20-byte address (0x + 40 hex digits), got {value!r}")
+    for key, address in addresses.items():
+        if not is_address(address):
+            raise ConfigError(f"{key} must be a 0x-prefixed 20-byte address (0x + 40 hex digits), got {address!r}")
     if not config.ray.aggregator_node.strip():
         raise ConfigError('ray.aggregator_node is empty: use "head", a node IP or a Ray node id')
     if config.inference.device not in ("auto", "cpu", "cuda"):

@@ -2,11 +2,24 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from web3 import HTTPProvider, Web3
 
+from actors.ray_session import private_token
 from scanner.chain.anvil import Anvil
+
+# Every Ray this test run starts or talks to (ray.init, cluster_utils, `ray start`, `ray job submit`)
+# uses this token and these session files, never ~/.ray; set before any test module imports ray.
+RAY_DIR = Path(tempfile.mkdtemp(prefix="arbscan-test-ray-"))
+os.environ.update(private_token(RAY_DIR))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(RAY_DIR, ignore_errors=True)
 
 
 @pytest.fixture
@@ -40,7 +53,6 @@ def local_ray():
     """A private Ray instance per test module (address "local": never another Ray running here)."""
     import ray
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(RAY_DIR / "ray"))
     yield
     ray.shutdown()

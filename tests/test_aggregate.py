@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from scanner.rank.aggregate import AggregatorCore
-from scanner.chain.discovery import PoolInfo
+from scanner.dex.pool import PoolInfo
 from scanner.wire.messages import BlockUpdate, Withdraw
 
 WETH, USDC = "0x" + "aa" * 20, "0x" + "bb" * 20

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner.model.batching import DynamicBatcher, StreamingBatcher, window_gap
+from scanner.serve.batching import DynamicBatcher, StreamingBatcher, window_gap
 from scanner.model.features import N_FEATURES, Normalizer
 from scanner.model.lstm import WINDOW, ArbLSTM
 from scanner.wire.frames import FeatureFrame

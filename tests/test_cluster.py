@@ -36,8 +36,10 @@ import ray
 from web3 import HTTPProvider, Web3
 
 from actors.demo import local_config, searcher_key_file, wait_for_block
-from actors.launcher import (INFERENCE_RESOURCE_AMOUNT, Node, check_ray_address, launch, plan_placement,
-                             plan_shards, resolve_node)
+from actors.launcher import launch
+from actors.ray_session import check_ray_address
+from scanner.cluster.placement import (INFERENCE_RESOURCE_AMOUNT, Node, plan_placement, plan_shards,
+                                       resolve_node)
 from live import tagged_processes
 from scanner.serve.client import QueryClient
 from scanner.config import Config, InferenceConfig, RayConfig, SocketsConfig, WatchersConfig, dump, from_dict, load
@@ -181,10 +183,8 @@ def test_an_address_that_answers_nothing_is_an_error_naming_it_in_seconds(tmp_pa
 # Shared helpers for the live clusters
 
 def _auth_token() -> str:
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return os.environ["RAY_AUTH_TOKEN"].strip()
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-    return path.read_text().strip()
+    """The test run's own token (tests/conftest.py writes it under a temp dir; never ~/.ray)."""
+    return Path(os.environ["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
 
 
 def _http_json(url: str, token: str | None, timeout_s: float = 10.0):
@@ -252,7 +252,7 @@ def three_nodes():
     try:
         cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": True, "dashboard_host": "127.0.0.1",
-            "dashboard_port": 0, "ray_client_server_port": _free_ports(1)[0]})
+            "dashboard_port": 0})
         worker_a = cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1")
         worker_b = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1", resources={"gpu_node": 1})
         cluster.wait_for_nodes()
@@ -367,42 +367,59 @@ def test_three_nodes_actors_land_where_the_launcher_says_and_rank_across_nodes(t
 # ---------------------------------------------------------------------------------------------
 # `ray start --head` + `ray job submit -- arbscan run`
 
+def _dashboard_answers(head: subprocess.Popen, port: int, token: str, timeout_s: float = 60.0) -> bool:
+    """True once the head's dashboard answers; False when the head exited first (a port was taken)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            _http_json(f"http://127.0.0.1:{port}/api/version", token, timeout_s=2)
+            return True
+        except (urllib.error.URLError, OSError, ValueError):
+            if head.poll() is not None:
+                return False
+            time.sleep(0.5)
+    pytest.fail("the Ray head's dashboard did not answer in 60 s")
+
+
 @pytest.fixture
 def ray_head():
     """`ray start --head --block` on loopback with free ports; stopped by its PID (and its tagged children)."""
     tmp = tempfile.mkdtemp(prefix="arbj", dir="/tmp")
     tag = uuid.uuid4().hex
-    gcs, dash, agent, agent_grpc, metrics, client, rt_env, nm, om = _free_ports(9)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env |= LOOPBACK_RAY_ENV | {"RAY_TMPDIR": tmp, "ARBSCAN_TEST_TAG": tag, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
     log = open(Path(tmp) / "head.log", "w")
-    head = subprocess.Popen(
-        [str(VENV_BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
-         "--dashboard-host=127.0.0.1", "--num-cpus=2", f"--temp-dir={tmp}", f"--dashboard-agent-listen-port={agent}",
-         f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
-         f"--ray-client-server-port={client}", f"--runtime-env-agent-port={rt_env}", f"--node-manager-port={nm}",
-         f"--object-manager-port={om}", "--disable-usage-stats"],
-        cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    token = _auth_token()
+    head = None
     try:
-        token = _auth_token()
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _http_json(f"http://127.0.0.1:{dash}/api/version", token, timeout_s=2)
+        # `ray start` cannot report ports it picked, so they are picked here: when another process
+        # takes one first, the head exits and starts again on fresh ports (bounded).
+        for _ in range(3):
+            gcs, dash, agent, agent_grpc, metrics, client, rt_env, nm, om = _free_ports(9)
+            head = subprocess.Popen(
+                [str(VENV_BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
+                 "--dashboard-host=127.0.0.1", "--num-cpus=2", f"--temp-dir={tmp}",
+                 f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+                 f"--metrics-export-port={metrics}", f"--ray-client-server-port={client}",
+                 f"--runtime-env-agent-port={rt_env}", f"--node-manager-port={nm}", f"--object-manager-port={om}",
+                 "--disable-usage-stats"],
+                cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            if _dashboard_answers(head, dash, token):
                 break
-            except (urllib.error.URLError, OSError, ValueError):
-                assert head.poll() is None, (Path(tmp) / "head.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "the Ray head's dashboard did not answer in 60 s"
-                time.sleep(0.5)
+            head.wait(timeout=30)
+        else:
+            pytest.fail("the Ray head did not start on fresh ports in 3 tries: "
+                        + (Path(tmp) / "head.log").read_text()[-3000:])
         yield {"dashboard": f"127.0.0.1:{dash}", "gcs": f"127.0.0.1:{gcs}", "metrics_port": metrics, "env": env,
                "token": token, "tag": tag}
     finally:
-        head.send_signal(signal.SIGTERM)  # `ray start --block` takes its processes down with it
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            head.kill()
-            head.wait(timeout=10)
+        if head is not None:
+            head.send_signal(signal.SIGTERM)  # `ray start --block` takes its processes down with it
+            try:
+                head.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                head.kill()
+                head.wait(timeout=10)
         deadline = time.monotonic() + 15
         while tagged_processes(tag) and time.monotonic() < deadline:
             time.sleep(0.5)

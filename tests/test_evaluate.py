@@ -12,7 +12,7 @@ import torch
 from scanner.sim.evaluate import TARGETS, Baselines, auc, brier, classification, ece, evaluate
 from scanner.model.lstm import Checkpoint
 from scanner.sim.record import record
-from scanner.model.train import train_files
+from scanner.sim.evaluate import train_files
 
 torch.set_num_threads(1)
 

@@ -24,7 +24,7 @@ from scanner.chain.rpc import ChainClient
 from scanner.config import DexConfig
 from scanner.chain.discovery import PoolLens, discover
 from scanner.gas.fees import GasModel, next_base_fee
-from scanner.gas.calibrate import calibrate_gas, execute_fn, measure
+from scanner.submit.calibrate import calibrate_gas, execute_fn, measure
 from scanner.chain.anvil import Anvil
 from scanner.sim.market import Market, MarketSpec
 from scanner.dex.v2 import V2Pool

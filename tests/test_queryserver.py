@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import socket
 import time
 
 import pytest
@@ -164,10 +163,8 @@ def test_curve_admits_only_authorized_clients(serve, tmp_path):
     assert server.counters["handshake_failures"] >= 1
 
 
-def test_timeout_names_the_endpoint():
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+def test_timeout_names_the_endpoint(tmp_path):
+    endpoint = f"ipc://{tmp_path}/nobody"  # nobody listens there (no port to pick, so none to race for)
     with QueryClient(endpoint, timeout_s=0.2, retries=1) as client:
         t0 = time.monotonic()
         with pytest.raises(QueryTimeout, match=endpoint.replace(".", r"\.")):

@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -160,7 +162,7 @@ WETH, USDC = "0x" + "aa" * 20, "0x" + "bb" * 20
 
 def _core():
     from scanner.rank.aggregate import AggregatorCore
-    from scanner.chain.discovery import PoolInfo
+    from scanner.dex.pool import PoolInfo
 
     pools = {0: PoolInfo("0x" + "01" * 20, WETH, USDC, 1000 * E18, 3_000_000 * 10**6, "a", 30),
              1: PoolInfo("0x" + "02" * 20, WETH, USDC, 100 * E18, 300_000 * 10**6, "b", 25)}
@@ -369,14 +371,14 @@ def test_a_watcher_whose_aggregator_is_gone_drops_updates_then_resyncs_with_a_sn
     from scanner.chain.rpc import ChainClient
     from scanner.config import ChainConfig, DexConfig
     from scanner.chain.discovery import discover
-    from scanner.chain.anvil import free_port
     from scanner.wire.messages import BlockUpdate, decode
 
     market = Market(Web3(HTTPProvider(anvil.url, request_kwargs={"timeout": 30})), MarketSpec(seed=5))
     dep = market.deploy()
     dexes = [DexConfig(name, factory, fee) for name, (factory, fee) in dep.factories.items()]
     pools = dict(enumerate(discover(ChainClient(anvil.url), dexes, progress=False)))
-    ingest, features, gas = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))  # nobody listens there
+    sockets_dir = tempfile.mkdtemp(prefix="arbw", dir="/tmp")  # short: ipc paths are limited to ~100 bytes
+    ingest, features, gas = (f"ipc://{sockets_dir}/{name}" for name in ("ingest", "features", "gas"))  # nobody yet
     watcher = PoolWatcher.remote(ChainConfig(rpc_url=anvil.url, poll_interval_s=0.05), anvil.url, 0, pools,
                                  features, ingest, gas)
     ctx = zmq.Context()
@@ -426,6 +428,7 @@ def test_a_watcher_whose_aggregator_is_gone_drops_updates_then_resyncs_with_a_sn
         ray.kill(watcher, no_restart=True)
         pull.close(linger=0)
         ctx.term()
+        shutil.rmtree(sockets_dir, ignore_errors=True)
 
 
 # --- actor crashes --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from scanner.rank.aggregate import AggregatorCore, opportunity_dict
 from scanner.chain.rpc import ChainClient
 from scanner.config import DexConfig
 from scanner.chain.discovery import discover
-from scanner.gas.oracle import GasOracleCore
+from scanner.chain.gas import GasOracleCore
 from scanner.submit.journal import Journal, OutcomeRecord
 from scanner.chain.anvil import searcher_key_file
 from scanner.sim.market import Market, MarketSpec

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scanner.model.batching import window_gap
+from scanner.serve.batching import window_gap
 from scanner.model.features import NonFiniteFeatureError
 from scanner.model.lstm import WINDOW, Checkpoint, Prediction
 from scanner.model.train import SequenceDataset, TrainConfig, synthetic_dataset, train

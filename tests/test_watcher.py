@@ -92,7 +92,7 @@ def test_watcher_rolls_back_a_reorg_and_replays_the_new_chain(anvil, market):
 
 
 def test_gas_oracle_reports_next_base_fee_tips_and_feed(anvil, market):
-    from scanner.gas.oracle import GasOracleCore
+    from scanner.chain.gas import GasOracleCore
 
     client = ChainClient(anvil.url)
     oracle = GasOracleCore(client, feeds=[market.deployment.gas_feed])

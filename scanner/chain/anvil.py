@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from scanner.chain.artifacts import REPO_ROOT
 from scanner.errors import ChainError, SetupError
 
@@ -54,6 +56,13 @@ def searcher_key_file(out_dir: Path, index: int = 1) -> Path:
     with os.fdopen(fd, "w") as f:
         f.write(account.key.to_0x_hex())
     return path
+
+
+PORT_TRIES = 5
+
+
+class PortTaken(Exception):
+    """Another process bound the port between our pick and anvil's bind."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -133,12 +142,9 @@ class Anvil:
         `evm_mine` (deterministic tests); neither mines one block per transaction.
         """
         binary = anvil_binary()
-        if port is None:
-            port = free_port(host)
-        elif not port_is_free(port, host):
+        if port is not None and not port_is_free(port, host):
             raise ChainError(f"port {port} on {host} is already in use: pick another with --port or leave it unset")
         args = [
-            str(binary), "--host", host, "--port", str(port),
             "--accounts", str(accounts), "--balance", str(balance_eth),
             "--gas-limit", str(gas_limit), "--base-fee", str(base_fee),
             "--chain-id", str(chain_id), "--silent",
@@ -149,28 +155,50 @@ class Anvil:
             args += ["--no-mining"]
         if state_path is not None:
             args += ["--state", str(state_path)]
-        cache_dir = Path(tempfile.mkdtemp(prefix="anvil-cache-"))
-        args += ["--cache-path", str(cache_dir)]
-        log_path = Path(tempfile.mkstemp(prefix="anvil-", suffix=".log")[1])
-        log_file = open(log_path, "wb")
-        proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        node = cls(proc, host, port, log_path, state_path, log_file, cache_dir)
-        node._wait_ready(timeout)
-        return node
+        # anvil cannot report a port it picked without printing its dev keys, so a free port is
+        # picked here; another process may take it first, and then anvil starts again on a new one.
+        for _ in range(PORT_TRIES if port is None else 1):
+            chosen = port if port is not None else free_port(host)
+            cache_dir = Path(tempfile.mkdtemp(prefix="anvil-cache-"))
+            log_path = Path(tempfile.mkstemp(prefix="anvil-", suffix=".log")[1])
+            log_file = open(log_path, "wb")
+            cmd = [str(binary), "--host", host, "--port", str(chosen), *args, "--cache-path", str(cache_dir)]
+            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+            node = cls(proc, host, chosen, log_path, state_path, log_file, cache_dir)
+            try:
+                node._wait_ready(timeout)
+                return node
+            except PortTaken:
+                node.stop()
+        raise ChainError(f"anvil found no free port on {host} in {PORT_TRIES} tries: "
+                         "free some ports or pass --port")
 
     def _wait_ready(self, timeout: float) -> None:
+        """Until our anvil answers on its port; `PortTaken` when another process had the port."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 tail = self.log_path.read_text(errors="replace")[-500:]
+                if "in use" in tail:
+                    raise PortTaken(self.port)
                 raise ChainError(f"anvil exited with code {self.process.returncode} on port {self.port}: {tail}")
-            try:
-                rpc(self.url, "eth_chainId", timeout=1.0)
-                return
-            except (OSError, ChainError):
-                time.sleep(0.05)
+            if self._listening():
+                try:
+                    rpc(self.url, "eth_chainId", timeout=1.0)
+                    return
+                except (OSError, ChainError):
+                    pass
+            time.sleep(0.05)
         self.stop()
         raise ChainError(f"anvil did not answer on {self.url} within {timeout:.0f} s")
+
+    def _listening(self) -> bool:
+        """Whether the port is held by our process (not by another node that answers there)."""
+        try:
+            conns = psutil.Process(self.process.pid).net_connections(kind="tcp")
+        except psutil.Error:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self.port for c in conns)
 
     def call(self, method: str, *params):
         return rpc(self.url, method, list(params))

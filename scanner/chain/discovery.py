@@ -6,30 +6,17 @@ anvil) without deploying anything on a real chain.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable
 
 from eth_utils import to_checksum_address
+from tqdm import tqdm
 
 from scanner.chain import artifacts
+from scanner.dex.pool import PoolInfo
 from scanner.chain.rpc import ChainClient
 from scanner.config import DexConfig
-from scanner.progress import Progress
 
 LENS_ADDRESS = to_checksum_address("0x000000000000000000000000000000000a4b5ca1")
-
-
-@dataclass(frozen=True)
-class PoolInfo:
-    """A discovered pool. Addresses are lower case so they compare equal to log addresses."""
-
-    address: str
-    token0: str
-    token1: str
-    reserve0: int
-    reserve1: int
-    dex: str
-    fee_bps: int
 
 
 class PoolLens:
@@ -73,13 +60,11 @@ def discover(
         total = pairs_count(client, dex.factory)
         if max_pools:
             total = min(total, max_pools)
-        bar = Progress(f"discovering {dex.name} pools", total) if progress else None
+        bar = tqdm(total=total, desc=f"discovering {dex.name} pools", unit="pool", disable=not progress)
         for start in range(0, total, batch):
             rows = lens.pairs_of(dex.factory, start, min(total, start + batch), block)
             for pair, t0, t1, r0, r1 in rows:
                 found.append(PoolInfo(pair.lower(), t0.lower(), t1.lower(), int(r0), int(r1), dex.name, dex.fee_bps))
-            if bar:
-                bar.update(len(rows))
-        if bar:
-            bar.close()
+            bar.update(len(rows))
+        bar.close()
     return found

@@ -12,7 +12,8 @@ import numpy as np
 from eth_utils import to_checksum_address
 
 from scanner.chain.rpc import ChainClient
-from scanner.chain.discovery import PoolInfo, PoolLens
+from scanner.chain.discovery import PoolLens
+from scanner.dex.pool import PoolInfo
 from scanner.model.features import N_FEATURES, PoolObservation, compute_features
 from scanner.wire.messages import BlockUpdate, Withdraw
 from scanner.chain.reference import ReferencePrices

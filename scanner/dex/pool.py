@@ -9,6 +9,8 @@ below its exact output (refinement uses the curve as an upper bound, see `scanne
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
 
 Mobius = tuple[int, int, int]
 """(k, m, n): out(x) = k·x / (m + n·x). Composes along a path like the matrix [[k, 0], [n, m]]."""
@@ -66,5 +68,18 @@ class Pool(ABC):
         """Möbius curve never below `quote_out`; for constant product it is the exact pre-floor output."""
 
     @abstractmethod
-    def update(self, *state: int) -> None:
+    def update(self, *state: Any, **_: Any) -> None:
         """Replace the pool's state with what the chain reports (for V2: reserve0, reserve1)."""
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """A discovered pool. Addresses are lower case so they compare equal to log addresses."""
+
+    address: str
+    token0: str
+    token1: str
+    reserve0: int
+    reserve1: int
+    dex: str
+    fee_bps: int

@@ -14,7 +14,7 @@ Three ways to run it, one set of weights:
   anything) first and its `lengths[b]` real blocks last; the padding is skipped, never fed
   to the LSTM, so the result equals running the pool's short history from a zero state.
 - `step(x, state)` (streaming mode): one block for B pools whose state the caller keeps;
-  `scanner.model.batching.StreamingBatcher` keeps it on the device for every pool.
+  `scanner.serve.batching.StreamingBatcher` keeps it on the device for every pool.
 Running `step` T times from a zero state equals `forward` over the same T blocks (to
 float rounding); streaming over a longer history differs because the window forgets what
 came before it.

@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -19,8 +18,14 @@ import torch
 from scanner.model.features import N_FEATURES, Normalizer, check_finite
 from scanner.model.lstm import WINDOW, ArbLSTM, Checkpoint, ModelConfig, default_device
 
-if TYPE_CHECKING:  # recordings pull in the chain stack; training on arrays does not need it
-    from scanner.sim.record import Recording
+
+
+class RecordedSeries(Protocol):
+    """What training reads of a recording (`scanner.sim.record.Recording`): arrays per block and pool."""
+
+    features: np.ndarray  # float32 [blocks, pools, F]
+    next_move: np.ndarray  # [blocks, pools]
+    next_traded: np.ndarray  # [blocks, pools]
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,7 +137,7 @@ def validation_start(blocks: int, val_fraction: float) -> int:
     return int(round(blocks * (1 - val_fraction)))
 
 
-def recorded_dataset(recordings: list[Recording]) -> SequenceDataset:
+def recorded_dataset(recordings: list[RecordedSeries]) -> SequenceDataset:
     """Every recording's pools as sequences on one block axis (cut to the shortest recording)."""
     if not recordings:
         raise ValueError("no recordings given: record some with `arbscan record`")
@@ -142,43 +147,6 @@ def recorded_dataset(recordings: list[Recording]) -> SequenceDataset:
         np.concatenate([r.next_move[:blocks].T for r in recordings]),
         np.concatenate([r.next_traded[:blocks].T for r in recordings]),
     )
-
-
-def train_files(paths: list[Path], out: Path, **overrides: Any) -> dict:
-    """Train on recordings (`scanner.sim.record`), fit the risk calibration and the baselines, save to `out`.
-
-    `overrides` are `TrainConfig` fields. The calibration is fitted on the candidates of the
-    validation blocks (which the LSTM did not fit), the baselines on every candidate; both go
-    into the checkpoint's metadata with the training seeds, which evaluation refuses to reuse.
-    """
-    from scanner.sim.evaluate import fit_risk
-    from scanner.sim.record import Recording
-
-    unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
-    if unknown:
-        raise ValueError(f"unknown training options {sorted(unknown)}: use TrainConfig fields "
-                         f"{[f.name for f in fields(TrainConfig)]}")
-    torch.set_num_threads(1)
-    started = time.monotonic()
-    recordings = [Recording.load(Path(p)) for p in paths]
-    config = TrainConfig(**overrides)
-    dataset = recorded_dataset(recordings)
-    checkpoint = train(dataset, config)
-    split = validation_start(dataset.features.shape[1], config.val_fraction)
-    risk = fit_risk(checkpoint, recordings, [split] * len(recordings))
-    checkpoint.metadata |= {
-        "risk": risk, "train_files": [Path(p).name for p in paths],
-        "train_seeds": sorted({int(r.meta["seed"]) for r in recordings}),
-        "train_seconds": round(time.monotonic() - started, 1),
-    }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.save(out)
-    keys = ("val_loss", "val_nll", "val_bce", "base_bce", "best_epoch", "epochs_run", "pools", "blocks",
-            "train_seeds", "train_seconds")
-    return {k: checkpoint.metadata[k] for k in keys} | {
-        "calibration_rows": risk["calibration_rows"], "baseline_rows": risk["baseline_rows"], "out": str(out),
-        "bytes": out.stat().st_size}
 
 
 def _windows(ds: SequenceDataset, start: int, stop: int, window: int,

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Callable, Iterable
 
-from scanner.chain.discovery import PoolInfo
+from scanner.dex.pool import PoolInfo
 from scanner.errors import ConfigError
 from scanner.gas.fees import GasModel, next_base_fee
 from scanner.wire.messages import BlockUpdate, GasUpdate, Withdraw

@@ -184,7 +184,7 @@ class LstmRiskModel:
         meta = checkpoint.metadata.get("risk")
         if meta is None:
             raise ValueError("checkpoint has no 'risk' calibration in its metadata: train it with "
-                             "scanner.model.train.train_files, which fits one")
+                             "scanner.sim.evaluate.train_files, which fits one")
         return cls(Calibration.from_dict(meta["calibration"]), fallback or HeuristicRiskModel())
 
     def attach(self, graph: TokenGraph) -> None:

@@ -115,11 +115,12 @@ def forward(hops: Sequence[Hop], amount_in: int) -> list[int]:
 
 def _smallest_input(hops: Sequence[Hop], amount_out: int) -> int | None:
     """Smallest input whose exact output through `hops` is at least `amount_out` (None: unreachable)."""
-    amount: int | None = amount_out
+    amount = amount_out
     for pool, z41 in reversed(hops):
-        amount = pool.quote_in(z41, amount)
-        if amount is None:
+        needed = pool.quote_in(z41, amount)
+        if needed is None:
             return None
+        amount = needed
     return amount
 
 
@@ -137,8 +138,8 @@ def _input_cap(hops: Sequence[Hop]) -> int:
 def _coarsest_hop(curves: Sequence[Mobius], x: float) -> int:
     """The hop whose output unit is worth the most input at x (0: the input itself)."""
     best, best_slope, slope, amount = 0, 1.0, 1.0, x
-    for j, (k, m, n) in enumerate(curves[:-1], start=1):
-        k, m, n = float(k), float(m), float(n)
+    for j, (ki, mi, ni) in enumerate(curves[:-1], start=1):
+        k, m, n = float(ki), float(mi), float(ni)
         denominator = m + n * amount
         slope *= k * m / (denominator * denominator)
         amount = k * amount / denominator
@@ -216,6 +217,8 @@ def refine(hops: Sequence[Hop], x_hint: float, budget: int = 32) -> Sized | None
         if not 1 <= y <= y_cap or not bound.admits(y, best_profit):
             return False
         x = _smallest_input(upto, y) if k else y
+        if x is None:  # cannot happen: y <= y_cap, which `upto` reaches from x_cap
+            raise TypeError(f"no input reaches {y} through the first {k} hops")
         amounts = forward(hops, x)
         profit = amounts[-1] - x
         if profit > best_profit:

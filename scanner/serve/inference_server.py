@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import zmq
 
-from scanner.model.batching import DynamicBatcher, StreamingBatcher
+from scanner.serve.batching import DynamicBatcher, StreamingBatcher
 from scanner.model.lstm import ArbLSTM, Checkpoint
 from scanner.wire.frames import FeatureFrame, WireError
 

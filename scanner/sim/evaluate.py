@@ -3,7 +3,7 @@
 Offline scoring replays a recording's features through the checkpoint (from a zero state,
 as the streaming server does from its first block) and maps the per-pool predictions onto
 every labelled candidate with the serving code (`scanner.rank.risk`). The baselines are fitted on
-the training recordings by `scanner.model.train.train_files` and stored in the checkpoint, so
+the training recordings by `scanner.sim.evaluate.train_files` and stored in the checkpoint, so
 nothing here is fitted on evaluation seeds:
 
 - logistic regression (numpy, Newton steps, L2) on the same inputs the LSTM sees at the
@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ import torch
 
 from scanner.model.features import FEATURE_NAMES, Normalizer
 from scanner.model.lstm import ArbLSTM, Checkpoint
+from scanner.model.train import TrainConfig, recorded_dataset, train, validation_start
 from scanner.rank.ranking import expected_value
 from scanner.sim.record import Recording, record, summary
 from scanner.rank.risk import Calibration, route_sensitivity, success_and_slippage
@@ -359,3 +361,37 @@ def _save(fig, path: Path) -> str:
 
     plt.close(fig)
     return str(path)
+
+
+def train_files(paths: list[Path], out: Path, **overrides: Any) -> dict:
+    """Train on recordings (`scanner.sim.record`), fit the risk calibration and the baselines, save to `out`.
+
+    `overrides` are `TrainConfig` fields. The calibration is fitted on the candidates of the
+    validation blocks (which the LSTM did not fit), the baselines on every candidate; both go
+    into the checkpoint's metadata with the training seeds, which evaluation refuses to reuse.
+    """
+    unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"unknown training options {sorted(unknown)}: use TrainConfig fields "
+                         f"{[f.name for f in fields(TrainConfig)]}")
+    torch.set_num_threads(1)
+    started = time.monotonic()
+    recordings = [Recording.load(Path(p)) for p in paths]
+    config = TrainConfig(**overrides)
+    dataset = recorded_dataset(recordings)
+    checkpoint = train(dataset, config)
+    split = validation_start(dataset.features.shape[1], config.val_fraction)
+    risk = fit_risk(checkpoint, recordings, [split] * len(recordings))
+    checkpoint.metadata |= {
+        "risk": risk, "train_files": [Path(p).name for p in paths],
+        "train_seeds": sorted({int(r.meta["seed"]) for r in recordings}),
+        "train_seconds": round(time.monotonic() - started, 1),
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(out)
+    keys = ("val_loss", "val_nll", "val_bce", "base_bce", "best_epoch", "epochs_run", "pools", "blocks",
+            "train_seeds", "train_seconds")
+    return {k: checkpoint.metadata[k] for k in keys} | {
+        "calibration_rows": risk["calibration_rows"], "baseline_rows": risk["baseline_rows"], "out": str(out),
+        "bytes": out.stat().st_size}

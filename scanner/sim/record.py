@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from eth_abi import decode as abi_decode
+from tqdm import tqdm
 from web3 import HTTPProvider, Web3
 
 from scanner.rank.aggregate import AggregatorCore, opportunity_dict
@@ -36,13 +37,12 @@ from scanner.config import DexConfig
 from scanner.chain.discovery import discover
 from scanner.model.features import N_FEATURES
 from scanner.model.lstm import shipped_checkpoint
-from scanner.gas.oracle import GasOracleCore
+from scanner.chain.gas import GasOracleCore
 from scanner.submit.journal import Journal, OutcomeRecord
 from scanner.chain.anvil import Anvil, searcher_key_file
 from scanner.sim.market import Market, MarketSpec
 from scanner.wire.messages import BlockUpdate
 from scanner.chain.shard import PoolWatcherCore
-from scanner.progress import Progress
 from scanner.rank.ranking import HeuristicRiskModel, Opportunity, RiskInputs, RiskModel
 from scanner.submit.submitter import SubmitterCore, load_key
 from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC
@@ -237,7 +237,7 @@ class _Session:
             return HeuristicRiskModel(), None, "heuristic"
         import torch
 
-        from scanner.model.batching import StreamingBatcher
+        from scanner.serve.batching import StreamingBatcher
         from scanner.model.lstm import Checkpoint
         from scanner.rank.risk import LstmRiskModel
 
@@ -250,7 +250,7 @@ class _Session:
 
     def run(self, blocks: int, progress: bool) -> Recording:
         """`blocks` blocks of features and ranked candidates, plus one more block for their labels."""
-        bar = Progress(f"recording seed {self.seed} ({self.policy})", blocks) if progress else None
+        bar = tqdm(total=blocks, desc=f"recording seed {self.seed} ({self.policy})", unit="block", disable=not progress)
         self.aggregator.on_block(self.watcher.bootstrap())  # the gas feed answers from the first step on
         chain_blocks, features, moves, traded = [], [], [], []
         ranked: list[_Candidate] = []
@@ -272,13 +272,12 @@ class _Session:
             chain_blocks.append(update.number)
             features.append(x)
             ranked = self._rank_and_send(t, update, frame)
-            if bar:
-                s = self.submitter.stats
-                bar.update(1, f"sent {s.sent} landed {s.landed} beaten {s.beaten} reverted {s.reverted}")
+            s = self.submitter.stats
+            bar.set_postfix_str(f"sent {s.sent} landed {s.landed} beaten {s.beaten} reverted {s.reverted}", refresh=False)
+            bar.update(1)
         self.submitter.check_pending()
         self._resolve()
-        if bar:
-            bar.close()
+        bar.close()
         meta = {
             "seed": self.seed, "policy": self.policy, "risk_model": self.risk_label, "top_n": TOP_N,
             "tip_wei": self.submitter.tip_wei, "pools": [p.address for p in self.registry.values()],

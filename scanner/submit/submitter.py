@@ -21,7 +21,7 @@ from scanner.chain import artifacts
 from scanner.chain.rpc import ChainClient
 from scanner.errors import ArbscanError, ChainError
 from scanner.gas.fees import GasModel
-from scanner.gas.calibrate import execute_fn, measure
+from scanner.submit.calibrate import execute_fn, measure
 from scanner.submit.journal import Journal, OpportunityRecord, OutcomeRecord, PredictionRecord, SimulationRecord, scrub
 from scanner.chain.anvil import LOCAL_CHAIN_ID
 from scanner.chain.follow import SWAP_TOPIC
