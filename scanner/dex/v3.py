@@ -1,0 +1,661 @@
+"""Uniswap-V3 pools: exact integer math, identical to Uniswap/v3-core 1.0.1 to the wei.
+
+Each function ports the Solidity it names (FullMath, TickMath, SqrtPriceMath, SwapMath,
+LiquidityMath, UniswapV3Pool's swap loop and _modifyPosition) with the same rounding, the same
+reverts (`V3Revert`, with the contract's reason) and the same swap steps: one per initialized
+tick and per end of a 256-tick-spacing bitmap word, as the rounding of the amounts depends on
+where steps stop. Proven in tests/test_dex_v3.py: replaying 379 real Swap/Mint/Burn events of the
+mainnet WBTC/WETH 0.3% pool reproduces every swap's amounts, price, tick and liquidity and ends at
+the recorded state tick by tick; a literal port of the loop checks the word boundaries.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any
+
+from scanner.dex.pool import DEAD_MOBIUS, InvalidPool, Mobius, Pool
+
+MIN_TICK = -887272
+MAX_TICK = 887272
+MIN_SQRT_RATIO = 4295128739
+MAX_SQRT_RATIO = 1461446703485210103287273052203988822378723970342
+Q96 = 1 << 96
+Q128 = 1 << 128
+PIPS = 1_000_000
+"""Fees are in hundredths of a bip: fee / PIPS of the input (3000 = 0.3%)."""
+TICK_SPACINGS = {100: 1, 500: 10, 3000: 60, 10000: 200}
+"""The tick spacing the Uniswap-V3 factory assigns to each fee tier."""
+
+UINT256_MAX = (1 << 256) - 1
+UINT160_MAX = (1 << 160) - 1
+UINT128_MAX = (1 << 128) - 1
+INT128_MIN = -(1 << 127)
+INT128_MAX = (1 << 127) - 1
+INT256_MAX = (1 << 255) - 1
+_WORD = 256  # ticks (in units of tick spacing) per tick-bitmap word
+
+
+class V3Revert(ArithmeticError):
+    """The pool contract would revert here; `reason` is its require message ('SPL', 'LS', ...)."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+# -- FullMath, UnsafeMath, LiquidityMath -----------------------------------------------------
+
+
+def mul_div(a: int, b: int, denominator: int) -> int:
+    """floor(a·b / denominator) with full precision (FullMath.mulDiv)."""
+    if denominator <= 0:
+        raise V3Revert("FullMath", "mulDiv by zero")
+    result = a * b // denominator
+    if result > UINT256_MAX:
+        raise V3Revert("FullMath", f"mulDiv result {result} exceeds uint256")
+    return result
+
+
+def mul_div_rounding_up(a: int, b: int, denominator: int) -> int:
+    """ceil(a·b / denominator) with full precision (FullMath.mulDivRoundingUp)."""
+    if denominator <= 0:
+        raise V3Revert("FullMath", "mulDivRoundingUp by zero")
+    result, remainder = divmod(a * b, denominator)
+    if remainder:
+        result += 1
+    if result > UINT256_MAX:
+        raise V3Revert("FullMath", f"mulDivRoundingUp result {result} exceeds uint256")
+    return result
+
+
+def add_delta(liquidity: int, delta: int) -> int:
+    """liquidity + delta, reverting like LiquidityMath.addDelta when it leaves uint128."""
+    result = liquidity + delta
+    if result < 0:
+        raise V3Revert("LS", f"liquidity {liquidity} minus {-delta} is negative")
+    if result > UINT128_MAX:
+        raise V3Revert("LA", f"liquidity {liquidity} plus {delta} exceeds uint128")
+    return result
+
+
+# -- TickMath ---------------------------------------------------------------------------------
+
+_TICK_FACTORS = (
+    (0x2, 0xfff97272373d413259a46990580e213a),
+    (0x4, 0xfff2e50f5f656932ef12357cf3c7fdcc),
+    (0x8, 0xffe5caca7e10e4e61c3624eaa0941cd0),
+    (0x10, 0xffcb9843d60f6159c9db58835c926644),
+    (0x20, 0xff973b41fa98c081472e6896dfb254c0),
+    (0x40, 0xff2ea16466c96a3843ec78b326b52861),
+    (0x80, 0xfe5dee046a99a2a811c461f1969c3053),
+    (0x100, 0xfcbe86c7900a88aedcffc83b479aa3a4),
+    (0x200, 0xf987a7253ac413176f2b074cf7815e54),
+    (0x400, 0xf3392b0822b70005940c7a398e4b70f3),
+    (0x800, 0xe7159475a2c29b7443b29c7fa6e889d9),
+    (0x1000, 0xd097f3bdfd2022b8845ad8f792aa5825),
+    (0x2000, 0xa9f746462d870fdf8a65dc1f90e061e5),
+    (0x4000, 0x70d869a156d2a1b890bb3df62baf32f7),
+    (0x8000, 0x31be135f97d08fd981231505542fcfa6),
+    (0x10000, 0x9aa508b5b7a84e1c677de54f3e99bc9),
+    (0x20000, 0x5d6af8dedb81196699c329225ee604),
+    (0x40000, 0x2216e584f5fa1ea926041bedfe98),
+    (0x80000, 0x48a170391f7dc42444e8fa2),
+)
+
+
+@lru_cache(maxsize=1 << 16)
+def sqrt_ratio_at_tick(tick: int) -> int:
+    """sqrt(1.0001^tick)·2^96, rounded as TickMath.getSqrtRatioAtTick (revert 'T' outside the ticks)."""
+    abs_tick = -tick if tick < 0 else tick
+    if abs_tick > MAX_TICK:
+        raise V3Revert("T", f"tick {tick} is outside [{MIN_TICK}, {MAX_TICK}]")
+    ratio = 0xfffcb933bd6fad37aa2d162d1a594001 if abs_tick & 0x1 else 0x100000000000000000000000000000000
+    for bit, factor in _TICK_FACTORS:
+        if abs_tick & bit:
+            ratio = (ratio * factor) >> 128
+    if tick > 0:
+        ratio = UINT256_MAX // ratio
+    return (ratio >> 32) + (1 if ratio & 0xffffffff else 0)
+
+
+def tick_at_sqrt_ratio(sqrt_price_x96: int) -> int:
+    """The greatest tick whose sqrt ratio is <= sqrt_price_x96: TickMath.getTickAtSqrtRatio's own
+    log2 algorithm, step for step (revert 'R' outside [MIN_SQRT_RATIO, MAX_SQRT_RATIO))."""
+    if not MIN_SQRT_RATIO <= sqrt_price_x96 < MAX_SQRT_RATIO:
+        raise V3Revert("R", f"sqrt price {sqrt_price_x96} is outside [MIN_SQRT_RATIO, MAX_SQRT_RATIO)")
+    ratio = sqrt_price_x96 << 32
+    msb = ratio.bit_length() - 1
+    r = ratio >> (msb - 127) if msb >= 128 else ratio << (127 - msb)
+    log_2 = (msb - 128) << 64
+    for shift in range(63, 49, -1):
+        r = (r * r) >> 127
+        f = r >> 128
+        log_2 |= f << shift
+        r >>= f
+    log_sqrt10001 = log_2 * 255738958999603826347141
+    tick_low = (log_sqrt10001 - 3402992956809132418596140100660247210) >> 128
+    tick_high = (log_sqrt10001 + 291339464771989622907027621153398088495) >> 128
+    if tick_low == tick_high:
+        return tick_low
+    return tick_high if sqrt_ratio_at_tick(tick_high) <= sqrt_price_x96 else tick_low
+
+
+# -- SqrtPriceMath ----------------------------------------------------------------------------
+
+
+def next_sqrt_price_from_amount0_rounding_up(sqrt_price_x96: int, liquidity: int, amount: int, add: bool) -> int:
+    """SqrtPriceMath.getNextSqrtPriceFromAmount0RoundingUp, including its 256-bit overflow branches."""
+    if amount == 0:
+        return sqrt_price_x96
+    numerator1 = liquidity << 96
+    product = amount * sqrt_price_x96
+    if add:
+        if product <= UINT256_MAX and numerator1 + product <= UINT256_MAX:
+            return mul_div_rounding_up(numerator1, sqrt_price_x96, numerator1 + product)
+        denominator = numerator1 // sqrt_price_x96 + amount
+        if denominator > UINT256_MAX:
+            raise V3Revert("SqrtPriceMath", "amount0 denominator exceeds uint256")
+        return -(-numerator1 // denominator)
+    if product > UINT256_MAX or numerator1 <= product:
+        raise V3Revert("SqrtPriceMath", f"removing {amount} of token0 exhausts liquidity {liquidity}")
+    result = mul_div_rounding_up(numerator1, sqrt_price_x96, numerator1 - product)
+    if result > UINT160_MAX:
+        raise V3Revert("SqrtPriceMath", "next sqrt price exceeds uint160")
+    return result
+
+
+def next_sqrt_price_from_amount1_rounding_down(sqrt_price_x96: int, liquidity: int, amount: int, add: bool) -> int:
+    """SqrtPriceMath.getNextSqrtPriceFromAmount1RoundingDown."""
+    if add:
+        result = sqrt_price_x96 + mul_div(amount, Q96, liquidity)
+        if result > UINT160_MAX:
+            raise V3Revert("SqrtPriceMath", "next sqrt price exceeds uint160")
+        return result
+    quotient = mul_div_rounding_up(amount, Q96, liquidity)
+    if sqrt_price_x96 <= quotient:
+        raise V3Revert("SqrtPriceMath", f"removing {amount} of token1 exhausts liquidity {liquidity}")
+    return sqrt_price_x96 - quotient
+
+
+def next_sqrt_price_from_input(sqrt_price_x96: int, liquidity: int, amount_in: int, zero_for_one: bool) -> int:
+    """SqrtPriceMath.getNextSqrtPriceFromInput: rounds so the price does not pass the target."""
+    if sqrt_price_x96 <= 0 or liquidity <= 0:
+        raise V3Revert("SqrtPriceMath", "price and liquidity must be positive")
+    if zero_for_one:
+        return next_sqrt_price_from_amount0_rounding_up(sqrt_price_x96, liquidity, amount_in, True)
+    return next_sqrt_price_from_amount1_rounding_down(sqrt_price_x96, liquidity, amount_in, True)
+
+
+def next_sqrt_price_from_output(sqrt_price_x96: int, liquidity: int, amount_out: int, zero_for_one: bool) -> int:
+    """SqrtPriceMath.getNextSqrtPriceFromOutput: rounds so the price passes the target."""
+    if sqrt_price_x96 <= 0 or liquidity <= 0:
+        raise V3Revert("SqrtPriceMath", "price and liquidity must be positive")
+    if zero_for_one:
+        return next_sqrt_price_from_amount1_rounding_down(sqrt_price_x96, liquidity, amount_out, False)
+    return next_sqrt_price_from_amount0_rounding_up(sqrt_price_x96, liquidity, amount_out, False)
+
+
+def amount0_delta(sqrt_a_x96: int, sqrt_b_x96: int, liquidity: int, round_up: bool) -> int:
+    """SqrtPriceMath.getAmount0Delta: L·(√b − √a)/(√a·√b) of token0 between two prices."""
+    if sqrt_a_x96 > sqrt_b_x96:
+        sqrt_a_x96, sqrt_b_x96 = sqrt_b_x96, sqrt_a_x96
+    if sqrt_a_x96 <= 0:
+        raise V3Revert("SqrtPriceMath", "sqrt price must be positive")
+    numerator1 = liquidity << 96
+    numerator2 = sqrt_b_x96 - sqrt_a_x96
+    if round_up:
+        return -(-mul_div_rounding_up(numerator1, numerator2, sqrt_b_x96) // sqrt_a_x96)
+    return mul_div(numerator1, numerator2, sqrt_b_x96) // sqrt_a_x96
+
+
+def amount1_delta(sqrt_a_x96: int, sqrt_b_x96: int, liquidity: int, round_up: bool) -> int:
+    """SqrtPriceMath.getAmount1Delta: L·(√b − √a) of token1 between two prices."""
+    if sqrt_a_x96 > sqrt_b_x96:
+        sqrt_a_x96, sqrt_b_x96 = sqrt_b_x96, sqrt_a_x96
+    if round_up:
+        return mul_div_rounding_up(liquidity, sqrt_b_x96 - sqrt_a_x96, Q96)
+    return mul_div(liquidity, sqrt_b_x96 - sqrt_a_x96, Q96)
+
+
+def signed_amount0_delta(sqrt_a_x96: int, sqrt_b_x96: int, liquidity_delta: int) -> int:
+    """The signed getAmount0Delta: rounded up when liquidity is added, down (and negated) when removed."""
+    if liquidity_delta < 0:
+        return -amount0_delta(sqrt_a_x96, sqrt_b_x96, -liquidity_delta, False)
+    return amount0_delta(sqrt_a_x96, sqrt_b_x96, liquidity_delta, True)
+
+
+def signed_amount1_delta(sqrt_a_x96: int, sqrt_b_x96: int, liquidity_delta: int) -> int:
+    """The signed getAmount1Delta: rounded up when liquidity is added, down (and negated) when removed."""
+    if liquidity_delta < 0:
+        return -amount1_delta(sqrt_a_x96, sqrt_b_x96, -liquidity_delta, False)
+    return amount1_delta(sqrt_a_x96, sqrt_b_x96, liquidity_delta, True)
+
+
+# -- SwapMath ---------------------------------------------------------------------------------
+
+
+def compute_swap_step(sqrt_current_x96: int, sqrt_target_x96: int, liquidity: int, amount_remaining: int,
+                      fee_pips: int) -> tuple[int, int, int, int]:
+    """SwapMath.computeSwapStep: (next sqrt price, amount in, amount out, fee amount) of swapping
+    toward the target within one liquidity range; exact input when amount_remaining >= 0."""
+    zero_for_one = sqrt_current_x96 >= sqrt_target_x96
+    exact_in = amount_remaining >= 0
+    amount_in = amount_out = 0
+    if exact_in:
+        remaining_less_fee = mul_div(amount_remaining, PIPS - fee_pips, PIPS)
+        amount_in = (amount0_delta(sqrt_target_x96, sqrt_current_x96, liquidity, True) if zero_for_one
+                     else amount1_delta(sqrt_current_x96, sqrt_target_x96, liquidity, True))
+        if remaining_less_fee >= amount_in:
+            sqrt_next = sqrt_target_x96
+        else:
+            sqrt_next = next_sqrt_price_from_input(sqrt_current_x96, liquidity, remaining_less_fee, zero_for_one)
+    else:
+        amount_out = (amount1_delta(sqrt_target_x96, sqrt_current_x96, liquidity, False) if zero_for_one
+                      else amount0_delta(sqrt_current_x96, sqrt_target_x96, liquidity, False))
+        if -amount_remaining >= amount_out:
+            sqrt_next = sqrt_target_x96
+        else:
+            sqrt_next = next_sqrt_price_from_output(sqrt_current_x96, liquidity, -amount_remaining, zero_for_one)
+    reached = sqrt_target_x96 == sqrt_next
+    if zero_for_one:
+        if not (reached and exact_in):
+            amount_in = amount0_delta(sqrt_next, sqrt_current_x96, liquidity, True)
+        if not (reached and not exact_in):
+            amount_out = amount1_delta(sqrt_next, sqrt_current_x96, liquidity, False)
+    else:
+        if not (reached and exact_in):
+            amount_in = amount1_delta(sqrt_current_x96, sqrt_next, liquidity, True)
+        if not (reached and not exact_in):
+            amount_out = amount0_delta(sqrt_current_x96, sqrt_next, liquidity, False)
+    if not exact_in and amount_out > -amount_remaining:
+        amount_out = -amount_remaining
+    if exact_in and not reached:
+        fee_amount = amount_remaining - amount_in
+    else:
+        fee_amount = mul_div_rounding_up(amount_in, fee_pips, PIPS - fee_pips)
+    return sqrt_next, amount_in, amount_out, fee_amount
+
+
+# -- the pool ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    """What UniswapV3Pool.swap returns and emits: amounts signed from the pool's side (positive =
+    paid into the pool), and the state after the swap."""
+
+    amount0: int
+    amount1: int
+    sqrt_price_x96: int
+    tick: int
+    liquidity: int
+    ticks_crossed: int
+
+
+def max_liquidity_per_tick(tick_spacing: int) -> int:
+    """Tick.tickSpacingToMaxLiquidityPerTick: the most gross liquidity one tick may reference."""
+    min_tick = -(-MIN_TICK // tick_spacing) * tick_spacing  # Solidity division truncates toward 0
+    max_tick = MAX_TICK // tick_spacing * tick_spacing
+    return UINT128_MAX // ((max_tick - min_tick) // tick_spacing + 1)
+
+
+@dataclass(eq=False)
+class V3Pool(Pool):
+    """A Uniswap-V3 pool: slot0 (sqrt price, tick), in-range liquidity and its initialized ticks.
+
+    `ticks` maps each initialized tick to (liquidityGross, liquidityNet); only liquidityNet and
+    which ticks are initialized affect a swap. Fee growth, protocol fees and oracle observations
+    are not kept: none of them changes a swap's amounts, price, tick or liquidity. Change the
+    state only through `update`, `apply`, `mint` and `burn`.
+    """
+
+    address: str
+    token0: str
+    token1: str
+    fee: int
+    tick_spacing: int
+    sqrt_price_x96: int
+    tick: int
+    liquidity: int
+    ticks: dict[int, tuple[int, int]] = field(default_factory=dict)
+    fee_bps: int = field(init=False)
+    _initialized: list[int] = field(init=False, repr=False)
+    _version: int = field(init=False, repr=False)  # bumped whenever `ticks` changes
+    _memo: dict[tuple[Any, ...], int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.token0 == self.token1:
+            raise InvalidPool(self.address, f"both tokens are {self.token0}")
+        if not 0 <= self.fee < PIPS:
+            raise InvalidPool(self.address, f"fee {self.fee} pips is outside [0, {PIPS})")
+        if not 0 < self.tick_spacing < 16384:
+            raise InvalidPool(self.address, f"tick spacing {self.tick_spacing} is outside (0, 16384)")
+        self.fee_bps = self.fee // 100
+        for tick, (gross, net) in self.ticks.items():
+            self._check_tick(tick, "initialized tick")
+            if not 0 < gross <= UINT128_MAX or not INT128_MIN <= net <= INT128_MAX or abs(net) > gross:
+                raise InvalidPool(self.address, f"tick {tick} has liquidityGross {gross}, liquidityNet {net}")
+        self._initialized = sorted(self.ticks)
+        self._version = 0
+        self._memo = {}
+        self.update(self.sqrt_price_x96, self.tick, self.liquidity)
+
+    # -- construction from recorded data ------------------------------------------------------
+
+    @classmethod
+    def from_simulator_json(cls, doc: Mapping[str, Any]) -> V3Pool:
+        """From the `pool.json` shape of github.com/chris-aubin/Uniswap-Simulator: {poolAddress,
+        data: {token0, token1, fee, tickSpacing, liquidity, slot0: {sqrtPriceX96, tick},
+        ticks: {tick: {liquidityGross, liquidityNet}}}}; ticks with no gross liquidity are not initialized."""
+        data = doc["data"]
+        ticks = {int(t): (int(info["liquidityGross"]), int(info["liquidityNet"]))
+                 for t, info in data["ticks"].items() if int(info["liquidityGross"])}
+        return cls(doc["poolAddress"], data["token0"], data["token1"], int(data["fee"]), int(data["tickSpacing"]),
+                   int(data["slot0"]["sqrtPriceX96"]), int(data["slot0"]["tick"]), int(data["liquidity"]), ticks)
+
+    @classmethod
+    def from_l2_state(cls, address: str, state: Mapping[str, Any], token0: str, token1: str, fee: int) -> V3Pool:
+        """From the `initial_pool_states.json` shape of github.com/tivas-g/Torres_Shared_Sequencing_Arbitrage:
+        {sqrt_price, tick, liquidity, ticks: {tick: liquidityNet}}, integers as strings or numbers.
+
+        The data has no liquidityGross: it is set to |liquidityNet|, its lower bound, which a swap
+        never reads (mint/burn on such a pool may clear a tick that the chain keeps). Ticks with
+        liquidityNet 0 are dropped: the source lists many ticks that are no longer initialized, and
+        a tick with no net liquidity changes a swap only by where a step stops (a wei of rounding).
+        The tick spacing is the factory's for the fee tier.
+        """
+        if fee not in TICK_SPACINGS:
+            raise InvalidPool(address, f"fee tier {fee} has no known tick spacing ({sorted(TICK_SPACINGS)})")
+        for key in ("sqrt_price", "tick", "liquidity"):
+            if state.get(key) is None:
+                raise InvalidPool(address, f"the recorded state has no {key}")
+        nets = {int(t): int(net) for t, net in (state.get("ticks") or {}).items() if int(net)}
+        return cls(address, token0, token1, fee, TICK_SPACINGS[fee], int(state["sqrt_price"]), int(state["tick"]),
+                   int(state["liquidity"]), {t: (abs(net), net) for t, net in nets.items()})
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _check_tick(self, tick: int, what: str) -> None:
+        if not MIN_TICK <= tick <= MAX_TICK:
+            raise InvalidPool(self.address, f"{what} {tick} is outside [{MIN_TICK}, {MAX_TICK}]")
+        if tick % self.tick_spacing:
+            raise InvalidPool(self.address, f"{what} {tick} is not a multiple of the tick spacing {self.tick_spacing}")
+
+    def update(self, sqrt_price_x96: int, tick: int, liquidity: int) -> None:
+        """Replace slot0 (sqrtPriceX96, tick) and the in-range liquidity with what the chain reports."""
+        if sqrt_price_x96 == 0:
+            raise InvalidPool(self.address, "slot0 is not initialized (sqrtPriceX96 = 0)")
+        if not MIN_SQRT_RATIO <= sqrt_price_x96 < MAX_SQRT_RATIO:
+            raise InvalidPool(self.address, f"sqrtPriceX96 {sqrt_price_x96} is outside [MIN_SQRT_RATIO, MAX_SQRT_RATIO)")
+        if not MIN_TICK <= tick <= MAX_TICK:
+            raise InvalidPool(self.address, f"tick {tick} is outside [{MIN_TICK}, {MAX_TICK}]")
+        # the contract's tick is tick_at(price), or one below after crossing down onto a tick's price
+        expected = tick_at_sqrt_ratio(sqrt_price_x96)
+        if tick != expected and not (tick == expected - 1 and sqrt_price_x96 == sqrt_ratio_at_tick(expected)):
+            raise InvalidPool(self.address, f"tick {tick} does not match sqrtPriceX96 {sqrt_price_x96} (tick {expected})")
+        if not 0 <= liquidity <= UINT128_MAX:
+            raise InvalidPool(self.address, f"liquidity {liquidity} is outside uint128")
+        self.sqrt_price_x96, self.tick, self.liquidity = sqrt_price_x96, tick, liquidity
+
+    def apply(self, result: SwapResult) -> None:
+        """Move the pool to the state after a swap that `swap` computed from the current state."""
+        self.sqrt_price_x96, self.tick, self.liquidity = result.sqrt_price_x96, result.tick, result.liquidity
+
+    def _modify_position(self, tick_lower: int, tick_upper: int, delta: int) -> tuple[int, int]:
+        """UniswapV3Pool._modifyPosition for liquidity bookkeeping (Tick.update, the bitmap flips,
+        the in-range liquidity): the signed token amounts owed to the pool. All or nothing."""
+        if tick_lower >= tick_upper:
+            raise V3Revert("TLU", f"tick lower {tick_lower} is not below tick upper {tick_upper}")
+        if tick_lower < MIN_TICK:
+            raise V3Revert("TLM", f"tick lower {tick_lower} is below {MIN_TICK}")
+        if tick_upper > MAX_TICK:
+            raise V3Revert("TUM", f"tick upper {tick_upper} is above {MAX_TICK}")
+        if delta == 0:
+            return 0, 0
+        updated = {}
+        for tick, upper in ((tick_lower, False), (tick_upper, True)):
+            gross, net = self.ticks.get(tick, (0, 0))
+            gross_after = add_delta(gross, delta)
+            if gross_after > max_liquidity_per_tick(self.tick_spacing):
+                raise V3Revert("LO", f"tick {tick} would reference {gross_after} liquidity")
+            net = net - delta if upper else net + delta
+            if not INT128_MIN <= net <= INT128_MAX:
+                raise V3Revert("SafeCast", f"liquidityNet {net} of tick {tick} exceeds int128")
+            if (gross == 0) != (gross_after == 0) and tick % self.tick_spacing:
+                raise V3Revert("TickBitmap", f"tick {tick} is not a multiple of the tick spacing {self.tick_spacing}")
+            updated[tick] = (gross_after, net)
+        in_range = tick_lower <= self.tick < tick_upper
+        liquidity = add_delta(self.liquidity, delta) if in_range else self.liquidity
+        for tick, (gross_after, net) in updated.items():
+            if gross_after == 0:
+                del self.ticks[tick]
+                self._initialized.remove(tick)
+            else:
+                if tick not in self.ticks:
+                    insort(self._initialized, tick)
+                self.ticks[tick] = (gross_after, net)
+        self._version += 1
+        sqrt_lower, sqrt_upper = sqrt_ratio_at_tick(tick_lower), sqrt_ratio_at_tick(tick_upper)
+        if self.tick < tick_lower:
+            return signed_amount0_delta(sqrt_lower, sqrt_upper, delta), 0
+        if in_range:
+            self.liquidity = liquidity
+            return (signed_amount0_delta(self.sqrt_price_x96, sqrt_upper, delta),
+                    signed_amount1_delta(sqrt_lower, self.sqrt_price_x96, delta))
+        return 0, signed_amount1_delta(sqrt_lower, sqrt_upper, delta)
+
+    def mint(self, tick_lower: int, tick_upper: int, amount: int) -> tuple[int, int]:
+        """Add `amount` liquidity over [tick_lower, tick_upper); returns (amount0, amount1) paid in, as Mint emits."""
+        if not 0 < amount <= INT128_MAX:
+            raise V3Revert("mint", f"amount {amount} is outside (0, 2**127)")
+        return self._modify_position(tick_lower, tick_upper, amount)
+
+    def burn(self, tick_lower: int, tick_upper: int, amount: int) -> tuple[int, int]:
+        """Remove `amount` liquidity over [tick_lower, tick_upper); returns (amount0, amount1) owed out, as Burn emits.
+
+        Positions are not tracked, so burning more than an owner holds is not caught.
+        """
+        if not 0 <= amount <= INT128_MAX:
+            raise V3Revert("burn", f"amount {amount} is outside [0, 2**127)")
+        amount0, amount1 = self._modify_position(tick_lower, tick_upper, -amount)
+        return -amount0, -amount1
+
+    # -- swapping -----------------------------------------------------------------------------
+
+    def default_limit(self, zero_for_one: bool) -> int:
+        """The price limit routers pass for 'no limit': one inside the extreme ratios."""
+        return MIN_SQRT_RATIO + 1 if zero_for_one else MAX_SQRT_RATIO - 1
+
+    def _walk(self, zero_for_one: bool, amount_specified: int, limit: int) -> tuple[int, int, int, int, int, int]:
+        """UniswapV3Pool.swap's loop: (amount remaining, amount calculated, sqrt price, tick, liquidity,
+        ticks crossed).
+
+        Steps stop where the contract's do: at the next initialized tick or the end of the current
+        tick-bitmap word, whichever comes first. Where the in-range liquidity is 0 every step swaps
+        nothing, so those steps are merged up to the next initialized tick (or the limit).
+        """
+        sqrt_price, tick, liquidity = self.sqrt_price_x96, self.tick, self.liquidity
+        spacing, fee, ticks, initialized = self.tick_spacing, self.fee, self.ticks, self._initialized
+        exact_input = amount_specified > 0
+        remaining, calculated, crossed = amount_specified, 0, 0
+        stale = False  # the tick must be recomputed from the price (the contract does it at once)
+        merged = False  # the last step merged zero-liquidity steps
+        while remaining and sqrt_price != limit:
+            if stale:
+                tick, stale = tick_at_sqrt_ratio(sqrt_price), False
+            i = bisect_right(initialized, tick)
+            merged = liquidity == 0
+            if zero_for_one:
+                bound = MIN_TICK if merged else (tick // spacing >> 8 << 8) * spacing
+                if i and initialized[i - 1] >= bound:
+                    tick_next, is_initialized = initialized[i - 1], True
+                else:
+                    tick_next, is_initialized = max(bound, MIN_TICK), False
+                sqrt_next = sqrt_ratio_at_tick(tick_next)
+                target = max(sqrt_next, limit)
+            else:
+                bound = MAX_TICK if merged else ((tick // spacing + 1 >> 8 << 8) + _WORD - 1) * spacing
+                if i < len(initialized) and initialized[i] <= bound:
+                    tick_next, is_initialized = initialized[i], True
+                else:
+                    tick_next, is_initialized = min(bound, MAX_TICK), False
+                sqrt_next = sqrt_ratio_at_tick(tick_next)
+                target = min(sqrt_next, limit)
+            sqrt_start = sqrt_price
+            sqrt_price, amount_in, amount_out, fee_amount = compute_swap_step(sqrt_price, target, liquidity,
+                                                                              remaining, fee)
+            if exact_input:
+                remaining -= amount_in + fee_amount
+                calculated -= amount_out
+            else:
+                remaining += amount_out
+                calculated += amount_in + fee_amount
+            if sqrt_price == sqrt_next:
+                if is_initialized:
+                    net = ticks[tick_next][1]
+                    liquidity = add_delta(liquidity, -net if zero_for_one else net)
+                    crossed += 1
+                tick = tick_next - 1 if zero_for_one else tick_next
+            elif sqrt_price != sqrt_start:
+                stale = True
+        if stale:
+            tick = tick_at_sqrt_ratio(sqrt_price)
+            if merged and zero_for_one and tick % (spacing * _WORD) == 0 and sqrt_ratio_at_tick(tick) == sqrt_price:
+                # the contract would have stepped to this word boundary and set the tick one below it
+                tick -= 1
+        return remaining, calculated, sqrt_price, tick, liquidity, crossed
+
+    def check_swap(self, zero_for_one: bool, amount_specified: int, sqrt_price_limit_x96: int | None = None) -> int:
+        """The swap's argument checks ('AS', 'SPL'); returns the price limit, the default one for None."""
+        if amount_specified == 0:
+            raise V3Revert("AS", f"pool {self.address}: the amount specified is 0")
+        if not -INT256_MAX <= amount_specified <= INT256_MAX:
+            raise V3Revert("SafeCast", f"amount {amount_specified} is outside int256")
+        limit = self.default_limit(zero_for_one) if sqrt_price_limit_x96 is None else sqrt_price_limit_x96
+        if zero_for_one:
+            if not MIN_SQRT_RATIO < limit < self.sqrt_price_x96:
+                raise V3Revert("SPL", f"pool {self.address}: price limit {limit} is not in (MIN_SQRT_RATIO, "
+                                      f"{self.sqrt_price_x96}), the prices below the current one")
+        elif not self.sqrt_price_x96 < limit < MAX_SQRT_RATIO:
+            raise V3Revert("SPL", f"pool {self.address}: price limit {limit} is not in ({self.sqrt_price_x96}, "
+                                  f"MAX_SQRT_RATIO), the prices above the current one")
+        return limit
+
+    def swap(self, zero_for_one: bool, amount_specified: int, sqrt_price_limit_x96: int | None = None) -> SwapResult:
+        """UniswapV3Pool.swap without changing the pool: exact input when amount_specified > 0,
+        exact output when < 0; no limit by default. Apply the result with `apply`."""
+        limit = self.check_swap(zero_for_one, amount_specified, sqrt_price_limit_x96)
+        remaining, calculated, sqrt_price, tick, liquidity, crossed = self._walk(zero_for_one, amount_specified, limit)
+        if zero_for_one == (amount_specified > 0):
+            amount0, amount1 = amount_specified - remaining, calculated
+        else:
+            amount0, amount1 = calculated, amount_specified - remaining
+        return SwapResult(amount0, amount1, sqrt_price, tick, liquidity, crossed)
+
+    def _can_move(self, zero_for_one: bool) -> bool:
+        """Whether any swap in this direction passes the default limit check."""
+        if zero_for_one:
+            return self.sqrt_price_x96 > MIN_SQRT_RATIO + 1
+        return self.sqrt_price_x96 < MAX_SQRT_RATIO - 1
+
+    def quote_out(self, zero_for_one: bool, amount: int) -> int:
+        """Output of an exact-input swap of `amount` with no limit. Above `max_input` the pool takes
+        only `max_input` and this is everything it can give."""
+        if amount <= 0 or not self._can_move(zero_for_one):
+            return 0
+        return -self._walk(zero_for_one, min(amount, INT256_MAX), self.default_limit(zero_for_one))[1]
+
+    def quote_in(self, zero_for_one: bool, amount_out: int) -> int | None:
+        """Smallest exact input whose `quote_out` is at least `amount_out`; None when the pool cannot
+        give it. Starts from the exact-output swap's input and corrects its rounding."""
+        if amount_out <= 0 or not self._can_move(zero_for_one):
+            return None
+        remaining, amount_in, *_ = self._walk(zero_for_one, -amount_out, self.default_limit(zero_for_one))
+        if remaining:
+            return None
+        hi = amount_in
+        if self.quote_out(zero_for_one, hi) < amount_out:
+            cap = self.max_input(zero_for_one)
+            if self.quote_out(zero_for_one, cap) < amount_out:
+                return None
+            lo, step = hi, 1
+            while True:
+                hi = min(lo + step, cap)
+                if self.quote_out(zero_for_one, hi) >= amount_out:
+                    break
+                lo, step = hi, step * 2
+        else:
+            lo, step = hi - 1, 1
+            while lo > 0 and self.quote_out(zero_for_one, lo) >= amount_out:
+                hi, step = lo, step * 2
+                lo = max(hi - step, 0)
+        while hi - lo > 1:  # quote_out(lo) < amount_out <= quote_out(hi)
+            mid = (lo + hi) // 2
+            if self.quote_out(zero_for_one, mid) >= amount_out:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    def _remember(self, what: str, zero_for_one: bool, compute: Callable[[], int]) -> int:
+        """`compute()`, kept until the state changes."""
+        key = (what, zero_for_one, self.sqrt_price_x96, self.tick, self.liquidity, self._version)
+        value = self._memo.get(key)
+        if value is None:
+            if len(self._memo) >= 16:
+                self._memo.clear()
+            value = self._memo[key] = compute()
+        return value
+
+    def max_input(self, zero_for_one: bool) -> int:
+        """The exact input that takes the price to the default limit; any larger input gets the same output."""
+        if not self._can_move(zero_for_one):
+            return 0
+        return self._remember("max_input", zero_for_one, lambda: INT256_MAX - self._walk(
+            zero_for_one, INT256_MAX, self.default_limit(zero_for_one))[0])
+
+    def max_liquidity(self, zero_for_one: bool) -> int:
+        """The most liquidity in range anywhere the price can move in this direction (current range included)."""
+        return self._remember("max_liquidity", zero_for_one, lambda: self._max_liquidity(zero_for_one))
+
+    def _max_liquidity(self, zero_for_one: bool) -> int:
+        liquidity = top = self.liquidity
+        i = bisect_right(self._initialized, self.tick)
+        crossing = reversed(self._initialized[:i]) if zero_for_one else self._initialized[i:]
+        sign = -1 if zero_for_one else 1
+        for tick in crossing:
+            liquidity += sign * self.ticks[tick][1]
+            top = max(top, liquidity)
+        return top
+
+    def mobius(self, zero_for_one: bool) -> Mobius:
+        """The constant-product curve, fee included, of the most liquidity the swap can meet
+        (`max_liquidity`) at the current price: never below the exact output.
+
+        Proof. Selling dx (after fee) moves 1/√P (token0 in) or √P (token1 in) by dx/L(P), and
+        each unit sold earns the current price. With L(P) <= Lmax everywhere on the way, the price
+        after any cumulative input is at least as good as with Lmax everywhere, so the continuous
+        output of the real pool is at most that of the constant product with Lmax, whose virtual
+        reserves are Lmax/√P (token0) and Lmax·√P (token1). The contract's rounding only lowers the
+        output: each step rounds its input up and output down, the fee is at least fee/(1e6-fee) of
+        the step's input, so at most (1e6-fee)/1e6 of the input reaches the curve. The reserve in
+        is rounded down and the reserve out up, which only raises the curve.
+        """
+        top = self.max_liquidity(zero_for_one)
+        if top <= 0 or not self._can_move(zero_for_one):
+            return DEAD_MOBIUS
+        reserve0_floor = (top << 96) // self.sqrt_price_x96
+        reserve0_ceil = -(-(top << 96) // self.sqrt_price_x96)
+        reserve1_floor = top * self.sqrt_price_x96 >> 96
+        reserve1_ceil = -(-(top * self.sqrt_price_x96) >> 96)
+        r_in, r_out = (reserve0_floor, reserve1_ceil) if zero_for_one else (reserve1_floor, reserve0_ceil)
+        gamma = PIPS - self.fee
+        return gamma * r_out, PIPS * r_in, gamma
+
+    def spot_price(self) -> Fraction:
+        """The pool's marginal price before fees: raw token1 units per raw token0 unit, (√P/2^96)²."""
+        return Fraction(self.sqrt_price_x96 * self.sqrt_price_x96, 1 << 192)
