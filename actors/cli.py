@@ -16,11 +16,12 @@ def _cmd_market(args: argparse.Namespace) -> int:
     from web3 import HTTPProvider, Web3
 
     from scanner.chain.anvil import Anvil
+    from scanner.config import LOCAL_CHAIN_ID
     from scanner.sim.market import Market, MarketSpec
 
     with Anvil.start(port=args.port) as node:
         market = Market(Web3(HTTPProvider(node.url)), MarketSpec(seed=args.seed))
-        print(f"local chain {node.url} (chain id 31337); deploying the market (seed {args.seed}) ...", file=sys.stderr)
+        print(f"local chain {node.url} (chain id {LOCAL_CHAIN_ID}); deploying the market (seed {args.seed}) ...", file=sys.stderr)
         dep = market.deploy()
         print(f"deployed {len(dep.tokens)} tokens, {len(dep.factories)} DEXes, {len(dep.pools)} pools", file=sys.stderr)
         if args.config_out:

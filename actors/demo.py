@@ -11,7 +11,7 @@ from pathlib import Path
 from web3 import HTTPProvider, Web3
 
 from scanner.serve.client import QueryClient
-from scanner.config import ChainConfig, Config, dump, DexConfig, SocketsConfig, SubmitterConfig, TokensConfig
+from scanner.config import ChainConfig, Config, DexConfig, LOCAL_CHAIN_ID, SocketsConfig, SubmitterConfig, TokensConfig, dump
 from scanner.rank.display import ranking_table
 from actors.ray_session import attach_ray, token_hint
 from scanner.chain.anvil import Anvil, searcher_key_file
@@ -22,7 +22,7 @@ def local_config(node: Anvil, dep: Deployment, journal: Path, key_file: Path,
                  sockets: SocketsConfig | None = None) -> Config:
     """The configuration `arbscan run` would read for this local market (ports the OS picks by default)."""
     return Config(
-        chain=ChainConfig(rpc_url=node.url, ws_url=node.ws_url, chain_id=31337, poll_interval_s=0.1),
+        chain=ChainConfig(rpc_url=node.url, ws_url=node.ws_url, chain_id=LOCAL_CHAIN_ID, poll_interval_s=0.1),
         dexes=[DexConfig(name, factory, fee) for name, (factory, fee) in dep.factories.items()],
         tokens=TokensConfig(base=[dep.base], price_oracle=dep.price_oracle),
         sockets=sockets or SocketsConfig(query="tcp://127.0.0.1:*", publish="tcp://127.0.0.1:*"),
@@ -50,7 +50,7 @@ def run_demo(blocks: int | None, seed: int, interval_s: float, out_dir: Path) ->
     node = Anvil.start()
     pipeline = None
     try:
-        print(f"local chain {node.url} (anvil, chain id 31337); deploying the market, seed {seed} ...", file=sys.stderr)
+        print(f"local chain {node.url} (anvil, chain id {LOCAL_CHAIN_ID}); deploying the market, seed {seed} ...", file=sys.stderr)
         market = Market(Web3(HTTPProvider(node.url)), MarketSpec(seed=seed))
         dep = market.deploy()
         print("starting a local Ray ...", file=sys.stderr)

@@ -16,7 +16,7 @@ from scanner.chain.rpc import ChainClient
 from scanner.serve.client import QueryTimeout, Subscriber
 from scanner.config import ChainConfig, SubmitterConfig
 from scanner.submit.journal import Journal
-from scanner.chain.anvil import LOCAL_CHAIN_ID
+from scanner.config import LOCAL_CHAIN_ID
 from scanner.submit.submitter import SubmitterCore, load_key
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from scanner.errors import ConfigError
 
+LOCAL_CHAIN_ID = 31337
+"""anvil's chain id: the only chain arbscan ever sends a transaction to."""
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -24,7 +27,7 @@ class ChainConfig:
     rpc_url: str = "http://127.0.0.1:8545"
     rpc_url_env: str = ""
     ws_url: str = ""  # newHeads subscription that wakes the watchers ("" = poll only)
-    chain_id: int = 31337
+    chain_id: int = LOCAL_CHAIN_ID
     poll_interval_s: float = 0.25
     request_timeout_s: float = 10.0
     max_retries: int = 6
@@ -100,7 +103,7 @@ class SocketsConfig:
 
 @dataclass(frozen=True)
 class SubmitterConfig:
-    """Simulated submission of the best opportunities; sends only on the local chain (id 31337)."""
+    """Simulated submission of the best opportunities; sends only on the local chain (`LOCAL_CHAIN_ID`)."""
 
     enabled: bool = True
     top_k: int = 3

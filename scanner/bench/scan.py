@@ -11,6 +11,7 @@ import math
 import statistics
 import time
 from fractions import Fraction
+from typing import cast
 
 import numpy as np
 
@@ -149,8 +150,10 @@ def run(pools: int = 10_000, changed: int = 500, seed: int = 0, repeats: int = 3
         found = len(top)
 
     graph = scanner.graph
-    cycles = [(graph.hops_of(row), scanner.token_per_eth[int(graph.cycle_base[row])]) for row in range(len(graph))]
-    naive_times, prefiltered_times = [], []
+    cycles = cast(list[tuple[list[tuple[V2Pool, bool]], Fraction]],  # the benchmark's pools are all V2
+                  [(graph.hops_of(row), scanner.token_per_eth[int(graph.cycle_base[row])]) for row in range(len(graph))])
+    naive_times: list[float] = []
+    prefiltered_times: list[float] = []
     for _ in range(naive_repeats):
         for prefilter, bucket in ((False, naive_times), (True, prefiltered_times)):
             started = time.perf_counter()

@@ -15,14 +15,15 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import psutil
 
 from scanner.chain.artifacts import REPO_ROOT
+from scanner.config import LOCAL_CHAIN_ID
 from scanner.errors import ChainError, SetupError
 
 
-LOCAL_CHAIN_ID = 31337
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"  # anvil's public dev accounts
 
 
@@ -103,7 +104,7 @@ class Anvil:
     port: int
     log_path: Path
     state_path: Path | None = None
-    _log_file: object = field(default=None, repr=False)
+    _log_file: IO[bytes] | None = field(default=None, repr=False)
     # Where anvil spills old states once it holds many in memory: ours alone, removed on stop.
     # Left at anvil's default (~/.foundry/anvil/tmp) they outlive the process and filled the disk.
     cache_dir: Path | None = None

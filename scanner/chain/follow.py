@@ -18,6 +18,32 @@ SWAP_TOPIC = "0x" + keccak(text="Swap(address,uint256,uint256,uint256,uint256,ad
 
 
 @dataclass(frozen=True)
+class PairLog:
+    """One V2 pair event, decoded: a Sync (the reserves after it) or a Swap (the amounts paid in)."""
+
+    pool: str  # lower case
+    tx_index: int
+    log_index: int
+    reserves: tuple[int, int] | None = None  # Sync
+    paid_in: tuple[int, int] | None = None  # Swap
+
+
+def decode_pair_logs(logs: list[dict]) -> list[PairLog]:
+    """Sync and Swap events of V2 pairs in log order, from raw JSON-RPC or web3 log dicts; others skipped."""
+    out = []
+    for entry in sorted(logs, key=lambda e: _int(e["logIndex"])):
+        topic = _hex(entry["topics"][0])
+        where = (entry["address"].lower(), _int(entry["transactionIndex"]), _int(entry["logIndex"]))
+        if topic == SYNC_TOPIC:
+            r0, r1 = abi_decode(["uint112", "uint112"], _bytes(entry["data"]))
+            out.append(PairLog(*where, reserves=(r0, r1)))
+        elif topic == SWAP_TOPIC:
+            a0_in, a1_in, _, _ = abi_decode(["uint256"] * 4, _bytes(entry["data"]))
+            out.append(PairLog(*where, paid_in=(a0_in, a1_in)))
+    return out
+
+
+@dataclass(frozen=True)
 class BlockRef:
     number: int
     hash: str
@@ -128,21 +154,16 @@ class ShardState:
         """Apply one block's Sync/Swap logs (in log order); returns the pools that changed."""
         before: dict[str, tuple[int, int]] = {}
         changed: dict[str, PoolBlockState] = {}
-        for entry in sorted(logs, key=lambda e: _int(e["logIndex"])):
-            pool = entry["address"].lower()
+        for log in decode_pair_logs(logs):
+            pool = log.pool
             if pool not in self.reserves:
                 continue
-            topic = _hex(entry["topics"][0])
             state = changed.get(pool) or PoolBlockState(*self.reserves[pool])
-            data = _bytes(entry["data"])
-            if topic == SYNC_TOPIC:
-                state.reserve0, state.reserve1 = abi_decode(["uint112", "uint112"], data)
-            elif topic == SWAP_TOPIC:
-                a0_in, a1_in, _, _ = abi_decode(["uint256"] * 4, data)
-                state.amount0_in += a0_in
-                state.amount1_in += a1_in
-            else:
-                continue
+            if log.reserves is not None:
+                state.reserve0, state.reserve1 = log.reserves
+            elif log.paid_in is not None:
+                state.amount0_in += log.paid_in[0]
+                state.amount1_in += log.paid_in[1]
             before.setdefault(pool, self.reserves[pool])
             changed[pool] = state
         for pool, state in changed.items():

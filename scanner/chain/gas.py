@@ -1,6 +1,8 @@
 """The gas market after each block: base fee now and next (EIP-1559), tips, congestion, feeds."""
 from __future__ import annotations
 
+from typing import cast
+
 from eth_utils import to_checksum_address
 
 from scanner.chain import artifacts
@@ -39,7 +41,7 @@ class GasOracleCore:
             number=number,
             base_fee=base_fee,
             next_base_fee=next_base_fee(base_fee, used, limit),
-            tips=tuple(tips[p] for p in self.percentiles),
+            tips=cast(tuple[int, int, int], tuple(tips[p] for p in self.percentiles)),  # three percentiles
             gas_used_ratio=congestion(used, limit),
             feed_answer=self._feed_answer(number),
         )

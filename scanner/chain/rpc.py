@@ -6,10 +6,10 @@ timeouts, HTTP 429 and 5xx). Anything else (a revert, a bad parameter) is raised
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, cast
 
 import requests
-from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import Future, RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 from web3 import HTTPProvider, Web3
 
 from scanner.errors import ChainError
@@ -51,7 +51,7 @@ class ChainClient:
             stop=stop_after_attempt(self._attempts),
             wait=wait_random_exponential(multiplier=0.1, max=self._max_backoff_s),
             before_sleep=lambda rs: log.warning(
-                "RPC %s: %s; retry %d of %d", self.url, rs.outcome.exception(), rs.attempt_number, self._attempts - 1
+                "RPC %s: %s; retry %d of %d", self.url, cast(Future, rs.outcome).exception(), rs.attempt_number, self._attempts - 1
             ),
             reraise=False,
         )

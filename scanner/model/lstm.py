@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from scanner.model.features import FEATURE_NAMES, N_FEATURES, Normalizer
 
@@ -82,6 +82,9 @@ class Prediction(NamedTuple):
 class ArbLSTM(nn.Module):
     """Stacked LSTM (50 then 30 units by default) with a dense head giving (mu, sigma, logit)."""
 
+    in_mean: Tensor  # buffers registered in __init__
+    in_std: Tensor
+
     def __init__(self, n_features: int = N_FEATURES, hidden: tuple[int, ...] = (50, 30),
                  head_hidden: int = 32) -> None:
         super().__init__()
@@ -111,6 +114,7 @@ class ArbLSTM(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Prediction:
         """Window mode: x [B, T, F] raw features, optionally left-padded (see module doc); -> [B]."""
         z = self._normalize(x)
+        run_input: Tensor | PackedSequence = z
         if lengths is not None:
             lengths = lengths.to(torch.long).cpu()
             if lengths.shape != (x.shape[0],) or (lengths < 1).any() or (lengths > x.shape[1]).any():
@@ -118,8 +122,8 @@ class ArbLSTM(nn.Module):
             # Left-padded -> right-padded so the packed sequence starts at each pool's first real block.
             shift = (torch.arange(x.shape[1]) + x.shape[1] - lengths[:, None]) % x.shape[1]
             z = torch.gather(z, 1, shift.to(z.device)[:, :, None].expand_as(z))
-            z = pack_padded_sequence(z, lengths, batch_first=True, enforce_sorted=False)
-        _, state = self._run(z, None)
+            run_input = pack_padded_sequence(z, lengths, batch_first=True, enforce_sorted=False)
+        _, state = self._run(run_input, None)
         return self._heads(state[-1][0])
 
     def sequence(self, x: Tensor, state: State | None = None) -> tuple[Prediction, State]:

@@ -251,7 +251,8 @@ class AggregatorCore:
     def _rank(self, entry: _Pending, complete: bool) -> RankedBlock:
         header = entry.header  # at a timeout with a reorg half seen: the chain the newest report named
         gas_price = next_base_fee(header.base_fee, header.gas_used, header.gas_limit) + self.tip
-        updates, other = {}, {}
+        updates: dict[str, tuple[int, int]] = {}
+        other: dict[str, tuple[int, int]] = {}
         for update in entry.updates.values():
             target = updates if update.hash == header.hash else other
             target.update({self.address[i]: r for i, r in update.reserves.items()})

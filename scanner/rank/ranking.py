@@ -13,7 +13,7 @@ import hashlib
 import heapq
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Iterable, Mapping, Protocol
+from typing import Iterable, Mapping, Protocol, cast
 
 import numpy as np
 
@@ -170,7 +170,7 @@ class Scanner:
             slot = self.graph.slots.get(address)
             if slot is None:
                 raise KeyError(f"pool {address} is not watched by this scanner")
-            self.graph.pools[slot].update(*state)
+            cast(Pool, self.graph.pools[slot]).update(*state)  # watched slots always hold a pool
             slots.append(slot)
         self._set_curves(slots)
         self._rescore(self.graph.cycles_of(np.asarray(slots, dtype=np.int64)))
@@ -205,7 +205,7 @@ class Scanner:
     def _set_curves(self, slots: list[int]) -> None:
         edges, ks, ms, ns = [], [], [], []
         for slot in slots:
-            pool = self.graph.pools[slot]
+            pool = cast(Pool, self.graph.pools[slot])  # slots of live pools only
             for edge, z41 in ((2 * slot, True), (2 * slot + 1, False)):
                 k, m, n = pool.mobius(z41)
                 edges.append(edge)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from scanner.dex.v2 import FEE_DENOMINATOR
+from scanner.dex.pool import Pool
 from scanner.route.graph import PAD, TokenGraph
 from scanner.model.lstm import Checkpoint
 from scanner.rank.ranking import HeuristicRiskModel, RiskInputs, RiskModel
@@ -202,7 +203,7 @@ class LstmRiskModel:
             grown = np.full((len(self._graph.pools), 4), np.nan)
             grown[: len(self._table)] = self._table
             self._table = grown
-        self._table[slot] = (mu, sigma, p_trade, self._graph.pools[slot].fee_bps)
+        self._table[slot] = (mu, sigma, p_trade, cast(Pool, self._graph.pools[slot]).fee_bps)
 
     def forget(self) -> None:
         """Drop every prediction (after a reorg, or when the inference stream stops)."""

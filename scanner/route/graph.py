@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import product
-from typing import Iterable
+from typing import Iterable, cast
 
 import numpy as np
 
@@ -46,7 +46,7 @@ class TokenGraph:
         self.rejected: list[Rejection] = []
         self._pair_slots: dict[tuple[str, str], list[int]] = {}
         self._neighbours: dict[str, set[str]] = {}
-        self._new: list[tuple[int, int, int, int, int, int, int, int]] = []  # rows not yet in the arrays
+        self._new: list[tuple[int, ...]] = []  # rows not yet in the arrays
         self._removed: set[int] = set()
         self._dirty = False
         self._set_arrays(np.zeros((0, MAX_HOPS), np.int32), np.zeros((0, MAX_HOPS), bool), np.zeros(0, np.int8),
@@ -84,7 +84,7 @@ class TokenGraph:
         if address not in self.slots:
             raise KeyError(f"pool {address} is not in the graph")
         slot = self.slots.pop(address)
-        pool = self.pools[slot]
+        pool = cast(Pool, self.pools[slot])  # live slots always hold a pool
         self.pools[slot] = None
         pair = _pair(pool.token0, pool.token1)
         self._pair_slots[pair].remove(slot)
@@ -121,7 +121,7 @@ class TokenGraph:
         row = [PAD] * MAX_HOPS + [1] * MAX_HOPS
         for h, (slot, token_in) in enumerate(hops):
             row[h] = slot
-            row[MAX_HOPS + h] = self.pools[slot].token0 == token_in
+            row[MAX_HOPS + h] = cast(Pool, self.pools[slot]).token0 == token_in
         self._new.append((*row, len(hops), self._base_index[base]))
 
     # -- arrays and index -------------------------------------------------------------------

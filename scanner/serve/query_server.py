@@ -18,6 +18,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
+from typing import cast
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
@@ -114,7 +115,7 @@ class QueryServer:
         return keys
 
     def _bind(self, kind: int, endpoint: str, keys: curve.KeyPair | None, name: str) -> zmq.Socket:
-        sock = self._context.socket(kind)
+        sock = cast(zmq.Context, self._context).socket(kind)  # start() made the context first
         sock.linger = 0
         if kind == zmq.ROUTER:
             sock.setsockopt(zmq.MAXMSGSIZE, self.handler.limits.max_frame_bytes)
@@ -170,13 +171,14 @@ class QueryServer:
             raise
 
     def _count_events(self) -> None:
-        while self._monitor.poll(0):
-            event = recv_monitor_message(self._monitor)["event"]
+        monitor = cast(zmq.Socket, self._monitor)  # set by start() before the thread runs
+        while monitor.poll(0):
+            event = recv_monitor_message(monitor)["event"]
             self.counters["disconnects" if event == zmq.EVENT_DISCONNECTED else "handshake_failures"] += 1
 
     def _answer_one(self) -> bool:
         """Read one request (all its frames) and answer it; False when none is waiting."""
-        router, limits = self._router, self.handler.limits
+        router, limits = cast(zmq.Socket, self._router), self.handler.limits
         try:
             frames = [router.recv(zmq.NOBLOCK)]
         except zmq.Again:
@@ -216,7 +218,7 @@ class QueryServer:
     def _close(self) -> None:
         """Close what start() opened; the serving thread has ended (or never started) by now."""
         if self._monitor is not None:
-            self._router.disable_monitor()
+            cast(zmq.Socket, self._router).disable_monitor()  # the monitor belongs to the router
             self._monitor.close(linger=0)
             self._monitor = None
         if self._router is not None:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from eth_abi import decode as abi_decode
 from tqdm import tqdm
 from web3 import HTTPProvider, Web3
 
@@ -45,7 +44,7 @@ from scanner.wire.messages import BlockUpdate
 from scanner.chain.shard import PoolWatcherCore
 from scanner.rank.ranking import HeuristicRiskModel, Opportunity, RiskInputs, RiskModel
 from scanner.submit.submitter import SubmitterCore, load_key
-from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC
+from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC, decode_pair_logs
 from scanner.wire.frames import FeatureFrame
 
 POLICIES = ("ev", "profit")
@@ -327,15 +326,13 @@ class _Session:
                                      "topics": [[SYNC_TOPIC, SWAP_TOPIC]]})
         at_slot = dict(before)
         hit = np.zeros(len(self.registry), np.float32)
-        for entry in sorted(logs, key=lambda e: int(e["logIndex"])):
-            if int(entry["transactionIndex"]) >= slot:
+        for log in decode_pair_logs(logs):
+            if log.tx_index >= slot:
                 continue
-            pool = entry["address"].lower()
-            topic = "0x" + bytes(entry["topics"][0]).hex()
-            if topic == SYNC_TOPIC:
-                at_slot[pool] = tuple(abi_decode(["uint112", "uint112"], bytes(entry["data"])))
-            elif topic == SWAP_TOPIC:
-                hit[self.ids[pool]] = 1.0
+            if log.reserves is not None:
+                at_slot[log.pool] = log.reserves
+            else:
+                hit[self.ids[log.pool]] = 1.0
         move = np.array([_mid(at_slot[p.address]) - _mid(before[p.address]) for p in self.registry.values()],
                         np.float32)
         return move, hit, at_slot

@@ -20,11 +20,12 @@ smallest base that prices no measured route below its estimate.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.contract.contract import ContractFunction
+from web3.types import RPCEndpoint
 
 from scanner.chain import artifacts
 from scanner.chain.rpc import ChainClient
@@ -38,7 +39,7 @@ Route = Opportunity | Mapping[str, Any]
 
 def execute_args(route: Route, min_profit: int = 0) -> list:
     """The arguments of `ArbExecutor.execute` for a route."""
-    get = route.get if isinstance(route, Mapping) else lambda name: getattr(route, name)
+    get: Callable[[str], Any] = route.get if isinstance(route, Mapping) else lambda name: getattr(route, name)
     return [[to_checksum_address(p) for p in get("pools")], list(get("zero_for_one")), list(get("fees_bps")),
             int(get("amount_in")), min_profit]
 
@@ -52,7 +53,7 @@ def _rpc(client_or_w3: ChainClient | Web3, method: str, *params: Any) -> Any:
     """A raw request (web3's estimate_gas takes no block overrides), retried when a client is given."""
     if isinstance(client_or_w3, ChainClient):
         return client_or_w3.rpc(method, *params)
-    reply = client_or_w3.provider.make_request(method, list(params))
+    reply = client_or_w3.provider.make_request(RPCEndpoint(method), list(params))
     if "error" in reply:
         raise ChainError(f"{method} failed: {reply['error']}")
     return reply["result"]

@@ -2,7 +2,7 @@
 
 For each ranked block: `eth_call` and `eth_estimateGas` of `ArbExecutor.execute` at that block
 (the call returns the realized profit, so it IS the simulation), the signed transaction and the
-`eth_sendBundle` payload a relay would take. Only on the local chain (id 31337) may the best one
+`eth_sendBundle` payload a relay would take. Only on the local chain (`LOCAL_CHAIN_ID`) may the best one
 be sent, so that its outcome (landed, beaten by a competitor, reverted) becomes a label.
 """
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from web3.exceptions import ContractLogicError, Web3RPCError
+from web3.types import TxParams
 
 from scanner.chain import artifacts
 from scanner.chain.rpc import ChainClient
@@ -23,7 +24,7 @@ from scanner.errors import ArbscanError, ChainError
 from scanner.gas.fees import GasModel
 from scanner.submit.calibrate import execute_fn, measure
 from scanner.submit.journal import Journal, OpportunityRecord, OutcomeRecord, PredictionRecord, SimulationRecord, scrub
-from scanner.chain.anvil import LOCAL_CHAIN_ID
+from scanner.config import LOCAL_CHAIN_ID
 from scanner.chain.follow import SWAP_TOPIC
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def load_key(env_value: str | None, file_path: str | None) -> LocalAccount:
 
 
 class SubmitterCore:
-    """Simulates the top `top_k` opportunities of each ranked block; may send the best on chain 31337."""
+    """Simulates the top `top_k` opportunities of each ranked block; may send the best on the local chain."""
 
     def __init__(self, client: ChainClient, executor: str, account: LocalAccount, journal: Journal, *,
                  top_k: int = 3, send: bool = False, tip_wei: int = 2 * 10**9,
@@ -203,11 +204,11 @@ class SubmitterCore:
         if self._nonce is None:
             self._nonce = self.client.call(self.client.w3.eth.get_transaction_count, self.account.address, "pending")
         fn = execute_fn(self.client.w3, self.executor.address, opp, min_profit=1)
-        tx = fn.build_transaction({
+        tx = fn.build_transaction(cast(TxParams, {
             "from": self.account.address, "nonce": self._nonce, "gas": gas_limit, "chainId": self.chain_id,
             "maxPriorityFeePerGas": self.tip_wei, "maxFeePerGas": 2 * base_fee + self.tip_wei,
-        })
-        raw = self.account.sign_transaction(tx).raw_transaction.to_0x_hex()
+        }))
+        raw = self.account.sign_transaction(cast(dict[str, Any], tx)).raw_transaction.to_0x_hex()
         payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_sendBundle",
                    "params": [{"txs": [raw], "blockNumber": hex(block + 1)}]}
         return raw, payload
@@ -218,6 +219,8 @@ class SubmitterCore:
         The transaction is held in the journal before it leaves (write-ahead), so being killed right
         after the send cannot lose it: the restarted submitter finds and resolves it."""
         head = self.client.get_block("latest")
+        if sim.gas_estimate is None:  # only ok simulations (which have an estimate) are submitted
+            raise TypeError(f"simulation of {opp['id']} has no gas estimate")
         raw, payload = self.bundle(opp, block, int(sim.gas_estimate * GAS_HEADROOM), int(head["baseFeePerGas"]))
         self.stats.last_bundle = payload
         if not self.send:
@@ -233,7 +236,7 @@ class SubmitterCore:
             return OutcomeRecord(opp["id"], block, "not_sent", error=scrub(str(e)))
         if sent_hash != tx_hash:
             raise RuntimeError(f"the node names the sent transaction {sent_hash}, its signed bytes hash to {tx_hash}")
-        self._nonce += 1
+        self._nonce = cast(int, self._nonce) + 1  # bundle() set it
         self.stats.sent += 1
         return tx_hash
 

@@ -339,7 +339,7 @@ class RankingStore:
         if current is None:
             return Top(None, [])
         wanted = token.lower() if token is not None else None
-        chosen = []
+        chosen: list[dict] = []
         for opp, keys in zip(current.opportunities, current.keys):
             if len(chosen) == n or (min_ev is not None and opp["ev"] < min_ev):
                 break  # ev descending: nothing later passes min_ev either
