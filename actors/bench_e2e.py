@@ -19,15 +19,15 @@ import ray
 from web3 import HTTPProvider, Web3
 
 from actors.demo import local_config, searcher_key_file
-from actors.ray_session import attach_ray
 from actors.launcher import launch
+from actors.ray_session import attach_ray
 from scanner.chain import artifacts
-from scanner.serve.client import QueryClient
-from scanner.gas.fees import next_base_fee
 from scanner.chain.anvil import Anvil
-from scanner.sim.market import Market, MarketSpec
 from scanner.dex.v2 import V2Pool
+from scanner.gas.fees import next_base_fee
 from scanner.rank.ranking import Scanner
+from scanner.serve.client import QueryClient
+from scanner.sim.market import Market, MarketSpec
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from web3 import HTTPProvider, Web3
 
-from scanner.serve.client import QueryClient
-from scanner.config import ChainConfig, Config, DexConfig, LOCAL_CHAIN_ID, SocketsConfig, SubmitterConfig, TokensConfig, dump
-from scanner.rank.display import ranking_table
 from actors.ray_session import attach_ray, token_hint
 from scanner.chain.anvil import Anvil, searcher_key_file
+from scanner.config import LOCAL_CHAIN_ID, ChainConfig, Config, DexConfig, SocketsConfig, SubmitterConfig, TokensConfig, dump
+from scanner.rank.display import ranking_table
+from scanner.serve.client import QueryClient
 from scanner.sim.market import Deployment, Market, MarketSpec
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 import ray
 import zmq
 
-from actors.loop import ActorLoop, Metrics, bind_address, remember_address
+from actors.loop import ActorLoop, Metrics
+from actors.ray_session import bind_address, remember_address
+from scanner.chain.gas import GasOracleCore
 from scanner.chain.rpc import ChainClient
 from scanner.config import ChainConfig, GasConfig
-from scanner.chain.gas import GasOracleCore
 
 
 @ray.remote

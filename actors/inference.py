@@ -11,10 +11,12 @@ from pathlib import Path
 
 import ray
 
-from actors.loop import ActorLoop, Metrics, bind_address, remember_address
+from actors.loop import ActorLoop, Metrics
+from actors.ray_session import bind_address, remember_address
 from scanner.config import InferenceConfig
-from scanner.serve.inference_server import InferenceServer, ServerConfig
 from scanner.model.lstm import ArbLSTM, Checkpoint, default_device, shipped_checkpoint
+from scanner.serve.inference_server import InferenceServer, ServerConfig
+
 
 def resolve_checkpoint(inference: InferenceConfig) -> Path | None:
     """The configured checkpoint, else the one shipped with the package, else None."""

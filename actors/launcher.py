@@ -9,9 +9,8 @@ peers' connections come back by themselves.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -19,15 +18,15 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors.aggregator import Aggregator
 from actors.gas_oracle import GasOracle
 from actors.inference import LstmInference, resolve_checkpoint
-from actors.loop import NAMESPACE
+from actors.pipeline import Pipeline
+from actors.ray_session import NAMESPACE
 from actors.submitter import SimSubmitter
 from actors.watcher import PoolWatcher
 from scanner.chain.discovery import discover
-from scanner.dex.pool import PoolInfo
-from scanner.chain.rpc import ChainClient
+from scanner.chain.rpc import connect
 from scanner.cluster.placement import Node, plan_placement, plan_shards
 from scanner.config import Config
-from scanner.errors import ChainError, ConfigError
+from scanner.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -58,38 +57,6 @@ def cluster_nodes() -> list[Node]:
     return sorted(nodes, key=lambda n: (not n.head, n.id))
 
 
-@dataclass
-class Pipeline:
-    actors: dict[str, ray.actor.ActorHandle]
-    pools: dict[int, PoolInfo]
-    endpoints: dict[str, str]
-    notes: list[str] = field(default_factory=list)  # what the launcher decided instead of what was asked
-    placement: dict[str, str] = field(default_factory=dict)  # actor name -> node id, or "SPREAD"
-
-    def health(self, timeout_s: float = 10.0) -> dict[str, dict]:
-        refs = {name: a.health.remote() for name, a in self.actors.items()}
-        return {name: _get(ref, timeout_s, name) for name, ref in refs.items()}
-
-    def stats(self, timeout_s: float = 10.0) -> dict[str, dict]:
-        refs = {name: a.stats.remote() for name, a in self.actors.items()}
-        return {name: _get(ref, timeout_s, name) for name, ref in refs.items()}
-
-    def stop(self) -> None:
-        for name, actor in self.actors.items():
-            try:
-                ray.get(actor.stop.remote(), timeout=10)
-            except Exception as e:  # it may already be gone; killing it below is what matters
-                log.info("stopping %s: %s", name, e)
-            ray.kill(actor, no_restart=True)
-
-
-def _get(ref, timeout_s: float, name: str) -> dict:
-    try:
-        return ray.get(ref, timeout=timeout_s)
-    except Exception as e:
-        return {"role": name, "status": "down", "reason": f"{type(e).__name__}: {e}"}
-
-
 def _pinned(node: Node) -> NodeAffinitySchedulingStrategy:
     """Hard affinity: an actor that binds a socket must come back on the node its address is on."""
     return NodeAffinitySchedulingStrategy(node_id=node.id, soft=False)
@@ -101,19 +68,6 @@ def _options(role: str, name: str, **extra) -> dict:
                 max_task_retries=spec.max_task_retries, **extra)
 
 
-def check_node(config: Config) -> ChainClient:
-    """The node answers and is the chain the config names, or a clear error naming the URL."""
-    url = config.rpc_url
-    client = ChainClient(url, timeout_s=config.chain.request_timeout_s, max_retries=2)
-    try:
-        chain_id = client.chain_id()
-    except ChainError as e:
-        raise ChainError(f"cannot reach the node at {url}: {e}") from None
-    if chain_id != config.chain.chain_id:
-        raise ConfigError(f"chain.chain_id is {config.chain.chain_id} but the node at {url} is chain {chain_id}")
-    return ChainClient(url, timeout_s=config.chain.request_timeout_s, max_retries=config.chain.max_retries)
-
-
 def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: tuple[int, int] | None = None,
            progress: bool = True, ready_timeout_s: float = 120.0) -> Pipeline:
     """Discover pools, place the roles on the cluster's nodes, start them and wait until each answers."""
@@ -122,7 +76,7 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
     if not config.tokens.base:
         raise ConfigError("tokens.base is empty: name at least one base token address")
     place = plan_placement(config, cluster_nodes(), ray.get_runtime_context().get_node_id())
-    client = check_node(config)
+    client = connect(config)
     found = discover(client, config.dexes, max_pools=config.tokens.max_pools, progress=progress)
     if not found:
         raise ConfigError(f"the configured factories have no pools on {config.rpc_url}")
@@ -145,16 +99,16 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
     hub = _pinned(place.hub)
     actors["gas-oracle"] = GasOracle.options(**_options("gas-oracle", "gas-oracle", scheduling_strategy=hub)).remote(
         config.chain, config.rpc_url, config.gas, bind, f"{run}/gas")
-    endpoints |= _endpoints(pipeline, "gas-oracle", ready_timeout_s)
+    endpoints |= pipeline.bound("gas-oracle", ready_timeout_s)
     actors["aggregator"] = Aggregator.options(**_options("aggregator", "aggregator", scheduling_strategy=hub)).remote(
         pools, config.tokens.base, shards, config.aggregator, config.sockets, bind, endpoints["gas"], run,
         symbols, gas_model, str(checkpoint) if checkpoint else None)
-    endpoints |= _endpoints(pipeline, "aggregator", ready_timeout_s)
+    endpoints |= pipeline.bound("aggregator", ready_timeout_s)
     inference = replace(config.inference, device=place.inference_device)
     actors["inference"] = LstmInference.options(**_options(
         "inference", "inference", num_gpus=place.inference_gpus, resources=place.inference_resources,
         scheduling_strategy=_pinned(place.inference))).remote(inference, bind, endpoints["ingest"], f"{run}/features")
-    endpoints |= _endpoints(pipeline, "inference", ready_timeout_s)
+    endpoints |= pipeline.bound("inference", ready_timeout_s)
     spread = _pinned(place.watchers) if place.watchers else "SPREAD"
     for shard in range(shards):
         shard_pools = {i: p for i, p in pools.items() if i % shards == shard}
@@ -166,28 +120,5 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
         actors["submitter"] = SimSubmitter.options(**_options("submitter", "submitter", scheduling_strategy=hub)).remote(
             config.chain, config.rpc_url, config.submitter, endpoints["publish"])
     log.info("placement: %s", pipeline.placement)
-    _wait_ready(pipeline, ready_timeout_s)
+    pipeline.wait_ready(ready_timeout_s)
     return pipeline
-
-
-def _endpoints(pipeline: Pipeline, name: str, timeout_s: float) -> dict[str, str]:
-    """The endpoints actor `name` has bound, once it is constructed (or an error naming it)."""
-    try:
-        return ray.get(pipeline.actors[name].endpoints.remote(), timeout=timeout_s)
-    except Exception as e:
-        pipeline.stop()
-        raise ConfigError(f"actor {name} did not start: {type(e).__name__}: {e}") from None
-
-
-def _wait_ready(pipeline: Pipeline, timeout_s: float) -> None:
-    """Every actor constructed (its health answers), or an error naming those that are not."""
-    deadline = time.monotonic() + timeout_s
-    refs = {name: a.health.remote() for name, a in pipeline.actors.items()}
-    for name, ref in refs.items():
-        try:
-            ray.get(ref, timeout=max(1.0, deadline - time.monotonic()))
-        except Exception as e:
-            pipeline.stop()
-            where = pipeline.placement.get(name, "")
-            where = " (spread over the nodes)" if where == "SPREAD" else f" (placed on node {where})" if where else ""
-            raise ConfigError(f"actor {name} did not start{where}: {type(e).__name__}: {e}") from None

@@ -13,15 +13,12 @@ import time
 import traceback
 from typing import Callable
 
-import ray
-from ray.experimental import internal_kv
 from ray.util import metrics
 
 from scanner.errors import ChainError
 
 log = logging.getLogger(__name__)
 STALL_S = 5.0  # a step running this long (a hung RPC being retried, a backlog) makes health say degraded
-NAMESPACE = "arbscan"  # every arbscan actor is named within it: `ray.get_actor(role, namespace=NAMESPACE)`
 
 
 class Metrics:
@@ -48,6 +45,15 @@ class Metrics:
                                                  [1, 2, 5, 10, 20, 50, 100, 200, 500], keys)
         self.shard_timeouts = metrics.Counter("arbscan_shard_timeouts_total", "Blocks ranked without every shard", keys)
         self.simulations = metrics.Counter("arbscan_simulations_total", "Simulated submissions", ("role", "result"))
+
+    def ranked(self, opportunities: int, best_ev_eth: float, latency_ms: float, complete: bool) -> None:
+        """One block ranked and served."""
+        self.count(self.blocks, 1)
+        self.opportunities.set(opportunities, self.tags)
+        self.best_ev.set(best_ev_eth, self.tags)
+        self.rank_latency_ms.observe(latency_ms, self.tags)
+        if not complete:
+            self.count(self.shard_timeouts, 1)
 
     def count(self, counter: metrics.Counter, n: float = 1, **tags: str) -> None:
         """Counter.inc refuses 0; a quiet interval simply adds nothing."""
@@ -117,26 +123,3 @@ class ActorLoop:
             finally:
                 self._busy_since = 0.0
             self._wake.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
-
-
-def bind_address(spec: str, key: str) -> str:
-    """Where a binding actor binds: the address it had before a restart, else `spec`.
-
-    `spec` is "tcp://HOST:*" (the OS picks a free port: nothing is picked first and bound later);
-    HOST "node" is this node's IP. The bound address is kept in Ray's KV under `key` by
-    `remember_address`, so a restarted actor binds the port its peers still connect to.
-    """
-    known = internal_kv._internal_kv_get(key, namespace=NAMESPACE)
-    if known:
-        return known.decode()
-    if "://node:" in spec:
-        ip = ray.util.get_node_ip_address()
-        spec = spec.replace("://node:", f"://[{ip}]:" if ":" in ip else f"://{ip}:")
-    return spec
-
-
-def remember_address(key: str, address: str) -> str:
-    """Keep the address a socket was bound to (see `bind_address`); returns it."""
-    internal_kv._internal_kv_put(key, address.encode(), overwrite=True, namespace=NAMESPACE)
-    return address
-

@@ -1,4 +1,5 @@
-"""Connecting to Ray: a private local instance with its own token, or a cluster that answers.
+"""Connecting to Ray: a private local instance with its own token, or a cluster that answers; and
+the addresses this session's actors bound, kept in Ray's KV so a restarted actor binds them again.
 
 A local Ray keeps Ray's token authentication on (its GCS, raylet and worker ports listen on every
 interface) with a token of its own, written under a temp dir of this run: nothing under the
@@ -19,7 +20,7 @@ from typing import Any
 from scanner.config import Config
 from scanner.errors import ArbscanError
 
-TOKEN_ENV = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+NAMESPACE = "arbscan"  # every arbscan actor is named within it: `ray.get_actor(role, namespace=NAMESPACE)`
 
 
 def private_token(directory: Path) -> dict[str, str]:
@@ -67,7 +68,7 @@ def attach_ray(address: str | None, config: Config) -> Any:
     if address:
         check_ray_address(address)  # an address that answers nothing: a clear error now, not minutes of retries
         try:
-            return ray.init(address=address, namespace="arbscan", log_to_driver=False)
+            return ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ArbscanError(f"no Ray cluster answers at {address!r}: {e}") from None
     # address="local": always a new private instance, never another Ray that happens to run here.
@@ -105,3 +106,31 @@ def check_ray_address(address: str, timeout_s: float = 5.0) -> None:
     except OSError as e:
         shown = address if target == address else f"{address} ({target})"
         raise ArbscanError(f"no Ray cluster answers at {shown}: {e.strerror or e}") from None
+
+
+def bind_address(spec: str, key: str) -> str:
+    """Where a binding actor binds: the address it had before a restart, else `spec`.
+
+    `spec` is "tcp://HOST:*" (the OS picks a free port: nothing is picked first and bound later);
+    HOST "node" is this node's IP. The bound address is kept in Ray's KV under `key` by
+    `remember_address`, so a restarted actor binds the port its peers still connect to.
+    """
+    import ray
+    from ray.experimental import internal_kv
+
+    known = internal_kv._internal_kv_get(key, namespace=NAMESPACE)
+    if known:
+        return known.decode()
+    if "://node:" in spec:
+        ip = ray.util.get_node_ip_address()
+        spec = spec.replace("://node:", f"://[{ip}]:" if ":" in ip else f"://{ip}:")
+    return spec
+
+
+def remember_address(key: str, address: str) -> str:
+    """Keep the address a socket was bound to (see `bind_address`); returns it."""
+    from ray.experimental import internal_kv
+
+    internal_kv._internal_kv_put(key, address.encode(), overwrite=True, namespace=NAMESPACE)
+    return address
+

@@ -11,12 +11,12 @@ import os
 
 import ray
 
-from actors.loop import NAMESPACE, ActorLoop, Metrics
+from actors.loop import ActorLoop, Metrics
+from actors.ray_session import NAMESPACE
 from scanner.chain.rpc import ChainClient
+from scanner.config import LOCAL_CHAIN_ID, ChainConfig, SubmitterConfig
 from scanner.serve.client import QueryTimeout, Subscriber
-from scanner.config import ChainConfig, SubmitterConfig
 from scanner.submit.journal import Journal
-from scanner.config import LOCAL_CHAIN_ID
 from scanner.submit.submitter import SubmitterCore, load_key
 
 log = logging.getLogger(__name__)

@@ -13,14 +13,14 @@ import ray
 import zmq
 
 from actors.loop import ActorLoop, Metrics
+from scanner.chain.follow import ReorgTooDeep
+from scanner.chain.heads import HeadNotifier
 from scanner.chain.rpc import ChainClient
+from scanner.chain.shard import PoolWatcherCore
 from scanner.config import ChainConfig
 from scanner.dex.pool import PoolInfo
-from scanner.wire.messages import BlockUpdate, GasUpdate, decode
-from scanner.chain.heads import HeadNotifier
-from scanner.chain.shard import PoolWatcherCore
-from scanner.chain.follow import ReorgTooDeep
 from scanner.wire.frames import WireError
+from scanner.wire.messages import BlockUpdate, GasUpdate, decode
 
 SEND_HWM = 1000  # block updates queued for the aggregator before new ones are dropped (and counted)
 FEATURES_HWM = 64  # feature frames (one per block, a row per pool) queued for inference, likewise

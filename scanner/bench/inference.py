@@ -126,6 +126,8 @@ def _queue_latency(model: ArbLSTM, watchers: int, pools_per_watcher: int, blocks
             [sys.executable, "-m", "scanner.serve.inference_server", path, "--predictions", f"tcp://127.0.0.1:{sink_port}",
              "--max-batch", str(batch), "--torch-threads", str(torch_threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if proc.stdin is None or proc.stdout is None:  # cannot happen: both are pipes
+            raise RuntimeError("bench inference server started without its stdin/stdout pipes")
         try:
             line = proc.stdout.readline()
             if not line:

@@ -12,7 +12,8 @@ import requests
 from tenacity import Future, RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 from web3 import HTTPProvider, Web3
 
-from scanner.errors import ChainError
+from scanner.config import Config
+from scanner.errors import ChainError, ConfigError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,3 +86,16 @@ class ChainClient:
 
     def fee_history(self, blocks: int, newest: int | str, percentiles: list[float]):
         return self.call(self.w3.eth.fee_history, blocks, newest, percentiles)
+
+
+def connect(config: Config) -> ChainClient:
+    """The node answers and is the chain the config names, or a clear error naming the URL."""
+    url = config.rpc_url
+    client = ChainClient(url, timeout_s=config.chain.request_timeout_s, max_retries=2)
+    try:
+        chain_id = client.chain_id()
+    except ChainError as e:
+        raise ChainError(f"cannot reach the node at {url}: {e}") from None
+    if chain_id != config.chain.chain_id:
+        raise ConfigError(f"chain.chain_id is {config.chain.chain_id} but the node at {url} is chain {chain_id}")
+    return ChainClient(url, timeout_s=config.chain.request_timeout_s, max_retries=config.chain.max_retries)

@@ -59,7 +59,7 @@ class PoolWatcherCore:
         self.shard = shard
         self.backfill_max_blocks = backfill_max_blocks
         self.ids = {p.address.lower(): i for i, p in pools.items()}
-        self.addresses = [to_checksum_address(p.address) for p in pools.values()]
+        self.addresses: list[str] = [to_checksum_address(p.address) for p in pools.values()]
         self.tokens = {p.address.lower(): (p.token0, p.token1) for p in pools.values()}
         self.fees = {p.address.lower(): p.fee_bps for p in pools.values()}
         tokens = [t for pair in self.tokens.values() for t in pair]

@@ -14,7 +14,9 @@ from typing import Callable, Iterable
 from scanner.dex.pool import PoolInfo
 from scanner.errors import ConfigError
 from scanner.gas.fees import GasModel, next_base_fee
-from scanner.wire.messages import BlockUpdate, GasUpdate, Withdraw
+from scanner.rank.risk import LstmRiskModel
+from scanner.wire.frames import PredictionFrame, WireError
+from scanner.wire.messages import BlockUpdate, GasUpdate, Withdraw, decode_ingest
 from scanner.dex.v2 import V2Pool
 from scanner.rank.ranking import HeuristicRiskModel, Opportunity, RiskModel, Scanner
 
@@ -52,6 +54,7 @@ class _Pending:
         return len({u.hash for u in self.updates.values()}) <= 1
 
 
+STALE_AFTER_S = 30.0  # no ranked block for this long: health says degraded
 REPORTED_WINDOW = 256  # block hashes remembered per shard, to tell orphaned reports after a reorg
 ORPHANED_WINDOW = 1024  # orphaned block hashes remembered, to drop late reports built on them
 
@@ -130,6 +133,47 @@ class AggregatorCore:
         self.awaiting: set[int] = set()
         self.snapshot_pools: dict[int, frozenset[int]] = {}
         self.unsynced_dropped = 0
+        self.predictions = 0
+        self.invalid_frames = 0
+        self.last_ranked_at = 0.0
+
+    def ingest(self, data: bytes) -> tuple[list[RankedBlock], int | None]:
+        """One frame of the ingest socket: (blocks ranked now, the fork block when it was a withdrawal).
+
+        A malformed frame is counted and dropped: one bad sender must not stop the ranking.
+        """
+        try:
+            msg = decode_ingest(data)
+        except WireError:
+            self.invalid_frames += 1
+            return [], None
+        if isinstance(msg, PredictionFrame):
+            self.on_predictions(msg)
+        elif isinstance(msg, BlockUpdate):
+            return self.on_block(msg), None
+        elif isinstance(msg, Withdraw):
+            return [], self.on_withdraw(msg)
+        return [], None
+
+    def on_predictions(self, frame: PredictionFrame) -> None:
+        """The LSTM's newest per-pool predictions: an LSTM risk model prices the next ranking with them."""
+        self.predictions += len(frame)
+        risk = self.scanner.risk
+        if isinstance(risk, LstmRiskModel):
+            for pool, mu, sigma, p in zip(frame.pool.tolist(), frame.mu.tolist(), frame.sigma.tolist(),
+                                          frame.p_trade.tolist()):
+                risk.update(self.address[pool], mu, sigma, p)
+
+    def health_reasons(self) -> list[str]:
+        """Why the ranking is not current, if it is not (empty when it is)."""
+        reasons = []
+        if not self.last_ranked_at:
+            reasons.append("no block ranked yet")
+        elif self.clock() - self.last_ranked_at > STALE_AFTER_S:
+            reasons.append(f"no block ranked for {self.clock() - self.last_ranked_at:.0f} s")
+        if self.awaiting:
+            reasons.append(f"waiting for the state of shards {sorted(self.awaiting)} after a restart")
+        return reasons
 
     def resync_all(self) -> None:
         """Start over from snapshots: every shard must send its full state before it counts again."""
@@ -203,6 +247,8 @@ class AggregatorCore:
             if shard != msg.shard and any(n > fork and h in orphaned for n, h in hashes.items()):
                 self.last_reported[shard] = min(self.last_reported.get(shard, fork), fork)
         self._orphan(orphaned, self.withdrawals)
+        if isinstance(self.scanner.risk, LstmRiskModel):
+            self.scanner.risk.forget()  # its predictions were made on the orphaned branch
         if msg.reserves:
             self.scanner.apply_updates({self.address[i]: r for i, r in msg.reserves.items()}, msg.fork_number)
         if self.last_ranked > msg.fork_number:
@@ -238,6 +284,7 @@ class AggregatorCore:
                 continue  # a shard bootstrapped later (or not yet): its pools were not current at this block
             if not complete:
                 self.shard_timeouts += 1
+            self.last_ranked_at = ranked.ranked_at
             out.append(ranked)
         return out
 

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -183,7 +184,7 @@ class InferenceServer:
 def _attach(sock: zmq.Socket, addr: str, bind: bool) -> str:
     if bind:
         sock.bind(addr)
-        return sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        return cast(bytes, sock.getsockopt(zmq.LAST_ENDPOINT)).decode()
     sock.connect(addr)
     return addr
 

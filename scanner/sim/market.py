@@ -15,10 +15,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence, cast
 
 import numpy as np
-from web3 import Web3
+from eth_typing import ChecksumAddress
+from web3 import HTTPProvider, Web3
+from web3.types import RPCEndpoint
 
 from scanner.chain import artifacts
 from scanner.dex.v2 import FEE_DENOMINATOR, amount_out
@@ -124,7 +126,7 @@ class MarketSpec:
         seen: set[tuple[str, str, str]] = set()
         while len(specs) < pools:
             a, b = (("WETH", tokens[int(rng.integers(1, len(tokens)))].symbol) if rng.random() < 0.5 else
-                    tuple(t.symbol for t in rng.choice(tokens[1:], size=2, replace=False)))
+                    tuple(t.symbol for t in rng.choice(tokens[1:], size=2, replace=False)))  # type: ignore[arg-type]
             dex = dexes[int(rng.integers(len(dexes)))].name
             key = (min(a, b), max(a, b), dex)
             if key not in seen:
@@ -225,7 +227,7 @@ class Market:
         self.rng = np.random.default_rng(self.spec.seed)
         # One transaction per sender per block: anvil orders its pool by tip, and a sender's
         # later nonce with a higher tip than its earlier one is dropped at mining.
-        accounts = w3.eth.accounts
+        accounts: Sequence[ChecksumAddress] = w3.eth.accounts  # web3 types it as a 1-tuple
         roles = 3 + self.spec.arbitrageurs + self.spec.spammers
         if len(accounts) < roles + 8:
             raise ValueError(f"the market needs at least {roles + 8} unlocked accounts, the node has {len(accounts)}")
@@ -319,7 +321,8 @@ class Market:
         self._oracle = oracle
         self._oracle_gas = self.ORACLE_GAS_BASE + self.ORACLE_GAS_PER_TOKEN * len(spec.tokens)
         self._send_prices(spec.initial_base_fee)
-        self._lens = PoolLens(ChainClient(w3.provider.endpoint_uri))
+        endpoint = cast(str, cast(HTTPProvider, w3.provider).endpoint_uri)  # the market runs on an HTTP node
+        self._lens = PoolLens(ChainClient(endpoint))
         self._rpc("anvil_setNextBlockBaseFeePerGas", hex(spec.initial_base_fee))
         self._rpc("evm_mine")
         self._refresh_reserves()
@@ -404,14 +407,14 @@ class Market:
 
     def pool_price(self, i: int) -> float:
         """Mid price of pool i as whole token1 per whole token0."""
-        p = self.deployment.pools[i]
+        p = cast(Deployment, self.deployment).pools[i]
         r0, r1 = self._reserves[i]
-        d = self.deployment.decimals
+        d = cast(Deployment, self.deployment).decimals
         return (r1 / 10 ** d[p.symbol1]) / (r0 / 10 ** d[p.symbol0])
 
     def gaps(self) -> list[Gap]:
         """Same-pair pool pairs whose price ratio beats both fees: the 2-pool arbitrage truth."""
-        pools = self.deployment.pools
+        pools = cast(Deployment, self.deployment).pools
         by_pair: dict[tuple[str, str], list[int]] = {}
         for i, p in enumerate(pools):
             by_pair.setdefault((p.token0, p.token1), []).append(i)
@@ -449,7 +452,7 @@ class Market:
         self.log_fair += vol * rng.standard_normal(len(vol))
 
     def _send_noise_trades(self, base_fee: int) -> int:
-        spec, rng, pools = self.spec, self.rng, self.deployment.pools
+        spec, rng, pools = self.spec, self.rng, cast(Deployment, self.deployment).pools
         lam = spec.noise_trades_per_block * (2.0 if self.volatile else 1.0)
         n = min(int(rng.poisson(lam)), len(self.traders))
         for trader in rng.choice(len(self.traders), size=n, replace=False):
@@ -471,7 +474,7 @@ class Market:
         idle = [a for a in self.arbers if a not in {p.account for p in self._pending}]
         fair = self.fair_prices()
         worth = []
-        for i in range(len(self.deployment.pools)):
+        for i in range(len(cast(Deployment, self.deployment).pools)):
             tip = int(rng.uniform(*spec.arb_tip_gwei) * GWEI)
             hurdle = rng.uniform(*spec.arb_profit_multiple) * self.ROUTER_GAS_USED * (base_fee + tip)
             trade = self._closing_trade(i, fair)
@@ -484,10 +487,10 @@ class Market:
     def _closing_trade(self, i: int, fair: dict[str, float]) -> tuple[bool, int, int, float] | None:
         """(zero_for_one, size, expected out, profit in base wei at fair prices) of the swap that moves
         pool i's mid price onto the fair price; None when it is already there."""
-        p = self.deployment.pools[i]
+        p = cast(Deployment, self.deployment).pools[i]
         r0, r1 = self._reserves[i]
         gamma = (FEE_DENOMINATOR - p.fee_bps) / FEE_DENOMINATOR
-        d = self.deployment.decimals
+        d = cast(Deployment, self.deployment).decimals
         # Target mid price in raw units of token1 per token0; trade so the pool lands on it.
         target = fair[p.symbol0] / fair[p.symbol1] * 10 ** d[p.symbol1] / 10 ** d[p.symbol0]
         k = r0 * r1
@@ -523,7 +526,7 @@ class Market:
 
     def _send_prices(self, base_fee: int) -> None:
         """Publish this block's fair prices (whole token in WETH, 18 decimals) to the price oracle."""
-        assets = [self.deployment.tokens[t.symbol] for t in self.spec.tokens]
+        assets = [cast(Deployment, self.deployment).tokens[t.symbol] for t in self.spec.tokens]
         wad = [max(1, int(math.exp(lp) * WAD)) for lp in self.log_fair]
         data = self._oracle.encode_abi("setAssetPrices", [assets, wad])
         self._send(self.oracle_owner, self._oracle.address, data, self._oracle_gas, int(0.02 * GWEI), base_fee)
@@ -576,7 +579,7 @@ class Market:
             raise RuntimeError(f"market set-up transaction {fn.fn_name} from {sender} reverted")
 
     def _swap(self, sender: str, i: int, zero_for_one: bool, size: int, min_out: int, tip: int, base_fee: int):
-        p = self.deployment.pools[i]
+        p = cast(Deployment, self.deployment).pools[i]
         data = self._router.encode_abi("swap", [p.address, zero_for_one, p.fee_bps, size, min_out, sender])
         return self._send(sender, self._router.address, data, self.ROUTER_GAS, tip, base_fee)
 
@@ -585,7 +588,7 @@ class Market:
         # same block the same nonce, and the second would replace the first.
         nonce = self._nonces.get(sender)
         if nonce is None:
-            nonce = self.w3.eth.get_transaction_count(sender, "pending")
+            nonce = self.w3.eth.get_transaction_count(cast(ChecksumAddress, sender), "pending")
         self._nonces[sender] = nonce + 1
         tx = {
             "from": sender,
@@ -599,18 +602,18 @@ class Market:
         return self._rpc("eth_sendTransaction", tx)
 
     def _rpc(self, method: str, *params):
-        reply = self.w3.provider.make_request(method, list(params))
+        reply = self.w3.provider.make_request(RPCEndpoint(method), list(params))
         if "error" in reply:
             raise RuntimeError(f"{method} failed: {reply['error']}")
         return reply["result"]
 
     def _refresh_reserves(self) -> None:
-        _, self._reserves = self._lens.reserves_of([p.address for p in self.deployment.pools])
+        _, self._reserves = self._lens.reserves_of([p.address for p in cast(Deployment, self.deployment).pools])
 
     def _largest_gap_bps(self) -> float:
         fair = self.fair_prices()
         worst = 0.0
-        for i, p in enumerate(self.deployment.pools):
+        for i, p in enumerate(cast(Deployment, self.deployment).pools):
             target = fair[p.symbol0] / fair[p.symbol1]
             worst = max(worst, abs(math.log(self.pool_price(i) / target)) * 1e4)
         return worst

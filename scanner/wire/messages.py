@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from scanner.wire.frames import WireError
+from scanner.wire.frames import PredictionFrame, WireError
 
 _INT_BYTES = 32
 
@@ -118,3 +118,14 @@ def decode(data: bytes) -> BlockUpdate | Withdraw | GasUpdate:
     except Exception as e:
         raise WireError(f"malformed message ({type(e).__name__}: {e})") from e
     raise WireError(f"unknown message kind {kind!r}")
+
+
+def decode_ingest(data: bytes) -> BlockUpdate | Withdraw | GasUpdate | PredictionFrame:
+    """A message above or a prediction frame (the aggregator's ingest carries both), by its kind."""
+    try:
+        msg = msgpack.unpackb(data, raw=False)
+    except Exception as e:
+        raise WireError(f"malformed frame ({type(e).__name__}: {e})") from e
+    if isinstance(msg, dict) and msg.get("kind") == PredictionFrame.KIND:
+        return PredictionFrame.decode(data)
+    return decode(data)

@@ -1,0 +1,94 @@
+"""The bodies of the model and measurement commands of `arbscan` (record, train, eval, bench,
+gaps); the parser is `actors/cli.py`. Each imports what it needs when it runs and returns the
+exit status."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from scanner.errors import ArbscanError
+
+
+def record(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scanner.sim.record import record
+
+    print(json.dumps(record(args.blocks, args.seed, Path(args.out), policy=args.policy), default=str))
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scanner.sim.evaluate import train_files
+
+    print(json.dumps(train_files([Path(p) for p in args.data], Path(args.out)), default=str))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scanner.sim.evaluate import evaluate
+
+    result = evaluate(Path(args.model), args.seeds, args.blocks, Path(args.out))
+    print(json.dumps(result, default=str) if args.json else "\n".join(f"{k:>36}: {v}" for k, v in result.items()))
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    if args.what == "scan":
+        from scanner.bench.scan import run
+
+        result = run(pools=args.pools or 10_000, changed=args.changed, seed=args.seed)
+    elif args.what == "e2e":
+        from actors.ray_session import use_private_token
+
+        use_private_token()  # before actors.bench_e2e imports ray
+        from actors.bench_e2e import run
+
+        result = run(pools=args.pools or 1000, blocks=args.blocks, seed=args.seed)
+    elif args.what == "v3":
+        from scanner.bench.v3 import run
+
+        result = run()
+    else:
+        from scanner.bench.inference import run
+
+        result = run()
+    print(json.dumps(result) if args.json else "\n".join(f"{k:>28}: {v}" for k, v in result.items()))
+    return 0
+
+
+def gaps(args: argparse.Namespace) -> int:
+    from collections import Counter
+    from pathlib import Path
+
+    from scanner.route.gaps import gaps as largest_gaps
+    from scanner.route.gaps import inconsistent, load, quote_all
+
+    data = Path(args.data)
+    if not (data / "initial_pool_states.json").is_file():
+        raise ArbscanError(f"{data} has no initial_pool_states.json: name the l2-2024-11-01 folder of the recorded data")
+    pools, skipped = load(data)
+    made, failures = quote_all(pools)
+    counts = Counter(p.version for p in pools)
+    print(f"{data}: {counts['v3']} V3 and {counts['v2']} V2 pools loaded, {len(skipped)} without a usable state; "
+          f"{made} quotes, {len(failures)} failed")
+    for reason, count in Counter(skipped).most_common():
+        print(f"  {count} {reason}")
+    for line in failures:
+        print(f"  {line}")
+    odd = inconsistent(pools)
+    if odd:
+        print(f"{len(odd)} V3 pools have an in-range liquidity that is not their ticks' sum (quoted as recorded): "
+              + ", ".join(f"{p.chain} {p.label} {'/'.join(p.symbols)}" for p in odd))
+    for chain, kinds in sorted(largest_gaps(pools).items()):
+        print(f"\n{chain}")
+        for kind in ("V2/V3", "fee tiers"):
+            lines = kinds.get(kind, [])
+            print(f"  largest {kind} gaps:" + ("" if lines else " none (no pair has both)"))
+            for line in lines:
+                print(f"    {line}")
+    return 0
