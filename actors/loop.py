@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from ray.util import metrics
 

@@ -12,8 +12,8 @@ from web3 import HTTPProvider, Web3
 from actors.demo import local_config
 from actors.launcher import launch
 from scanner.chain import artifacts
-from scanner.serve.client import QueryClient, QueryTimeout, Subscriber
 from scanner.chain.anvil import searcher_key_file
+from scanner.serve.client import QueryClient, QueryTimeout, Subscriber
 from scanner.sim.market import Market, MarketSpec
 
 

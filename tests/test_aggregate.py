@@ -1,8 +1,8 @@
 """The aggregator's block assembly, in-process: completeness, timeouts, late shards, reorgs."""
 from __future__ import annotations
 
-from scanner.rank.aggregate import AggregatorCore
 from scanner.dex.pool import PoolInfo
+from scanner.rank.aggregate import AggregatorCore
 from scanner.wire.messages import BlockUpdate, Withdraw
 
 WETH, USDC = "0x" + "aa" * 20, "0x" + "bb" * 20

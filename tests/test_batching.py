@@ -4,9 +4,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner.serve.batching import DynamicBatcher, StreamingBatcher, window_gap
 from scanner.model.features import N_FEATURES, Normalizer
 from scanner.model.lstm import WINDOW, ArbLSTM
+from scanner.serve.batching import DynamicBatcher, StreamingBatcher, window_gap
 from scanner.wire.frames import FeatureFrame
 
 torch.set_num_threads(1)  # two shared cores: intra-op threads only contend with each other

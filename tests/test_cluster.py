@@ -38,13 +38,13 @@ from web3 import HTTPProvider, Web3
 from actors.demo import local_config, searcher_key_file, wait_for_block
 from actors.launcher import launch
 from actors.ray_session import check_ray_address
-from scanner.cluster.placement import (INFERENCE_RESOURCE_AMOUNT, Node, plan_placement, plan_shards,
-                                       resolve_node)
-from live import tagged_processes
-from scanner.serve.client import QueryClient
+from scanner.cluster.placement import INFERENCE_RESOURCE_AMOUNT, Node, plan_placement, plan_shards, resolve_node
 from scanner.config import Config, InferenceConfig, RayConfig, SocketsConfig, WatchersConfig, dump, from_dict, load
 from scanner.errors import ArbscanError, ConfigError
+from scanner.serve.client import QueryClient
 from scanner.sim.market import Market, MarketSpec
+
+from live import tagged_processes
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

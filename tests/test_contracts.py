@@ -19,8 +19,8 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from scanner.chain import artifacts
-from scanner.dex.v2 import amount_out
 from scanner.chain.artifacts import CANONICAL_INIT_CODE_HASH
+from scanner.dex.v2 import amount_out
 from scanner.errors import SetupError
 
 pytestmark = pytest.mark.chain

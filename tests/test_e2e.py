@@ -14,11 +14,12 @@ from web3 import HTTPProvider, Web3
 
 from actors.demo import local_config, searcher_key_file, wait_for_block
 from actors.launcher import launch
-from live import tagged_processes
 from scanner.chain import artifacts
 from scanner.serve.client import QueryClient, Subscriber
-from scanner.submit.journal import Journal
 from scanner.sim.market import Market, MarketSpec
+from scanner.submit.journal import Journal
+
+from live import tagged_processes
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[1]

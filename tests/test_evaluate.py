@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from scanner.sim.evaluate import TARGETS, Baselines, auc, brier, classification, ece, evaluate
 from scanner.model.lstm import Checkpoint
+from scanner.sim.evaluate import TARGETS, Baselines, auc, brier, classification, ece, evaluate, train_files
 from scanner.sim.record import record
-from scanner.sim.evaluate import train_files
 
 torch.set_num_threads(1)
 

@@ -19,8 +19,8 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError
 
 from scanner.chain import artifacts
-from scanner.dex.v2 import MAX_RESERVE, amount_out
 from scanner.chain.anvil import Anvil
+from scanner.dex.v2 import MAX_RESERVE, amount_out
 
 pytestmark = pytest.mark.chain
 

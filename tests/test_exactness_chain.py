@@ -10,25 +10,25 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator
 
 import pytest
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError
 
 from scanner.chain import artifacts
-from scanner.rank.aggregate import opportunity_dict
+from scanner.chain.anvil import Anvil
+from scanner.chain.discovery import PoolLens, discover
 from scanner.chain.rpc import ChainClient
 from scanner.config import DexConfig
-from scanner.chain.discovery import PoolLens, discover
-from scanner.gas.fees import GasModel, next_base_fee
-from scanner.submit.calibrate import calibrate_gas, execute_fn, measure
-from scanner.chain.anvil import Anvil
-from scanner.sim.market import Market, MarketSpec
 from scanner.dex.v2 import V2Pool
+from scanner.gas.fees import GasModel, next_base_fee
+from scanner.rank.aggregate import opportunity_dict
 from scanner.rank.ranking import Opportunity, Scanner
+from scanner.sim.market import Market, MarketSpec
+from scanner.submit.calibrate import calibrate_gas, execute_fn, measure
 
 pytestmark = pytest.mark.chain
 

@@ -3,8 +3,15 @@ import math
 import numpy as np
 import pytest
 
-from scanner.model.features import (FEATURE_NAMES, N_FEATURES, FeatureRow, NonFiniteFeatureError, Normalizer,
-                              PoolObservation, compute_features)
+from scanner.model.features import (
+    FEATURE_NAMES,
+    N_FEATURES,
+    FeatureRow,
+    NonFiniteFeatureError,
+    Normalizer,
+    PoolObservation,
+    compute_features,
+)
 
 
 def obs(**changes) -> PoolObservation:

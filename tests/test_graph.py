@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from scanner.bench.scan import synthetic_market
-from scanner.route.graph import PAD, TokenGraph
 from scanner.dex.pool import InvalidPool
 from scanner.dex.v2 import V2Pool
+from scanner.route.graph import PAD, TokenGraph
 
 
 def pool(address: str, token0: str, token1: str) -> V2Pool:

@@ -9,8 +9,8 @@ import torch
 import zmq
 
 from scanner.model.features import N_FEATURES, FeatureRow, Normalizer
-from scanner.serve.inference_server import InferenceServer, ServerConfig
 from scanner.model.lstm import ArbLSTM
+from scanner.serve.inference_server import InferenceServer, ServerConfig
 from scanner.wire.frames import FeatureFrame, PredictionFrame, WireError
 
 torch.set_num_threads(1)  # two shared cores: intra-op threads only contend with each other

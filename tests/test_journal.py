@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.submit.journal import (REDACTED, Journal, OpportunityRecord, OutcomeRecord, PredictionRecord, SimulationRecord,
-                             scrub)
+from scanner.submit.journal import REDACTED, Journal, OpportunityRecord, OutcomeRecord, PredictionRecord, SimulationRecord, scrub
 
 ROOT = Path(__file__).resolve().parents[1]
 WETH, USDC = "0x" + "ee" * 20, "0x" + "cc" * 20

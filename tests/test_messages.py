@@ -2,8 +2,8 @@
 import msgpack
 import pytest
 
-from scanner.wire.messages import BlockUpdate, GasUpdate, Withdraw, decode
 from scanner.wire.frames import WireError
+from scanner.wire.messages import BlockUpdate, GasUpdate, Withdraw, decode
 
 
 def test_messages_round_trip_exactly():

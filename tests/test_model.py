@@ -32,7 +32,7 @@ def test_default_architecture():
     m = ArbLSTM()
     assert N_FEATURES == 7
     assert m.config == ModelConfig(7, (50, 30), 32)
-    assert [(l.input_size, l.hidden_size) for l in m.layers] == [(7, 50), (50, 30)]
+    assert [(layer.input_size, layer.hidden_size) for layer in m.layers] == [(7, 50), (50, 30)]
 
 
 def test_shapes_and_ranges(model):

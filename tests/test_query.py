@@ -4,8 +4,18 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from scanner.wire.query import (ERROR_CODES, Health, Limits, QueryError, QueryHandler, RankingStore, pack, request,
-                           result_of, unpack)
+from scanner.wire.query import (
+    ERROR_CODES,
+    Health,
+    Limits,
+    QueryError,
+    QueryHandler,
+    RankingStore,
+    pack,
+    request,
+    result_of,
+    unpack,
+)
 
 A, B, C, WETH = "0x" + "aa" * 20, "0x" + "bb" * 20, "0x" + "cc" * 20, "0x" + "ee" * 20
 

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scanner.config import SocketsConfig
-from scanner.wire.query import ERROR_CODES, Health, Limits, RankingStore, pack, unpack
 from scanner.serve.query_server import QueryServer
+from scanner.wire.query import ERROR_CODES, Health, Limits, RankingStore, pack, unpack
 
 BATCH = 50
 EXAMPLES = 200

@@ -8,12 +8,12 @@ import time
 import pytest
 import zmq
 
-from scanner.serve import keys as curve
-from scanner.serve.client import QueryClient, QueryTimeout, Subscriber
 from scanner.config import SocketsConfig
 from scanner.errors import ConfigError
-from scanner.wire.query import Health, QueryError, RankingStore, pack, unpack
+from scanner.serve import keys as curve
+from scanner.serve.client import QueryClient, QueryTimeout, Subscriber
 from scanner.serve.query_server import QueryServer
+from scanner.wire.query import Health, QueryError, RankingStore, pack, unpack
 
 LOCAL = SocketsConfig(query="tcp://127.0.0.1:*", publish="tcp://127.0.0.1:*")
 WETH, USDC = "0x" + "ee" * 20, "0x" + "cc" * 20

@@ -9,9 +9,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from scanner.dex.v2 import MAX_RESERVE
+from scanner.dex.v2 import MAX_RESERVE, V2Pool
 from scanner.gas.fees import GasModel, gas_cost_in_token
-from scanner.dex.v2 import V2Pool
 from scanner.rank.ranking import HeuristicRiskModel, Opportunity, RiskInputs, Scanner, expected_value, opportunity_id
 
 GWEI = 10**9

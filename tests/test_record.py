@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from web3 import HTTPProvider, Web3
 
+from scanner.chain.follow import SWAP_TOPIC
 from scanner.model.features import FEATURE_NAMES, N_FEATURES
 from scanner.model.lstm import ArbLSTM, Checkpoint
-from scanner.sim.record import STATUS, TOP_N, Recording, record, record_on
 from scanner.rank.risk import Calibration
-from scanner.chain.follow import SWAP_TOPIC
+from scanner.sim.record import STATUS, TOP_N, Recording, record, record_on
 
 pytestmark = pytest.mark.chain
 BLOCKS = 30
@@ -85,7 +85,7 @@ def test_sent_outcomes_match_receipts(recorded):
 
 def test_record_writes_a_repeatable_file(tmp_path):
     a = record(12, 5, tmp_path / "a.npz", policy="profit", progress=False)
-    b = record(12, 5, tmp_path / "b.rec", policy="profit", progress=False)
+    record(12, 5, tmp_path / "b.rec", policy="profit", progress=False)
     assert json.loads(json.dumps(a))["blocks"] == 12 and a["out"].endswith("a.npz")
     ra, rb = Recording.load(tmp_path / "a.npz"), Recording.load(tmp_path / "b.rec")
     for name in ("features", "next_move", "next_traded", "cand_pools", "cand_amounts", "cand_success", "cand_sent"):

@@ -13,15 +13,15 @@ import pytest
 from eth_utils import to_checksum_address
 
 from scanner.chain import artifacts
-from scanner.chain.rpc import ChainClient
-from scanner.config import DexConfig, load
 from scanner.chain.discovery import discover
+from scanner.chain.reference import ReferencePrices
+from scanner.chain.rpc import ChainClient
+from scanner.chain.shard import PoolWatcherCore
+from scanner.config import DexConfig, load
 from scanner.errors import ChainError
 from scanner.model.features import FEATURE_NAMES
 from scanner.sim.market import Market, MarketSpec
 from scanner.wire.messages import BlockUpdate
-from scanner.chain.shard import PoolWatcherCore
-from scanner.chain.reference import ReferencePrices
 
 pytestmark = pytest.mark.chain
 

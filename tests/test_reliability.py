@@ -17,9 +17,9 @@ Measured figures are printed (`pytest -s` shows them) as `FIGURE name value` lin
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -29,8 +29,9 @@ import pytest
 import ray
 from web3 import HTTPProvider, Web3
 
-from live import Live
 from scanner.sim.market import Market, MarketSpec
+
+from live import Live
 
 pytestmark = pytest.mark.ray
 
@@ -113,12 +114,12 @@ def test_rpc_outage_reports_degraded_then_backfills_every_block(live_factory, an
 def test_the_node_lost_half_way_through_a_poll_costs_no_block(anvil_factory, tmp_path):
     """The node goes away after the watcher read the new head but before it read the blocks' logs:
     the next poll, once the node is back, starts from the same place (no block skipped, none twice)."""
-    from scanner.chain.rpc import ChainClient
-    from scanner.config import DexConfig
     from scanner.chain.discovery import discover
+    from scanner.chain.rpc import ChainClient
+    from scanner.chain.shard import PoolWatcherCore
+    from scanner.config import DexConfig
     from scanner.errors import ChainError
     from scanner.wire.messages import BlockUpdate
-    from scanner.chain.shard import PoolWatcherCore
 
     state = tmp_path / "chain-state.json"
     node = anvil_factory(state_path=state)
@@ -161,8 +162,8 @@ WETH, USDC = "0x" + "aa" * 20, "0x" + "bb" * 20
 
 
 def _core():
-    from scanner.rank.aggregate import AggregatorCore
     from scanner.dex.pool import PoolInfo
+    from scanner.rank.aggregate import AggregatorCore
 
     pools = {0: PoolInfo("0x" + "01" * 20, WETH, USDC, 1000 * E18, 3_000_000 * 10**6, "a", 30),
              1: PoolInfo("0x" + "02" * 20, WETH, USDC, 100 * E18, 300_000 * 10**6, "b", 25)}
@@ -368,9 +369,9 @@ def test_a_watcher_whose_aggregator_is_gone_drops_updates_then_resyncs_with_a_sn
     import zmq
 
     from actors.watcher import SEND_HWM, PoolWatcher
+    from scanner.chain.discovery import discover
     from scanner.chain.rpc import ChainClient
     from scanner.config import ChainConfig, DexConfig
-    from scanner.chain.discovery import discover
     from scanner.wire.messages import BlockUpdate, decode
 
     market = Market(Web3(HTTPProvider(anvil.url, request_kwargs={"timeout": 30})), MarketSpec(seed=5))

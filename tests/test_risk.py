@@ -8,9 +8,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from scanner.dex.v2 import FEE_DENOMINATOR
+from scanner.dex.v2 import FEE_DENOMINATOR, V2Pool
 from scanner.model.lstm import ArbLSTM, Checkpoint
-from scanner.dex.v2 import V2Pool
 from scanner.rank.ranking import HeuristicRiskModel, Scanner
 from scanner.rank.risk import Calibration, LstmRiskModel, route_sensitivity, success_and_slippage, trade_moments
 
@@ -170,3 +169,18 @@ def test_risk_model_refuses_what_it_cannot_use():
         LstmRiskModel.from_checkpoint(bare)
     fitted = Checkpoint.from_model(ArbLSTM(), {"risk": {"calibration": Calibration(slippage_scale=0.5).to_dict()}})
     assert LstmRiskModel.from_checkpoint(fitted).calibration.slippage_scale == 0.5
+
+
+def test_the_logistic_baseline_is_the_penalised_log_loss_optimum():
+    """scikit-learn fits it; the gradient of Σ log loss + ½·|w|² (bias unpenalised) vanishes there."""
+    from scanner.sim.evaluate import Baselines
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2000, 5))
+    y = (rng.random(2000) < 1 / (1 + np.exp(-(x @ rng.normal(size=5) - 0.4)))).astype(float)
+    gross = rng.random(2000) + 0.1
+    fitted = Baselines.fit(x, y, gross, 0.01 * gross)
+    w = np.asarray(fitted.weights)
+    design = np.concatenate([np.ones((len(x), 1)), x], axis=1)
+    grad = design.T @ (fitted.success(x) - y) + np.concatenate([[0.0], w[1:]])
+    assert np.abs(grad).max() < 1e-4, grad

@@ -15,12 +15,13 @@ import pytest
 import ray
 from eth_account import Account
 
-from live import Live
+from scanner.chain.anvil import searcher_key_file
 from scanner.chain.rpc import ChainClient
 from scanner.errors import ArbscanError
 from scanner.submit.journal import Journal
-from scanner.chain.anvil import searcher_key_file
 from scanner.submit.submitter import BroadcastRefused, Simulation, SubmitterCore, load_key
+
+from live import Live
 
 EXECUTOR = "0x" + "5e" * 20  # no code needed: nothing here may get as far as running it
 OPP = {"id": "feed", "pools": ["0x" + "01" * 20, "0x" + "02" * 20], "zero_for_one": [True, False],

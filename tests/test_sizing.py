@@ -6,8 +6,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from scanner.dex.v2 import FEE_DENOMINATOR, MAX_RESERVE
-from scanner.dex.v2 import V2Pool
+from scanner.dex.v2 import FEE_DENOMINATOR, MAX_RESERVE, V2Pool
 from scanner.route.sizing import compose, fold, forward, optimum, profit_upper_bound, refine
 
 FEES = st.sampled_from([0, 5, 25, 30, 100, 300])

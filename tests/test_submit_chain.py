@@ -4,15 +4,15 @@ from __future__ import annotations
 import pytest
 from web3 import HTTPProvider, Web3
 
-from scanner.rank.aggregate import AggregatorCore, opportunity_dict
-from scanner.chain.rpc import ChainClient
-from scanner.config import DexConfig
+from scanner.chain.anvil import searcher_key_file
 from scanner.chain.discovery import discover
 from scanner.chain.gas import GasOracleCore
-from scanner.submit.journal import Journal, OutcomeRecord
-from scanner.chain.anvil import searcher_key_file
-from scanner.sim.market import Market, MarketSpec
+from scanner.chain.rpc import ChainClient
 from scanner.chain.shard import PoolWatcherCore
+from scanner.config import DexConfig
+from scanner.rank.aggregate import AggregatorCore, opportunity_dict
+from scanner.sim.market import Market, MarketSpec
+from scanner.submit.journal import Journal, OutcomeRecord
 from scanner.submit.submitter import SubmitterCore, load_key
 
 pytestmark = pytest.mark.chain

@@ -3,10 +3,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scanner.serve.batching import window_gap
 from scanner.model.features import NonFiniteFeatureError
 from scanner.model.lstm import WINDOW, Checkpoint, Prediction
 from scanner.model.train import SequenceDataset, TrainConfig, synthetic_dataset, train
+from scanner.serve.batching import window_gap
 
 torch.set_num_threads(1)  # two shared cores: intra-op threads only contend with each other
 

@@ -262,7 +262,7 @@ def _swap(env: Env, pool: Tracked, zero_for_one: bool, amount: int, limit: int |
            f"from sqrtPriceX96 {model.sqrt_price_x96} tick {model.tick} liquidity {model.liquidity}"
     try:
         predicted = model.swap(zero_for_one, amount, limit)
-    except V3Revert as exc:
+    except V3Revert:
         with pytest.raises((ContractLogicError, ContractCustomError)):
             call.call({"from": env.me})
         stats.reverted_both += 1

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.chain.rpc import ChainClient
-from scanner.config import DexConfig
 from scanner.chain.discovery import PoolLens, discover
+from scanner.chain.rpc import ChainClient
+from scanner.chain.shard import PoolWatcherCore
+from scanner.config import DexConfig
 from scanner.sim.market import Market, MarketSpec
 from scanner.wire.messages import BlockUpdate, Withdraw
-from scanner.chain.shard import PoolWatcherCore
 
 
 @pytest.fixture

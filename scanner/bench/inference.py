@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import zmq
 
-from scanner.serve.batching import StreamingBatcher
 from scanner.model.features import N_FEATURES
 from scanner.model.lstm import WINDOW, ArbLSTM, Checkpoint, default_device
+from scanner.serve.batching import StreamingBatcher
 from scanner.wire.frames import FeatureFrame, PredictionFrame
 
 

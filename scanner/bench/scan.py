@@ -15,9 +15,8 @@ from typing import cast
 
 import numpy as np
 
-from scanner.dex.v2 import MAX_RESERVE, amount_out
+from scanner.dex.v2 import MAX_RESERVE, V2Pool, amount_out
 from scanner.gas.fees import GasModel, gas_cost_in_token
-from scanner.dex.v2 import V2Pool
 from scanner.rank.ranking import Scanner
 
 # (symbol, decimals, ETH per whole token)
@@ -105,7 +104,7 @@ def naive_scan(cycles: list[tuple[list[tuple[V2Pool, bool]], Fraction]], gas_pri
             if gain <= loss:
                 continue
 
-        def profit(x: int) -> int:
+        def profit(x: int, legs: list[tuple[int, int, int]] = legs) -> int:
             amount = x
             for r_in, r_out, fee in legs:
                 amount = amount_out(amount, r_in, r_out, fee)

@@ -23,7 +23,6 @@ from scanner.chain.artifacts import REPO_ROOT
 from scanner.config import LOCAL_CHAIN_ID
 from scanner.errors import ChainError, SetupError
 
-
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"  # anvil's public dev accounts
 
 
@@ -136,7 +135,7 @@ class Anvil:
         chain_id: int = LOCAL_CHAIN_ID,
         state_path: Path | None = None,
         timeout: float = 20.0,
-    ) -> "Anvil":
+    ) -> Anvil:
         """Start anvil and wait until it answers `eth_chainId`.
 
         `block_time` mines on a clock (the demo); `automine=False` mines only on
@@ -226,7 +225,7 @@ class Anvil:
         if self.cache_dir is not None:
             shutil.rmtree(self.cache_dir, ignore_errors=True)
 
-    def __enter__(self) -> "Anvil":
+    def __enter__(self) -> Anvil:
         return self
 
     def __exit__(self, *exc) -> None:

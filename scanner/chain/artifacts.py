@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_bytes, to_checksum_address
@@ -47,7 +47,7 @@ class Artifact:
         return HexBytes(keccak(hexstr=self.bytecode))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_artifact(name: str) -> Artifact:
     """The artifact `contracts/artifacts/<name>.json`, with a fix-it message when it is missing."""
     path = ARTIFACTS_DIR / f"{name}.json"
@@ -94,7 +94,7 @@ def describe_revert(name: str, exc: ContractLogicError) -> str:
     data = exc.data if isinstance(exc.data, str) else None
     if data and data.startswith("0x") and len(data) >= 10:
         raw = bytes.fromhex(data[2:])
-        for error in filter_abi_by_type("error", load_artifact(name).abi):
+        for error in filter_abi_by_type("error", cast(Any, load_artifact(name).abi)):
             if function_abi_to_4byte_selector(error) == raw[:4]:
                 values = abi_decode(get_abi_input_types(error), raw[4:])
                 fields = ", ".join(f"{k}={v}" for k, v in zip(get_abi_input_names(error), values))

@@ -6,15 +6,15 @@ anvil) without deploying anything on a real chain.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from eth_utils import to_checksum_address
 from tqdm import tqdm
 
 from scanner.chain import artifacts
-from scanner.dex.pool import PoolInfo
 from scanner.chain.rpc import ChainClient
 from scanner.config import DexConfig
+from scanner.dex.pool import PoolInfo
 
 LENS_ADDRESS = to_checksum_address("0x000000000000000000000000000000000a4b5ca1")
 

@@ -7,8 +7,8 @@ mismatch, never by trusting block numbers.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from eth_abi import decode as abi_decode
 from eth_utils import keccak

@@ -61,5 +61,5 @@ class HeadNotifier:
         while not self._stop.is_set():
             try:
                 yield await asyncio.wait_for(stream.__anext__(), timeout=0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue

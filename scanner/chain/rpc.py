@@ -6,7 +6,8 @@ timeouts, HTTP 429 and 5xx). Anything else (a revert, a bad parameter) is raised
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, TypeVar, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import requests
 from tenacity import Future, RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 from eth_utils import to_checksum_address
 
-from scanner.chain.rpc import ChainClient
 from scanner.chain.discovery import PoolLens
+from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC, BlockRef, HeadTracker, NewBlock, Reorg, ShardState
+from scanner.chain.reference import ReferencePrices
+from scanner.chain.rpc import ChainClient
 from scanner.dex.pool import PoolInfo
 from scanner.model.features import N_FEATURES, PoolObservation, compute_features
-from scanner.wire.messages import BlockUpdate, Withdraw
-from scanner.chain.reference import ReferencePrices
-from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC, BlockRef, HeadTracker, NewBlock, Reorg, ShardState
 from scanner.wire.frames import FeatureFrame
+from scanner.wire.messages import BlockUpdate, Withdraw
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ exactly 1 for WETH, which unwraps 1:1).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from statistics import median_low
-from typing import Iterable, Mapping, Sequence
 
 ELASTICITY_MULTIPLIER = 2
 BASE_FEE_MAX_CHANGE_DENOMINATOR = 8

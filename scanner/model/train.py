@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -19,13 +20,17 @@ from scanner.model.features import N_FEATURES, Normalizer, check_finite
 from scanner.model.lstm import WINDOW, ArbLSTM, Checkpoint, ModelConfig, default_device
 
 
-
 class RecordedSeries(Protocol):
     """What training reads of a recording (`scanner.sim.record.Recording`): arrays per block and pool."""
 
-    features: np.ndarray  # float32 [blocks, pools, F]
-    next_move: np.ndarray  # [blocks, pools]
-    next_traded: np.ndarray  # [blocks, pools]
+    @property
+    def blocks(self) -> np.ndarray: ...  # [blocks]
+    @property
+    def features(self) -> np.ndarray: ...  # float32 [blocks, pools, F]
+    @property
+    def next_move(self) -> np.ndarray: ...  # [blocks, pools]
+    @property
+    def next_traded(self) -> np.ndarray: ...  # [blocks, pools]
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,7 +142,7 @@ def validation_start(blocks: int, val_fraction: float) -> int:
     return int(round(blocks * (1 - val_fraction)))
 
 
-def recorded_dataset(recordings: list[RecordedSeries]) -> SequenceDataset:
+def recorded_dataset(recordings: Sequence[RecordedSeries]) -> SequenceDataset:
     """Every recording's pools as sequences on one block axis (cut to the shortest recording)."""
     if not recordings:
         raise ValueError("no recordings given: record some with `arbscan record`")

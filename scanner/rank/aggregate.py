@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from typing import Callable, Iterable
 
 from scanner.dex.pool import PoolInfo
+from scanner.dex.v2 import V2Pool
 from scanner.errors import ConfigError
 from scanner.gas.fees import GasModel, next_base_fee
+from scanner.rank.ranking import HeuristicRiskModel, Opportunity, RiskModel, Scanner
 from scanner.rank.risk import LstmRiskModel
 from scanner.wire.frames import PredictionFrame, WireError
 from scanner.wire.messages import BlockUpdate, GasUpdate, Withdraw, decode_ingest
-from scanner.dex.v2 import V2Pool
-from scanner.rank.ranking import HeuristicRiskModel, Opportunity, RiskModel, Scanner
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The ranking as a person reads it: one line per opportunity, amounts in whole base tokens."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 WEI = 10**18
 

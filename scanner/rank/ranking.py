@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Iterable, Mapping, Protocol, cast
+from typing import Protocol, cast
 
 import numpy as np
 
+from scanner.dex.pool import Pool
 from scanner.dex.v2 import FEE_DENOMINATOR
 from scanner.gas.fees import GasModel, gas_cost_in_token
 from scanner.route.graph import PAD, TokenGraph
-from scanner.dex.pool import Pool
 from scanner.route.sizing import Sized, fold, optimum, profit_upper_bound, refine
 
 FLOAT_MARGIN = 1e-12  # relative slack between float bounds and exact values

@@ -19,12 +19,13 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+from sklearn.isotonic import IsotonicRegression
 
-from scanner.dex.v2 import FEE_DENOMINATOR
 from scanner.dex.pool import Pool
-from scanner.route.graph import PAD, TokenGraph
+from scanner.dex.v2 import FEE_DENOMINATOR
 from scanner.model.lstm import Checkpoint
 from scanner.rank.ranking import HeuristicRiskModel, RiskInputs, RiskModel
+from scanner.route.graph import PAD, TokenGraph
 
 P_MIN = 1e-4  # p_trade floor: keeps the implied move given a trade finite
 VAR_MIN = 1e-12  # (1e-6 in log price)^2: a traded pool always moves a little
@@ -131,7 +132,7 @@ class Calibration:
         xs, inverse = np.unique(np.array([p[g].mean() for g in groups]), return_inverse=True)  # ties: one knot
         sizes = np.bincount(inverse, weights=[len(g) for g in groups])
         hits = np.bincount(inverse, weights=[success[g].sum() for g in groups])
-        ys = _pava(hits / sizes, sizes)
+        ys = IsotonicRegression(increasing=True).fit(xs, hits / sizes, sample_weight=sizes).predict(xs)
         knots_x = np.concatenate([[0.0], xs, [1.0]])
         knots_y = np.concatenate([[ys[0]], ys, [ys[-1]]])
         ok = success.astype(bool)
@@ -144,22 +145,6 @@ class Calibration:
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         return cls(tuple(float(v) for v in d["knots_x"]), tuple(float(v) for v in d["knots_y"]),
                    float(d["slippage_scale"]))
-
-
-def _pava(y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Pool-adjacent-violators: the non-decreasing fit to y with weights w, one value per input."""
-    values, weights, sizes = [], [], []
-    for yi, wi in zip(y.tolist(), w.tolist()):
-        values.append(yi)
-        weights.append(wi)
-        sizes.append(1)
-        while len(values) > 1 and values[-2] > values[-1]:
-            wsum = weights[-2] + weights[-1]
-            values[-2] = (values[-2] * weights[-2] + values[-1] * weights[-1]) / wsum
-            weights[-2] = wsum
-            sizes[-2] += sizes[-1]
-            del values[-1], weights[-1], sizes[-1]
-    return np.repeat(values, sizes)
 
 
 def _best_scale(predicted: np.ndarray, realized: np.ndarray) -> float:

@@ -8,9 +8,10 @@ direction. `cycle_edges` encodes both as 2·slot + (0 if zero_for_one else 1), w
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import product
-from typing import Iterable, cast
+from typing import cast
 
 import numpy as np
 

@@ -31,9 +31,9 @@ units (~3e8 wei) deep and thousands of points wide.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from math import isqrt
-from typing import Sequence
 
 import numpy as np
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import zmq
 
-from scanner.serve.keys import ClientKeys
 from scanner.errors import ArbscanError
+from scanner.serve.keys import ClientKeys
 from scanner.wire.query import TOPIC, Health, QueryError, Top, request, result_of, unpack
 
 __all__ = ["QueryClient", "QueryError", "QueryTimeout", "Subscriber"]

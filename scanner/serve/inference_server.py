@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import zmq
 
-from scanner.serve.batching import DynamicBatcher, StreamingBatcher
 from scanner.model.lstm import ArbLSTM, Checkpoint
+from scanner.serve.batching import DynamicBatcher, StreamingBatcher
 from scanner.wire.frames import FeatureFrame, WireError
 
 

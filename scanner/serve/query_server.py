@@ -24,9 +24,9 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
-from scanner.serve import keys as curve
 from scanner.config import SocketsConfig, is_loopback
 from scanner.errors import ConfigError
+from scanner.serve import keys as curve
 from scanner.wire.query import TOPIC, Health, Limits, QueryHandler, RankingStore, Top, pack
 
 log = logging.getLogger(__name__)

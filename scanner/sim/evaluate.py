@@ -6,7 +6,7 @@ every labelled candidate with the serving code (`scanner.rank.risk`). The baseli
 the training recordings by `scanner.sim.evaluate.train_files` and stored in the checkpoint, so
 nothing here is fitted on evaluation seeds:
 
-- logistic regression (numpy, Newton steps, L2) on the same inputs the LSTM sees at the
+- logistic regression (scikit-learn, L2) on the same inputs the LSTM sees at the
   ranked block (each hop pool's normalised features, and its price change and price gap
   signed by the hop's direction) plus the route's log margin and hop count; its slippage is a
   linear model on the same inputs;
@@ -31,13 +31,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
 
 from scanner.model.features import FEATURE_NAMES, Normalizer
 from scanner.model.lstm import ArbLSTM, Checkpoint
 from scanner.model.train import TrainConfig, recorded_dataset, train, validation_start
 from scanner.rank.ranking import expected_value
-from scanner.sim.record import Recording, record, summary
 from scanner.rank.risk import Calibration, route_sensitivity, success_and_slippage
+from scanner.sim.record import Recording, record, summary
 
 ECE_BINS = 10
 TARGETS = {"model_brier_skill": 0.3, "model_ece": 0.02, "model_auc": 0.85, "brier_vs_logistic": 0.15,
@@ -95,18 +96,9 @@ class Baselines:
     @classmethod
     def fit(cls, x: np.ndarray, success: np.ndarray, gross: np.ndarray, slippage: np.ndarray, l2: float = 1.0) -> Baselines:
         """Success on every row; slippage on rows that succeeded (the only ones that have one)."""
-        a = _design(x)
-        w = np.zeros(a.shape[1])
-        for _ in range(50):  # Newton on the L2-penalised log loss (bias unpenalised)
-            p = _sigmoid(a @ w)
-            penalty = np.full(len(w), l2)
-            penalty[0] = 0.0
-            grad = a.T @ (p - success) + penalty * w
-            hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(penalty + 1e-9)
-            step = np.linalg.solve(hess, grad)
-            w -= step
-            if np.abs(step).max() < 1e-8:
-                break
+        # L2-penalised log loss, bias unpenalised: Σ loss + l2/2·|w|² is sklearn's C = 1/l2
+        logistic = LogisticRegression(C=1.0 / l2, tol=1e-10, max_iter=10_000).fit(x, success.astype(int))
+        w = np.concatenate([logistic.intercept_, logistic.coef_[0]])
         ok = success.astype(bool)
         fraction = slippage[ok] / gross[ok]
         slip_w = np.linalg.lstsq(_design(x[ok]), fraction, rcond=None)[0]
@@ -255,7 +247,7 @@ def score(checkpoint: Checkpoint, runs: dict[str, list[Recording]]) -> dict:
     realized = {policy: [_realized_net(r) for r in recs] for policy, recs in runs.items()}
     totals = {policy: float(sum(v.sum() for v in series)) / 1e18 for policy, series in realized.items()}
     ratio = _ratio(totals["ev"], totals["profit"])
-    figures = {
+    figures: dict[str, Any] = {
         "candidates": int(len(y)), "success_rate": float(y.mean()),
         **{f"model_{k}": v for k, v in model_cls.items()}, **{f"logistic_{k}": v for k, v in logistic_cls.items()},
         "brier_vs_logistic": 1 - model_cls["brier"] / logistic_cls["brier"],

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence, cast
+from typing import cast
 
 import numpy as np
 from eth_typing import ChecksumAddress
@@ -23,9 +24,9 @@ from web3 import HTTPProvider, Web3
 from web3.types import RPCEndpoint
 
 from scanner.chain import artifacts
-from scanner.dex.v2 import FEE_DENOMINATOR, amount_out
-from scanner.chain.rpc import ChainClient
 from scanner.chain.discovery import PoolLens
+from scanner.chain.rpc import ChainClient
+from scanner.dex.v2 import FEE_DENOMINATOR, amount_out
 
 WAD = 10**18
 GWEI = 10**9
@@ -111,7 +112,7 @@ class MarketSpec:
     demand_base_fee: int = GWEI
 
     @classmethod
-    def generated(cls, pools: int, seed: int = 0, **overrides) -> "MarketSpec":
+    def generated(cls, pools: int, seed: int = 0, **overrides) -> MarketSpec:
         """A larger market of `pools` pools (for benchmarks): every token trades against WETH on one to
         three DEXes, the rest are token/token pairs; decimals 6/8/18, depths over three decades."""
         rng = np.random.default_rng(seed)
@@ -338,7 +339,7 @@ class Market:
         """
         if self.deployment is None:
             raise RuntimeError("Market.step() before Market.deploy()")
-        spec, rng = self.spec, self.rng
+        rng = self.rng
         head = self.w3.eth.get_block("latest")
         number = head["number"] + 1
         base_fee = head["baseFeePerGas"]

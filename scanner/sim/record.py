@@ -23,29 +23,30 @@ import time
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from tqdm import tqdm
 from web3 import HTTPProvider, Web3
 
-from scanner.rank.aggregate import AggregatorCore, opportunity_dict
-from scanner.dex.v2 import amount_out
-from scanner.chain.rpc import ChainClient
-from scanner.config import DexConfig
+from scanner.chain.anvil import Anvil, searcher_key_file
 from scanner.chain.discovery import discover
+from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC, decode_pair_logs
+from scanner.chain.gas import GasOracleCore
+from scanner.chain.rpc import ChainClient
+from scanner.chain.shard import PoolWatcherCore
+from scanner.config import DexConfig
+from scanner.dex.v2 import V2Pool, amount_out
 from scanner.model.features import N_FEATURES
 from scanner.model.lstm import shipped_checkpoint
-from scanner.chain.gas import GasOracleCore
-from scanner.submit.journal import Journal, OutcomeRecord
-from scanner.chain.anvil import Anvil, searcher_key_file
-from scanner.sim.market import Market, MarketSpec
-from scanner.wire.messages import BlockUpdate
-from scanner.chain.shard import PoolWatcherCore
+from scanner.rank.aggregate import AggregatorCore, opportunity_dict
 from scanner.rank.ranking import HeuristicRiskModel, Opportunity, RiskInputs, RiskModel
+from scanner.rank.risk import LstmRiskModel
+from scanner.sim.market import Market, MarketSpec
+from scanner.submit.journal import Journal, OutcomeRecord
 from scanner.submit.submitter import SubmitterCore, load_key
-from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC, decode_pair_logs
 from scanner.wire.frames import FeatureFrame
+from scanner.wire.messages import BlockUpdate
 
 POLICIES = ("ev", "profit")
 TOP_N = 10  # candidates labelled per block
@@ -218,7 +219,7 @@ class _Session:
         self.addresses = [Web3.to_checksum_address(p.address) for p in self.registry.values()]
         self.risk, self.streamer, self.risk_label = self._risk(checkpoint)
         self.aggregator = AggregatorCore(self.registry, [dep.base], shards=1, top_n=TOP_N, risk=self.risk)
-        if self.streamer is not None:
+        if isinstance(self.risk, LstmRiskModel):
             self.risk.attach(self.aggregator.scanner.graph)
         self.watcher = PoolWatcherCore(self.client, self.registry, shard=0, price_oracle=dep.price_oracle)
         self.oracle = GasOracleCore(self.client, feeds=[dep.gas_feed])
@@ -236,9 +237,8 @@ class _Session:
             return HeuristicRiskModel(), None, "heuristic"
         import torch
 
-        from scanner.serve.batching import StreamingBatcher
         from scanner.model.lstm import Checkpoint
-        from scanner.rank.risk import LstmRiskModel
+        from scanner.serve.batching import StreamingBatcher
 
         torch.set_num_threads(1)
         ckpt = Checkpoint.load(checkpoint)
@@ -296,10 +296,7 @@ class _Session:
     def _rank_and_send(self, t: int, update: BlockUpdate, frame: FeatureFrame) -> list[_Candidate]:
         """Predict (policy "ev" with a model), rank the block, send its best; returns its candidates."""
         if self.streamer is not None:
-            pred = self.streamer.step(frame)
-            for pool, mu, sigma, p in zip(pred.pool.tolist(), pred.mu.tolist(), pred.sigma.tolist(),
-                                          pred.p_trade.tolist()):
-                self.risk.update(self.registry[pool].address, mu, sigma, p)
+            self.aggregator.on_predictions(self.streamer.step(frame))
         blocks = self.aggregator.on_block(update)
         ranked = [self._candidate(t, rank, opp) for rb in blocks for rank, opp in enumerate(rb.opportunities)]
         self.candidates += ranked
@@ -339,7 +336,8 @@ class _Session:
 
     def _candidate(self, t: int, rank: int, opp: Opportunity) -> _Candidate:
         graph = self.aggregator.scanner.graph
-        reserves = [(graph.pools[graph.slots[p]].reserve0, graph.pools[graph.slots[p]].reserve1) for p in opp.pools]
+        pools = [cast(V2Pool, graph.pools[graph.slots[p]]) for p in opp.pools]  # the market has V2 pools only
+        reserves = [(pool.reserve0, pool.reserve1) for pool in pools]
         return _Candidate(t, rank, opp, [self.ids[p] for p in opp.pools], reserves)
 
     def _label(self, c: _Candidate, at_slot: dict[str, tuple[int, int]]) -> None:

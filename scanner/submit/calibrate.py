@@ -20,7 +20,8 @@ smallest base that prices no measured route below its estimate.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from eth_utils import to_checksum_address
 from web3 import Web3

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -19,13 +20,13 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import TxParams
 
 from scanner.chain import artifacts
+from scanner.chain.follow import SWAP_TOPIC
 from scanner.chain.rpc import ChainClient
+from scanner.config import LOCAL_CHAIN_ID
 from scanner.errors import ArbscanError, ChainError
 from scanner.gas.fees import GasModel
 from scanner.submit.calibrate import execute_fn, measure
 from scanner.submit.journal import Journal, OpportunityRecord, OutcomeRecord, PredictionRecord, SimulationRecord, scrub
-from scanner.config import LOCAL_CHAIN_ID
-from scanner.chain.follow import SWAP_TOPIC
 
 log = logging.getLogger(__name__)
 GAS_HEADROOM = 1.2  # gas limit over the estimate: reserves moved by others cost a little more
