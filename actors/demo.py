@@ -15,7 +15,8 @@ from scanner.chain.anvil import Anvil, searcher_key_file
 from scanner.config import LOCAL_CHAIN_ID, ChainConfig, Config, DexConfig, SocketsConfig, SubmitterConfig, TokensConfig, dump
 from scanner.rank.display import ranking_table
 from scanner.serve.client import QueryClient
-from scanner.sim.market import Deployment, Market, MarketSpec
+from scanner.sim.market import Market
+from scanner.sim.spec import Deployment, MarketSpec
 
 
 def local_config(node: Anvil, dep: Deployment, journal: Path, key_file: Path,

@@ -236,7 +236,7 @@ def test_reorgs_of_depth_1_to_5_withdraw_orphans_and_serve_only_the_canonical_ch
         market = live.market
         market.rng = np.random.default_rng(1000 + depth)  # a different history on the new branch
         market._nonces.clear()
-        market._pending.clear()
+        market.competitors.pending.clear()
         market._refresh_reserves()
         reverted_at = time.monotonic()
         new = [live.step(wait=False).number for _ in range(depth + 1)]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
@@ -26,191 +25,9 @@ from web3.types import RPCEndpoint
 from scanner.chain import artifacts
 from scanner.chain.discovery import PoolLens
 from scanner.chain.rpc import ChainClient
-from scanner.dex.v2 import FEE_DENOMINATOR, amount_out
-
-WAD = 10**18
-GWEI = 10**9
-
-
-@dataclass(frozen=True)
-class TokenSpec:
-    symbol: str
-    decimals: int
-    fair_price: float  # base-token units per whole token
-    volatility: float  # per-block log-price standard deviation in the calm regime
-
-
-@dataclass(frozen=True)
-class DexSpec:
-    """`canonical` deploys the official Uniswap V2 build (30 bps); others deploy the fee fork."""
-
-    name: str
-    fee_bps: int
-    canonical: bool = False
-
-
-@dataclass(frozen=True)
-class PoolSpec:
-    token_a: str
-    token_b: str
-    dex: str
-    depth: float  # value of each side, in whole base-token units
-
-
-@dataclass(frozen=True)
-class MarketSpec:
-    seed: int = 0
-    base: str = "WETH"
-    tokens: tuple[TokenSpec, ...] = (
-        TokenSpec("WETH", 18, 1.0, 0.0),
-        TokenSpec("USDC", 6, 1 / 3000, 0.0015),
-        TokenSpec("DAI", 18, 1 / 3000, 0.0015),
-        TokenSpec("WBTC", 8, 20.0, 0.0012),
-        TokenSpec("LINK", 18, 0.005, 0.0025),
-        TokenSpec("UNI", 18, 0.003, 0.0030),
-    )
-    dexes: tuple[DexSpec, ...] = (
-        DexSpec("uniswap-v2", 30, canonical=True),
-        DexSpec("sushi-fork", 25),
-        DexSpec("lite-fork", 5),
-    )
-    pools: tuple[PoolSpec, ...] = (
-        PoolSpec("WETH", "USDC", "uniswap-v2", 4000),
-        PoolSpec("WETH", "USDC", "sushi-fork", 600),
-        PoolSpec("WETH", "USDC", "lite-fork", 40),
-        PoolSpec("WETH", "DAI", "uniswap-v2", 1500),
-        PoolSpec("WETH", "DAI", "sushi-fork", 120),
-        PoolSpec("WETH", "WBTC", "uniswap-v2", 2500),
-        PoolSpec("WETH", "WBTC", "sushi-fork", 300),
-        PoolSpec("WETH", "LINK", "uniswap-v2", 200),
-        PoolSpec("WETH", "LINK", "sushi-fork", 25),
-        PoolSpec("WETH", "UNI", "uniswap-v2", 150),
-        PoolSpec("WETH", "UNI", "lite-fork", 8),
-        PoolSpec("USDC", "DAI", "uniswap-v2", 800),
-        PoolSpec("USDC", "DAI", "lite-fork", 60),
-        PoolSpec("WBTC", "USDC", "uniswap-v2", 700),
-        PoolSpec("LINK", "USDC", "sushi-fork", 50),
-        PoolSpec("UNI", "DAI", "uniswap-v2", 20),
-    )
-    noise_trades_per_block: float = 6.0  # Poisson mean in the calm regime
-    noise_size_fraction: float = 0.002  # median trade size as a fraction of the pool's depth
-    arbitrageurs: int = 8
-    spammers: int = 6
-    arb_latency_mean_blocks: float = 0.0  # geometric latency before a competitor acts (0: the next block)
-    # A competitor closes a pool's gap to the fair price when doing so earns more than its gas cost
-    # times a margin drawn per pool and block from this range (costs and inventories differ): deep
-    # pools get closed at small gaps, shallow ones only at large gaps, and dear gas spares them all.
-    arb_profit_multiple: tuple[float, float] = (1.0, 5.0)
-    arb_tip_gwei: tuple[float, float] = (3.0, 10.0)  # competitors' priority tips: above the submitter's 2 gwei
-    volatile_regime_prob: float = 0.05  # calm -> volatile per block
-    calm_regime_prob: float = 0.2  # volatile -> calm per block
-    volatile_multiplier: float = 4.0
-    congestion_on_prob: float = 0.1
-    congestion_off_prob: float = 0.3
-    gas_limit: int = 30_000_000
-    initial_base_fee: int = GWEI
-    demand_base_fee: int = GWEI
-
-    @classmethod
-    def generated(cls, pools: int, seed: int = 0, **overrides) -> MarketSpec:
-        """A larger market of `pools` pools (for benchmarks): every token trades against WETH on one to
-        three DEXes, the rest are token/token pairs; decimals 6/8/18, depths over three decades."""
-        rng = np.random.default_rng(seed)
-        n_tokens = max(3, pools // 8)
-        tokens = [TokenSpec("WETH", 18, 1.0, 0.0)] + [
-            TokenSpec(f"T{i:03d}", int(rng.choice([6, 8, 18])), float(np.exp(rng.normal(-3, 2))),
-                      float(rng.uniform(0.001, 0.003)))
-            for i in range(n_tokens)
-        ]
-        dexes = cls.dexes
-        specs: list[PoolSpec] = []
-        seen: set[tuple[str, str, str]] = set()
-        while len(specs) < pools:
-            a, b = (("WETH", tokens[int(rng.integers(1, len(tokens)))].symbol) if rng.random() < 0.5 else
-                    tuple(t.symbol for t in rng.choice(tokens[1:], size=2, replace=False)))  # type: ignore[arg-type]
-            dex = dexes[int(rng.integers(len(dexes)))].name
-            key = (min(a, b), max(a, b), dex)
-            if key not in seen:
-                seen.add(key)
-                specs.append(PoolSpec(a, b, dex, float(np.exp(rng.uniform(np.log(5), np.log(5000))))))
-        return cls(seed=seed, tokens=tuple(tokens), pools=tuple(specs), **overrides)
-
-    def __post_init__(self) -> None:
-        symbols = {t.symbol for t in self.tokens}
-        if self.base not in symbols:
-            raise ValueError(f"market base token {self.base!r} is not among the tokens {sorted(symbols)}")
-        dexes = {d.name for d in self.dexes}
-        for p in self.pools:
-            if p.token_a not in symbols or p.token_b not in symbols or p.dex not in dexes:
-                raise ValueError(f"market pool {p} names an unknown token or dex")
-
-
-@dataclass(frozen=True)
-class DeployedPool:
-    address: str
-    token0: str  # address
-    token1: str
-    symbol0: str
-    symbol1: str
-    dex: str
-    fee_bps: int
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """Addresses of everything the market deployed; enough to configure the scanner."""
-
-    tokens: dict[str, str]  # symbol -> address
-    decimals: dict[str, int]
-    factories: dict[str, tuple[str, int]]  # dex name -> (factory, fee_bps)
-    pools: tuple[DeployedPool, ...]
-    router: str
-    executor: str  # owned by the searcher account
-    gas_feed: str
-    price_oracle: str  # PriceOracle (Aave's read interface) with every token's fair price in WETH
-    burner: str
-    searcher: str
-    base: str  # base token address
-
-
-@dataclass(frozen=True)
-class Gap:
-    """A cross-pool price gap on one pair that is profitable after both pools' fees."""
-
-    pool_buy: str  # where the token is cheap (buy it here)
-    pool_sell: str
-    pair: tuple[str, str]
-    gap_bps: float  # price ratio beyond the round-trip fee
-
-
-@dataclass
-class BlockSummary:
-    number: int
-    base_fee: int
-    gas_used: int
-    gas_limit: int
-    noise_trades: int
-    arb_trades: int
-    arb_reverted: int
-    spam_txs: int
-    largest_gap_bps: float
-    gaps: list[Gap] = field(default_factory=list)
-
-    def line(self) -> str:
-        return (
-            f"block {self.number:>6}  base fee {self.base_fee / GWEI:8.3f} gwei  "
-            f"gas used {100 * self.gas_used / self.gas_limit:5.1f}%  trades {self.noise_trades:>3}  "
-            f"arbs {self.arb_trades:>2} ({self.arb_reverted} reverted)  spam {self.spam_txs:>2}  "
-            f"largest gap {self.largest_gap_bps:7.1f} bps  profitable gaps {len(self.gaps)}"
-        )
-
-
-@dataclass
-class _PendingArb:
-    due_block: int
-    pool_index: int
-    account: str
-    tip: int
+from scanner.dex.v2 import FEE_DENOMINATOR
+from scanner.sim.competitors import Competitors
+from scanner.sim.spec import GWEI, WAD, BlockSummary, DeployedPool, Deployment, Gap, MarketSpec
 
 
 class Market:
@@ -244,7 +61,7 @@ class Market:
         self.volatile = False
         self.congested = False
         self.deployment: Deployment | None = None
-        self._pending: list[_PendingArb] = []
+        self.competitors = Competitors(self.arbers, self.spec, self.rng, self.ROUTER_GAS_USED)
         self._reserves: list[tuple[int, int]] = []
         self._nonces: dict[str, int] = {}
         self.last_mined_at = 0.0  # monotonic time the last step's block was mined (latency benchmarks)
@@ -359,7 +176,9 @@ class Market:
         block = self.w3.eth.get_block("latest")
         reverted = sum(1 for h in arb_hashes if self.w3.eth.get_transaction_receipt(h)["status"] == 0)
         self._refresh_reserves()
-        self._schedule_arbs(block["number"], block["baseFeePerGas"])
+        dep = cast(Deployment, self.deployment)
+        self.competitors.schedule(block["number"], block["baseFeePerGas"], dep.pools, self._reserves,
+                                  self.fair_prices(), dep.decimals)
         gaps = self.gaps()
         return BlockSummary(
             number=block["number"],
@@ -467,62 +286,12 @@ class Market:
             self._swap(self.traders[int(trader)], i, zero_for_one, size, 0, tip, base_fee)
         return n
 
-    def _schedule_arbs(self, mined: int, base_fee: int) -> None:
-        """Competitors price every pool against the fair price (the oracle's), and plan to close the
-        gaps worth their gas after a random latency: the most profitable first, one per idle competitor."""
-        spec, rng = self.spec, self.rng
-        planned = {a.pool_index for a in self._pending}
-        idle = [a for a in self.arbers if a not in {p.account for p in self._pending}]
-        fair = self.fair_prices()
-        worth = []
-        for i in range(len(cast(Deployment, self.deployment).pools)):
-            tip = int(rng.uniform(*spec.arb_tip_gwei) * GWEI)
-            hurdle = rng.uniform(*spec.arb_profit_multiple) * self.ROUTER_GAS_USED * (base_fee + tip)
-            trade = self._closing_trade(i, fair)
-            if i not in planned and trade is not None and trade[3] > hurdle:
-                worth.append((trade[3], i, tip))
-        for (_, i, tip), account in zip(sorted(worth, reverse=True), rng.permutation(idle)):
-            latency = int(rng.geometric(1 / (1 + spec.arb_latency_mean_blocks))) - 1
-            self._pending.append(_PendingArb(mined + 1 + latency, i, str(account), tip))
-
-    def _closing_trade(self, i: int, fair: dict[str, float]) -> tuple[bool, int, int, float] | None:
-        """(zero_for_one, size, expected out, profit in base wei at fair prices) of the swap that moves
-        pool i's mid price onto the fair price; None when it is already there."""
-        p = cast(Deployment, self.deployment).pools[i]
-        r0, r1 = self._reserves[i]
-        gamma = (FEE_DENOMINATOR - p.fee_bps) / FEE_DENOMINATOR
-        d = cast(Deployment, self.deployment).decimals
-        # Target mid price in raw units of token1 per token0; trade so the pool lands on it.
-        target = fair[p.symbol0] / fair[p.symbol1] * 10 ** d[p.symbol1] / 10 ** d[p.symbol0]
-        k = r0 * r1
-        if r1 / r0 > target:  # token0 too expensive in the pool: sell token0 into it
-            zero_for_one, r_in, new_in = True, r0, math.sqrt(k / target)
-        else:
-            zero_for_one, r_in, new_in = False, r1, math.sqrt(k * target)
-        size = int((new_in - r_in) / gamma)
-        if size <= 0:
-            return None
-        expected = amount_out(size, r_in, r1 if zero_for_one else r0, p.fee_bps)
-        sym_in, sym_out = (p.symbol0, p.symbol1) if zero_for_one else (p.symbol1, p.symbol0)
-        profit = (expected / 10 ** d[sym_out] * fair[sym_out] - size / 10 ** d[sym_in] * fair[sym_in]) * WAD
-        return zero_for_one, size, expected, profit
-
     def _send_due_arbs(self, number: int, base_fee: int) -> list:
-        due, busy = [], set()
-        for a in sorted(self._pending, key=lambda a: a.due_block):
-            if a.due_block <= number and a.account not in busy:
-                due.append(a)
-                busy.add(a.account)
-        self._pending = [a for a in self._pending if a not in due]  # the rest wait a block
-        fair = self.fair_prices()
+        dep = cast(Deployment, self.deployment)
         hashes = []
-        for a in due:
-            trade = self._closing_trade(a.pool_index, fair)
-            if trade is None:
-                continue
-            zero_for_one, size, expected, _ = trade
-            min_out = expected * 995 // 1000  # reverts if someone moved the pool first
-            hashes.append(self._swap(a.account, a.pool_index, zero_for_one, size, min_out, a.tip, base_fee))
+        for arb, trade in self.competitors.due(number, dep.pools, self._reserves, self.fair_prices(), dep.decimals):
+            min_out = trade.expected_out * 995 // 1000  # reverts if someone moved the pool first
+            hashes.append(self._swap(arb.account, arb.pool_index, trade.zero_for_one, trade.size, min_out, arb.tip, base_fee))
         return hashes
 
     def _send_prices(self, base_fee: int) -> None:
@@ -572,12 +341,6 @@ class Market:
     def _mine_setup_block(self) -> None:
         self._rpc("anvil_setNextBlockBaseFeePerGas", hex(self.spec.initial_base_fee))
         self._rpc("evm_mine")
-
-    def _transact(self, fn, sender: str) -> None:
-        """A set-up transaction, waited for: anvil may answer before it has mined the block."""
-        receipt = self.w3.eth.wait_for_transaction_receipt(fn.transact({"from": sender}), timeout=30, poll_latency=0.002)
-        if receipt["status"] != 1:
-            raise RuntimeError(f"market set-up transaction {fn.fn_name} from {sender} reverted")
 
     def _swap(self, sender: str, i: int, zero_for_one: bool, size: int, min_out: int, tip: int, base_fee: int):
         p = cast(Deployment, self.deployment).pools[i]
