@@ -7,6 +7,7 @@ against the contract that runs on mainnet, not a re-implementation of it.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -24,6 +25,9 @@ from scanner.errors import ChainError
 
 FEE_TIERS: dict[int, int] = {500: 10, 3000: 60, 10000: 200}
 """The fee tiers (hundredths of a bip) the V3 factory enables at deployment, with their tick spacings."""
+
+UNISWAP_V3_FACTORY = "0x1F98431c8aD98523631AE4a59f267346ea31F984"
+"""Uniswap's V3 factory on Ethereum mainnet (and at the same address on Arbitrum, Optimism, Polygon)."""
 
 _RECEIPT_TIMEOUT_S = 10.0
 
@@ -69,6 +73,19 @@ def create_pool(
     pool = artifacts.at(w3, "UniswapV3Pool", address)
     send(w3, pool.functions.initialize(sqrt_price_x96), sender)
     return pool
+
+
+def factory_of(pool: V3Pool, factories: Iterable[str]) -> str:
+    """The one of `factories` that created `pool`: whose create2 address for the pool's
+    (token0, token1, fee) under the canonical init code hash is the pool's address. This is the
+    check `ArbExecutor` makes before it swaps on a pool and again before its callback pays one.
+    Raises ChainError naming the pool when none of them did."""
+    factories = tuple(factories)
+    for factory in factories:
+        if v3_pool_address(factory, pool.token0, pool.token1, pool.fee).lower() == pool.address.lower():
+            return to_checksum_address(factory)
+    raise ChainError(f"V3 pool {pool.address} ({pool.token0}, {pool.token1}, fee {pool.fee}) was not created by "
+                     f"any of the known V3 factories {list(factories)}: the executor would refuse it (NotAPool)")
 
 
 def initialized_ticks(

@@ -30,24 +30,70 @@ from web3.types import RPCEndpoint
 
 from scanner.chain import artifacts
 from scanner.chain.rpc import ChainClient
+from scanner.chain.v3 import UNISWAP_V3_FACTORY, factory_of
+from scanner.dex.pool import Pool
+from scanner.dex.v2 import V2Pool
+from scanner.dex.v3 import V3Pool
 from scanner.errors import ChainError
 from scanner.gas.fees import GasModel
 from scanner.rank.ranking import Opportunity
 
 Route = Opportunity | Mapping[str, Any]
 """An opportunity as the scanner makes it, or as the query API serves it (a dict)."""
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
-def execute_args(route: Route, min_profit: int = 0) -> list:
-    """The arguments of `ArbExecutor.execute` for a route."""
+def execute_args(route: Route, min_profit: int = 0, *, pools: Mapping[str, Pool] | Iterable[Pool] = (),
+                 v3_factories: Iterable[str] = (UNISWAP_V3_FACTORY,)) -> list:
+    """The arguments of `ArbExecutor.execute` for a route.
+
+    Each hop's kind comes from its pool object: an entry of the route's `pools` that is a `Pool`,
+    else the pool of that address in `pools` (a mapping by address, any case, or the pool objects).
+    An address with neither is a V2 pair with the route's `fees_bps`, which is all a route from
+    the query API names. A route of V2 pairs only gets the V2 form, as before:
+    (pairs, zeroForOne, feeBps, amountIn, minProfit). A route with a `V3Pool` in it gets the mixed
+    form (pools, zeroForOne, fees, factories, amountIn, minProfit): a V2 hop has factory 0x0 and its
+    fee in bps, a V3 hop its fee tier in pips and the one of `v3_factories` whose create2 address
+    for the pool is the pool's (ChainError when none is: the executor would refuse it).
+    """
     get: Callable[[str], Any] = route.get if isinstance(route, Mapping) else lambda name: getattr(route, name)
-    return [[to_checksum_address(p) for p in get("pools")], list(get("zero_for_one")), list(get("fees_bps")),
-            int(get("amount_in")), min_profit]
+    known = {k.lower(): p for k, p in pools.items()} if isinstance(pools, Mapping) \
+        else {p.address.lower(): p for p in pools}
+    entries = list(get("pools"))
+    route_fees = get("fees_bps") or [None] * len(entries)  # optional when every hop has its pool object
+    factories = tuple(v3_factories)
+    addresses: list[str] = []
+    fees: list[int] = []
+    makers: list[str] = []  # per hop: the V3 factory, or ZERO_ADDRESS for a V2 pair
+    for entry, route_fee in zip(entries, route_fees):
+        pool = entry if isinstance(entry, Pool) else known.get(str(entry).lower())
+        if isinstance(pool, V3Pool):
+            fees.append(pool.fee)
+            makers.append(factory_of(pool, factories))
+        elif isinstance(pool, V2Pool):
+            fees.append(pool.fee_bps)
+            makers.append(ZERO_ADDRESS)
+        elif pool is None and route_fee is not None:
+            fees.append(int(route_fee))
+            makers.append(ZERO_ADDRESS)
+        elif pool is None:
+            raise ValueError(f"route hop {entry}: no pool object and no fees_bps to read it as a V2 pair")
+        else:
+            raise TypeError(f"pool {pool.address} is a {type(pool).__name__}: the executor swaps V2 pairs and V3 pools")
+        addresses.append(to_checksum_address(pool.address if pool is not None else entry))
+    zero_for_one, amount_in = list(get("zero_for_one")), int(get("amount_in"))
+    if all(maker == ZERO_ADDRESS for maker in makers):
+        return [addresses, zero_for_one, fees, amount_in, min_profit]
+    return [addresses, zero_for_one, fees, makers, amount_in, min_profit]
 
 
-def execute_fn(w3: Web3, executor: str, route: Route, min_profit: int = 0) -> ContractFunction:
-    """`ArbExecutor.execute` for a route: called from the owner, it returns the cycle's profit."""
-    return artifacts.at(w3, "ArbExecutor", executor).functions.execute(*execute_args(route, min_profit))
+def execute_fn(w3: Web3, executor: str, route: Route, min_profit: int = 0, *,
+               pools: Mapping[str, Pool] | Iterable[Pool] = (),
+               v3_factories: Iterable[str] = (UNISWAP_V3_FACTORY,)) -> ContractFunction:
+    """`ArbExecutor.execute` for a route (`execute_args` says which form): called from the owner,
+    it returns the cycle's profit."""
+    args = execute_args(route, min_profit, pools=pools, v3_factories=v3_factories)
+    return artifacts.at(w3, "ArbExecutor", executor).functions.execute(*args)
 
 
 def _rpc(client_or_w3: ChainClient | Web3, method: str, *params: Any) -> Any:
