@@ -166,3 +166,33 @@ def test_ten_thousand_pools_build_quickly_and_consistently():
     pools_of = graph.cycle_pools
     for slot in np.random.default_rng(1).choice(len(market), size=50, replace=False).tolist():
         assert graph.cycles_of([slot]).tolist() == np.flatnonzero((pools_of == slot).any(axis=1)).tolist()
+
+
+def test_v3_pools_are_edges_like_any_other():
+    """The graph takes any `Pool`: V3 pools beside V2 ones give the 2-hop cycles V2 vs V3 and fee
+    tier vs fee tier, and triangles that mix them, exactly as brute force finds them."""
+    from scanner.dex.v3 import V3Pool, sqrt_ratio_at_tick
+
+    def v3(address: str, token0: str, token1: str, fee: int) -> V3Pool:
+        return V3Pool(address, token0, token1, fee, {500: 10, 3000: 60}[fee], sqrt_ratio_at_tick(0), 0, 10**18)
+
+    pools = [
+        pool("v2-weth-usdc", "USDC", "WETH"),
+        v3("v3-weth-usdc-500", "USDC", "WETH", 500),
+        v3("v3-weth-usdc-3000", "USDC", "WETH", 3000),
+        v3("v3-usdc-dai", "DAI", "USDC", 500),
+        pool("v2-dai-weth", "DAI", "WETH"),
+        v3("v3-wbtc-weth", "WBTC", "WETH", 3000),
+    ]
+    graph = TokenGraph(["WETH", "USDC"], pools)
+    assert graph.rejected == []
+    found = cycles(graph)
+    assert found == brute_force_cycles(pools, {"WETH", "USDC"})
+    pairs = {c[1] for c in found if len(c[1]) == 2}
+    assert ("v2-weth-usdc", "v3-weth-usdc-500") in pairs and ("v3-weth-usdc-500", "v3-weth-usdc-3000") in pairs
+    kinds = {tuple(type(p).__name__ for p, _ in graph.hops_of(row)) for row in range(len(graph)) if graph.cycle_hops[row] == 3}
+    assert ("V3Pool", "V3Pool", "V2Pool") in kinds or ("V2Pool", "V3Pool", "V3Pool") in kinds
+    assert all(len(c[1]) != 3 or "v3-wbtc-weth" not in c[1] for c in found)  # WBTC has one pool: no cycle
+    for row in range(len(graph)):
+        for (p, z41), token_in in zip(graph.hops_of(row), graph.tokens_of(row)):
+            assert (p.token0 if z41 else p.token1) == token_in

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from scanner.dex.v2 import FEE_DENOMINATOR, MAX_RESERVE, V2Pool
-from scanner.route.sizing import compose, fold, forward, optimum, profit_upper_bound, refine
+from scanner.route.sizing import compose, fold, forward, optimum, profit_upper_bound, refine, refine_mixed
 
 FEES = st.sampled_from([0, 5, 25, 30, 100, 300])
 
@@ -138,4 +138,19 @@ def test_reserves_at_the_uint112_limit_stay_within_it():
     for (pool, z), amount in zip(hops, (sized.amount_in, *sized.amounts[:-1])):
         assert amount <= pool.max_input(z)
     assert sized.amounts[-1] <= hops[-1][0].reserves(True)[1]
+    assert list(sized.amounts) == forward(hops, sized.amount_in)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_cycles())
+def test_the_mixed_search_reaches_the_brute_force_optimum_on_v2_cycles(hops):
+    """The search that sizes cycles with V3 hops takes any pools: on these it proves the brute
+    force optimum too, without the closed form's hint."""
+    best = brute_force(hops)
+    sized = refine_mixed(hops, budget=10**5)
+    if best == 0:
+        assert sized is None
+        return
+    assert sized is not None and sized.gap == 0
+    assert sized.gross_profit == best
     assert list(sized.amounts) == forward(hops, sized.amount_in)

@@ -1,13 +1,21 @@
-"""How fast `V3Pool` quotes, against a literal port of the contract's swap loop.
+"""How fast `V3Pool` quotes, against a literal port of the contract's swap loop, and how fast the
+exact optimum of a cycle mixing V2 and V3 pools is found.
 
 The literal port (`naive_swap`) walks the ticks one tick spacing at a time, as a contract without
 a tick bitmap would, allocates a step record per step, recomputes every sqrt ratio and the tick
 after every partial step. It stops where the contract stops (initialized ticks and bitmap-word
 ends), so its amounts are the contract's: `run` asserts the fast path gives the same.
+
+The mixed cycles (`mixed_cycles`) are 3-hop: WETH-like base, middles of 6, 8 or 18 decimals, one
+or two V3 hops with their liquidity in several positions a few tick spacings around the price,
+V2 hops of 1 to 1000 ETH, mispriced by 0.3% to 3% around the cycle.
 """
 from __future__ import annotations
 
+import copy
 import json
+import math
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -16,9 +24,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from scanner.dex.pool import Pool
+from scanner.dex.v2 import MAX_RESERVE, V2Pool
 from scanner.dex.v3 import (
+    MAX_SQRT_RATIO,
     MAX_TICK,
+    MIN_SQRT_RATIO,
     MIN_TICK,
+    TICK_SPACINGS,
     SwapResult,
     V3Pool,
     add_delta,
@@ -26,6 +39,7 @@ from scanner.dex.v3 import (
     sqrt_ratio_at_tick,
     tick_at_sqrt_ratio,
 )
+from scanner.route.sizing import Hop, refine
 
 FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "v3_wbtc_weth_3000.json"
 """The real WBTC/WETH 0.3% pool state (Ethereum mainnet, block 16,944,668), when run from a checkout."""
@@ -113,9 +127,90 @@ def _median_us(call: Callable[[], Any], repeats: int, number: int) -> float:
     return statistics.median(times)
 
 
+def _mixed_v3_pool(rng: random.Random, name: str, token0: str, token1: str, price: float, depth0: float) -> V3Pool:
+    fee = rng.choice([100, 500, 3000, 10000])
+    spacing = TICK_SPACINGS[fee]
+    sqrt_price = min(max(int(math.sqrt(price) * 2**96), MIN_SQRT_RATIO + 1), MAX_SQRT_RATIO - 2)
+    tick = tick_at_sqrt_ratio(sqrt_price)
+    pool = V3Pool(name, token0, token1, fee, spacing, sqrt_price, tick, 0)
+    liquidity = max(int(depth0 * math.sqrt(price)), 1)
+    here = tick // spacing
+    for _ in range(rng.randint(3, 7)):
+        kind = rng.random()
+        if kind < 0.7:
+            lower, upper = here - rng.randint(0, 5), here + rng.randint(1, 5)
+        elif kind < 0.85:
+            upper = here - rng.randint(0, 3)
+            lower = upper - rng.randint(1, 5)
+        else:
+            lower = here + rng.randint(1, 3)
+            upper = lower + rng.randint(1, 5)
+        pool.mint(lower * spacing, upper * spacing, max(int(liquidity * rng.uniform(0.1, 1.0)), 1))
+    return pool
+
+
+def mixed_cycles(count: int, seed: int = 0) -> list[list[Hop]]:
+    """`count` profitable 3-hop cycles B → T0 → T1 → B with one or two V3 hops (see the module)."""
+    rng = random.Random(seed)
+    cycles: list[list[Hop]] = []
+    while len(cycles) < count:
+        decimals, value = {"B": 18}, {"B": 1.0}
+        for token in ("T0", "T1"):
+            decimals[token], value[token] = rng.choice([6, 8, 18]), 10 ** rng.uniform(-4, 1)
+        path = ["B", "T0", "T1", "B"]
+        v3_hops = set(rng.sample(range(3), rng.choice([1, 2])))
+        per_hop = (1 + rng.uniform(0.003, 0.03)) ** (1 / 3)
+        hops: list[Hop] = []
+        for h in range(3):
+            flip = rng.random() < 0.5
+            token0, token1 = (path[h + 1], path[h]) if flip else (path[h], path[h + 1])
+            fair = (value[token0] / 10 ** decimals[token0]) / (value[token1] / 10 ** decimals[token1])
+            gain = per_hop * (1 + rng.uniform(-0.002, 0.002))
+            price = fair / gain if flip else fair * gain
+            depth0 = 10 ** rng.uniform(0, 3) / value[token0] * 10 ** decimals[token0]
+            if h in v3_hops:
+                pool: Pool = _mixed_v3_pool(rng, f"p{h}", token0, token1, price, depth0)
+            else:
+                pool = V2Pool(f"p{h}", token0, token1, min(max(int(depth0), 1), MAX_RESERVE),
+                              min(max(int(depth0 * price), 1), MAX_RESERVE), rng.choice([5, 25, 30]))
+            hops.append((pool, not flip))
+        if refine(copy.deepcopy(hops), 0.0) is not None:
+            cycles.append(hops)
+    return cycles
+
+
+def mixed_cycle_figures(count: int = 50, repeats: int = 5, budget: int = 32) -> dict[str, Any]:
+    """Median over `count` cycles of each one's median µs to its exact optimum with the scanner's
+    refine budget (32), from pools whose swap-step tables are not built yet, as after the block
+    that moved them (`mixed_cycle_optimum_us`), and again with the tables built, as for the later
+    cycles through the same pools in that block (`mixed_cycle_optimum_warm_us`); how many results
+    are proven optimal (gap 0; the others carry a proven bound on what they may miss)."""
+    cycles = mixed_cycles(count)
+    cold, warm, proven = [], [], 0
+    for hops in cycles:
+        cold_times: list[float] = []
+        warm_times: list[float] = []
+        for fresh in [copy.deepcopy(hops) for _ in range(repeats)]:
+            for times in (cold_times, warm_times):
+                started = time.perf_counter()
+                sized = refine(fresh, 0.0, budget)
+                times.append((time.perf_counter() - started) * 1e6)
+        proven += sized is not None and sized.gap == 0
+        cold.append(statistics.median(cold_times))
+        warm.append(statistics.median(warm_times))
+    return {
+        "mixed_cycles": len(cycles),
+        "mixed_cycle_optimum_us": round(statistics.median(cold), 1),
+        "mixed_cycle_optimum_p90_us": round(sorted(cold)[int(0.9 * len(cold))], 1),
+        "mixed_cycle_optimum_warm_us": round(statistics.median(warm), 1),
+        "mixed_cycles_proven_optimal": proven,
+    }
+
+
 def run(repeats: int = 7, state_path: str | Path | None = None) -> dict[str, Any]:
     """Median µs of one exact-input quote within a tick range (`quote_us`), of one crossing about
-    10 initialized ticks (`cross_quote_us`), and of the literal port on the same quotes.
+    10 initialized ticks (`cross_quote_us`), and of the literal port on the same quotes; and the
+    mixed-cycle figures of `mixed_cycle_figures`.
 
     The state is the pool of `state_path` (a v3_wbtc_weth_3000.json fixture), by default the
     repository's fixture when it is there, else `synthetic_pool()`; `state` says which.
@@ -142,4 +237,5 @@ def run(repeats: int = 7, state_path: str | Path | None = None) -> dict[str, Any
             raise AssertionError(f"the fast and literal swaps of {amount} differ")
         figures[name] = round(_median_us(partial(pool.quote_out, True, amount), repeats, 500), 2)
         figures["naive_" + name] = round(_median_us(partial(naive_swap, pool, True, amount), repeats, 50), 2)
+    figures.update(mixed_cycle_figures(repeats=min(repeats, 5)))
     return figures

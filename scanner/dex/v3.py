@@ -10,7 +10,7 @@ the recorded state tick by tick; a literal port of the loop checks the word boun
 """
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -280,6 +280,26 @@ def compute_swap_step(sqrt_current_x96: int, sqrt_target_x96: int, liquidity: in
     return sqrt_next, amount_in, amount_out, fee_amount
 
 
+def virtual_curve(liquidity: int, sqrt_price_x96: int, zero_for_one: bool, fee: int, extra_bits: int = 0) -> Mobius:
+    """The constant-product curve, fee included, of `liquidity` at `sqrt_price_x96`: virtual reserves
+    L/√P (token0) and L·√P (token1), the reserve in rounded down and the reserve out up, to
+    2^-extra_bits of a unit (the curve is the same with both reserves scaled). Never below the
+    exact output of a swap from that price that meets no more than `liquidity` on its way (see
+    `V3Pool.mobius`). Rounding to whole units loosens the curve by up to one unit of the reserve
+    out, which matters for a 6-decimal token with a small reserve: the search uses extra bits."""
+    if liquidity <= 0:
+        return DEAD_MOBIUS
+    scaled = liquidity << extra_bits
+    if zero_for_one:
+        r_in = (scaled << 96) // sqrt_price_x96
+        r_out = -(-(scaled * sqrt_price_x96) >> 96)
+    else:
+        r_in = scaled * sqrt_price_x96 >> 96
+        r_out = -(-(scaled << 96) // sqrt_price_x96)
+    gamma = PIPS - fee
+    return gamma * r_out, PIPS * r_in, gamma << extra_bits
+
+
 # -- the pool ---------------------------------------------------------------------------------
 
 
@@ -326,6 +346,7 @@ class V3Pool(Pool):
     _initialized: list[int] = field(init=False, repr=False)
     _version: int = field(init=False, repr=False)  # bumped whenever `ticks` changes
     _memo: dict[tuple[Any, ...], int] = field(init=False, repr=False)
+    _steps: dict[tuple[Any, ...], SwapSteps] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.token0 == self.token1:
@@ -342,6 +363,7 @@ class V3Pool(Pool):
         self._initialized = sorted(self.ticks)
         self._version = 0
         self._memo = {}
+        self._steps = {}
         self.update(self.sqrt_price_x96, self.tick, self.liquidity)
 
     # -- construction from recorded data ------------------------------------------------------
@@ -618,6 +640,20 @@ class V3Pool(Pool):
         return self._remember("max_input", zero_for_one, lambda: INT256_MAX - self._walk(
             zero_for_one, INT256_MAX, self.default_limit(zero_for_one))[0])
 
+    def _state_key(self, zero_for_one: bool) -> tuple[Any, ...]:
+        return zero_for_one, self.sqrt_price_x96, self.tick, self.liquidity, self._version
+
+    def swap_steps(self, zero_for_one: bool) -> SwapSteps:
+        """The steps of every exact-input swap from the current state in this direction (see
+        `SwapSteps`), computed as far as they are asked for and kept until the state changes."""
+        key = self._state_key(zero_for_one)
+        steps = self._steps.get(key)
+        if steps is None:
+            if len(self._steps) >= 4:
+                self._steps.clear()
+            steps = self._steps[key] = SwapSteps(self, zero_for_one)
+        return steps
+
     def max_liquidity(self, zero_for_one: bool) -> int:
         """The most liquidity in range anywhere the price can move in this direction (current range included)."""
         return self._remember("max_liquidity", zero_for_one, lambda: self._max_liquidity(zero_for_one))
@@ -648,14 +684,252 @@ class V3Pool(Pool):
         top = self.max_liquidity(zero_for_one)
         if top <= 0 or not self._can_move(zero_for_one):
             return DEAD_MOBIUS
-        reserve0_floor = (top << 96) // self.sqrt_price_x96
-        reserve0_ceil = -(-(top << 96) // self.sqrt_price_x96)
-        reserve1_floor = top * self.sqrt_price_x96 >> 96
-        reserve1_ceil = -(-(top * self.sqrt_price_x96) >> 96)
-        r_in, r_out = (reserve0_floor, reserve1_ceil) if zero_for_one else (reserve1_floor, reserve0_ceil)
-        gamma = PIPS - self.fee
-        return gamma * r_out, PIPS * r_in, gamma
+        return virtual_curve(top, self.sqrt_price_x96, zero_for_one, self.fee)
 
     def spot_price(self) -> Fraction:
         """The pool's marginal price before fees: raw token1 units per raw token0 unit, (√P/2^96)²."""
         return Fraction(self.sqrt_price_x96 * self.sqrt_price_x96, 1 << 192)
+
+
+Piece = tuple[int, int, int, int, int]
+_PRECISE = 64  # extra bits of the virtual reserves in the pieces of `SwapSteps`
+"""(k, m, n, O, C): the curve O + k·(u − C) / (m + n·(u − C)) of a pool's output for input u."""
+
+
+class SwapSteps:
+    """Every exact-input swap from one state of a V3 pool in one direction, as the contract's steps.
+
+    State j is where a swap stands after j full steps: `starts[j]` input consumed (amounts in plus
+    fees), `outs[j]` output paid, `prices[j]` the sqrt price, `liquidities[j]` the in-range
+    liquidity, `crossed[j]` initialized ticks crossed; `targets[j]` is where step j stops (an
+    initialized tick, the end of a bitmap word, or the price limit). The contract swaps an exact
+    input u with starts[j] <= u < starts[j + 1] as the full steps before j and one partial step j
+    (step j is full exactly when its input covers amount in plus fee), so `out(u)` is outs[j] plus
+    one `compute_swap_step`: the amounts of `V3Pool.quote_out`, found by bisection. Steps are
+    computed as far as they are asked for. Between starts[j] and starts[j + 1] the output is one
+    constant-product step, so state j has a Möbius upper bound (`local`), which is what lets
+    sizing treat a V3 hop like a V2 hop one range at a time.
+
+    A table belongs to one pool state (`V3Pool.swap_steps` keeps it); extending it after the pool
+    changed raises RuntimeError.
+    """
+
+    def __init__(self, pool: V3Pool, zero_for_one: bool):
+        self.zero_for_one = zero_for_one
+        self.fee = pool.fee
+        self.starts = [0]
+        self.outs = [0]
+        self.prices = [pool.sqrt_price_x96]
+        self.liquidities = [pool.liquidity]
+        self.crossed = [0]
+        self.targets: list[int] = []
+        self.done = not pool._can_move(zero_for_one)  # the last state is final: larger inputs are not taken
+        self._pool = pool
+        self._key = pool._state_key(zero_for_one)
+        self._tick = pool.tick
+        self._limit = pool.default_limit(zero_for_one)
+        self._prefix_max: list[int] = []
+        self._suffix_max: list[int] = []
+
+    # -- the steps ----------------------------------------------------------------------------
+
+    def _extend(self) -> None:
+        """Compute the next full step, as `V3Pool._walk` does with an unlimited exact input."""
+        pool, zero_for_one = self._pool, self.zero_for_one
+        if pool._state_key(zero_for_one) != self._key:
+            raise RuntimeError(f"pool {pool.address} changed since its swap steps were computed")
+        sqrt_price, liquidity, tick, limit = self.prices[-1], self.liquidities[-1], self._tick, self._limit
+        spacing, initialized = pool.tick_spacing, pool._initialized
+        i = bisect_right(initialized, tick)
+        merged = liquidity == 0
+        if zero_for_one:
+            bound = MIN_TICK if merged else (tick // spacing >> 8 << 8) * spacing
+            if i and initialized[i - 1] >= bound:
+                tick_next, is_initialized = initialized[i - 1], True
+            else:
+                tick_next, is_initialized = max(bound, MIN_TICK), False
+            sqrt_next = sqrt_ratio_at_tick(tick_next)
+            target = max(sqrt_next, limit)
+        else:
+            bound = MAX_TICK if merged else ((tick // spacing + 1 >> 8 << 8) + _WORD - 1) * spacing
+            if i < len(initialized) and initialized[i] <= bound:
+                tick_next, is_initialized = initialized[i], True
+            else:
+                tick_next, is_initialized = min(bound, MAX_TICK), False
+            sqrt_next = sqrt_ratio_at_tick(tick_next)
+            target = min(sqrt_next, limit)
+        try:
+            sqrt_new, amount_in, amount_out, fee_amount = compute_swap_step(sqrt_price, target, liquidity,
+                                                                            INT256_MAX, pool.fee)
+            crossed = self.crossed[-1]
+            if sqrt_new == sqrt_next:
+                if is_initialized:
+                    net = pool.ticks[tick_next][1]
+                    liquidity = add_delta(liquidity, -net if zero_for_one else net)
+                    crossed += 1
+                tick = tick_next - 1 if zero_for_one else tick_next
+        except V3Revert:  # a swap that gets this far reverts: only the inputs before this step exist
+            self.done = True
+            return
+        if sqrt_new != target:  # not even 2**255 of input finishes the step
+            self.done = True
+            return
+        self.targets.append(target)
+        self.starts.append(self.starts[-1] + amount_in + fee_amount)
+        self.outs.append(self.outs[-1] + amount_out)
+        self.prices.append(sqrt_new)
+        self.liquidities.append(liquidity)
+        self.crossed.append(crossed)
+        self._tick = tick
+        if sqrt_new == limit:
+            self.done = True
+
+    def _reach_input(self, amount: int) -> None:
+        while not self.done and self.starts[-1] <= amount:
+            self._extend()
+
+    def max_input(self) -> int:
+        """`V3Pool.max_input`: the input that takes the price to the limit (walks every step)."""
+        while not self.done:
+            self._extend()
+        return self.starts[-1]
+
+    def accepts(self, amount: int) -> bool:
+        """Whether the pool takes all of `amount` (it is at most `max_input`), walking only as far as `amount`."""
+        self._reach_input(amount)
+        return not self.done or amount <= self.starts[-1]
+
+    def state_of(self, amount: int) -> int:
+        """The state whose step an exact input of `amount` (>= 0, accepted) ends in."""
+        self._reach_input(amount)
+        return bisect_right(self.starts, amount) - 1
+
+    def end_of(self, state: int) -> int | None:
+        """The smallest input past the step of `state` (None for the final state)."""
+        return self.starts[state + 1] if state + 1 < len(self.starts) else None
+
+    def _step_out(self, state: int, rest: int) -> int:
+        """Output of step `state` for `rest` of input: `compute_swap_step`'s, without the amounts it
+        works out and then drops (a step is full exactly when `rest` covers its amount in plus fee)."""
+        if rest <= 0:
+            return 0
+        if rest >= self.starts[state + 1] - self.starts[state]:
+            return self.outs[state + 1] - self.outs[state]
+        sqrt_price, liquidity = self.prices[state], self.liquidities[state]
+        sqrt_next = next_sqrt_price_from_input(sqrt_price, liquidity, rest * (PIPS - self.fee) // PIPS, self.zero_for_one)
+        if self.zero_for_one:
+            return amount1_delta(sqrt_next, sqrt_price, liquidity, False)
+        return amount0_delta(sqrt_price, sqrt_next, liquidity, False)
+
+    def quote(self, amount: int) -> tuple[int, int] | None:
+        """(`out(amount)`, `state_of(amount)`), None when the pool does not take all of `amount`."""
+        if amount <= 0:
+            return 0, self.state_of(0)
+        self._reach_input(amount)
+        state = bisect_right(self.starts, amount) - 1
+        if state == len(self.targets):
+            return (self.outs[state], state) if amount == self.starts[state] else None
+        return self.outs[state] + self._step_out(state, amount - self.starts[state]), state
+
+    def out(self, amount: int) -> int:
+        """`V3Pool.quote_out(zero_for_one, amount)`, to the wei."""
+        if amount <= 0:
+            return 0
+        state = self.state_of(amount)
+        if state == len(self.targets):  # the final state: the pool takes no more
+            return self.outs[state]
+        return self.outs[state] + self._step_out(state, amount - self.starts[state])
+
+    def smallest_in(self, amount_out: int) -> int | None:
+        """`V3Pool.quote_in`: the smallest exact input whose output is at least `amount_out`; None
+        when no input gets it."""
+        if amount_out <= 0:
+            return None
+        while not self.done and self.outs[-1] < amount_out:
+            self._extend()
+        if self.outs[-1] < amount_out:
+            return None
+        state = bisect_left(self.outs, amount_out) - 1  # outs[state] < amount_out <= outs[state + 1]
+        need = amount_out - self.outs[state]
+        full = self.starts[state + 1] - self.starts[state]
+        k, m, n, _, _ = self.local(state)  # the continuous input for `need`, within a unit or two of the answer
+        room = k - n * need
+        if room > 0:
+            guess = -(-m * need // room)
+        else:
+            _, amount_in, _, fee_amount = compute_swap_step(self.prices[state], self.targets[state],
+                                                            self.liquidities[state], -need, self.fee)
+            guess = amount_in + fee_amount
+        guess = min(max(guess, 1), full)
+        if self._step_out(state, guess) >= need:  # search down: out(lo) < need <= out(hi)
+            hi, step = guess, 1
+            lo = hi - 1
+            while lo > 0 and self._step_out(state, lo) >= need:
+                hi, step = lo, step * 2
+                lo = max(hi - step, 0)
+        else:  # search up
+            lo, step = guess, 1
+            while True:
+                hi = min(lo + step, full)
+                if self._step_out(state, hi) >= need:
+                    break
+                lo, step = hi, step * 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self._step_out(state, mid) >= need:
+                hi = mid
+            else:
+                lo = mid
+        return self.starts[state] + hi
+
+    # -- upper bounds ---------------------------------------------------------------------------
+
+    def local(self, state: int) -> Piece:
+        """A curve never below `out(u)` for u from starts[state] to the end of its step (included):
+        the constant product of the step's liquidity from its exact start, since one step's rounding
+        only loses (see `V3Pool.mobius`). The final state's curve is its output, a constant."""
+        if state == len(self.targets):
+            return 0, 1, 0, self.outs[state], self.starts[state]
+        curve = virtual_curve(self.liquidities[state], self.prices[state], self.zero_for_one, self.fee, _PRECISE)
+        return (*curve, self.outs[state], self.starts[state])
+
+    def _liquidity_bounds(self) -> tuple[list[int], list[int]]:
+        """Most liquidity met up to, and from, each number of initialized ticks crossed."""
+        if not self._suffix_max:
+            pool = self._pool
+            if pool._state_key(self.zero_for_one) != self._key:
+                raise RuntimeError(f"pool {pool.address} changed since its swap steps were computed")
+            i = bisect_right(pool._initialized, self._key[2])
+            crossing = reversed(pool._initialized[:i]) if self.zero_for_one else pool._initialized[i:]
+            sign = -1 if self.zero_for_one else 1
+            liquidity = pool.liquidity
+            seq = [liquidity]
+            for tick in crossing:
+                liquidity += sign * pool.ticks[tick][1]
+                seq.append(liquidity)
+            top, prefix = 0, []
+            for value in seq:
+                top = max(top, value)
+                prefix.append(top)
+            top, suffix = 0, []
+            for value in reversed(seq):
+                top = max(top, value)
+                suffix.append(top)
+            suffix.reverse()
+            self._prefix_max, self._suffix_max = prefix, suffix
+        return self._prefix_max, self._suffix_max
+
+    def tail(self, state: int) -> Piece:
+        """A curve never below `out(u)` for every accepted u >= starts[state]: the constant product,
+        from the state's exact start, of the most liquidity met from there on."""
+        if state == len(self.targets):
+            return self.local(state)
+        top = self._liquidity_bounds()[1][self.crossed[state]]
+        return (*virtual_curve(top, self.prices[state], self.zero_for_one, self.fee, _PRECISE), self.outs[state],
+                self.starts[state])
+
+    def head(self, state: int) -> Piece:
+        """A curve never below `out(u)` for every u up to the end of the state's step: the constant
+        product, from the pool's price, of the most liquidity met up to that step."""
+        top = self._liquidity_bounds()[0][self.crossed[state]]
+        return (*virtual_curve(top, self.prices[0], self.zero_for_one, self.fee, _PRECISE), 0, 0)
