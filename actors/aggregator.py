@@ -42,7 +42,7 @@ class Aggregator:
                                    gas_model=GasModel(*gas_model) if gas_model else GasModel(),
                                    **({"risk": risk} if risk else {}))
         if risk:
-            risk.attach(self.core.scanner.graph)
+            risk.attach(self.core.ranker.graph)
         self.symbols = {k.lower(): v for k, v in (symbols or {}).items()}
         self.ctx = zmq.Context()
         self.ingest = self.ctx.socket(zmq.PULL)
@@ -129,17 +129,17 @@ class Aggregator:
         return {"role": "aggregator", "block": self.store.block, "last_rank_latency_ms": round(self.last_latency_ms, 3),
                 "shard_timeouts": c.shard_timeouts, "withdrawn_blocks": c.withdrawn_blocks,
                 "unsynced_dropped": c.unsynced_dropped, "peers": self.peers.statuses(), "pools": len(c.pools),
-                "cycles": len(c.scanner.graph), "risk_model": type(c.scanner.risk).__name__,
+                "cycles": len(c.ranker.graph), "risk_model": type(c.ranker.risk).__name__,
                 "frames_invalid": c.invalid_frames, "predictions": c.predictions} | self.counts
 
     def set_gas_model(self, base: int, per_hop: int) -> None:
         """The submitter's calibration of the executor's gas (eth_estimateGas of real routes)."""
-        self.core.scanner.set_gas_model(GasModel(base, per_hop))
+        self.core.ranker.set_gas_model(GasModel(base, per_hop))
         self.counts["gas_model"] = [base, per_hop]
 
     def pool_state(self) -> dict:
         """The reserves every pool is ranked with now and the last block ranked (diagnostics, tests)."""
-        pools = [p for p in self.core.scanner.graph.pools if p is not None]
+        pools = [p for p in self.core.ranker.graph.pools if p is not None]
         return {"block": self.core.last_ranked, "reserves": {p.address: (p.reserve0, p.reserve1) for p in pools}}
 
     def endpoints(self) -> dict[str, str]:

@@ -25,7 +25,7 @@ from scanner.chain import artifacts
 from scanner.chain.anvil import Anvil
 from scanner.dex.v2 import V2Pool
 from scanner.gas.fees import next_base_fee
-from scanner.rank.ranking import Scanner
+from scanner.rank.ranking import Ranker
 from scanner.serve.client import QueryClient
 from scanner.sim.market import Market, MarketSpec
 
@@ -44,7 +44,7 @@ def _naive_block_ms(w3: Web3, market: Market) -> float:
         pools.append(V2Pool(p.address.lower(), p.token0.lower(), p.token1.lower(), r0, r1, p.fee_bps))
     head = w3.eth.get_block("latest")
     gas_price = next_base_fee(head["baseFeePerGas"], head["gasUsed"], head["gasLimit"])
-    Scanner(pools, {dep.base.lower(): Fraction(1)}, gas_price).full_rescan(head["number"])
+    Ranker(pools, {dep.base.lower(): Fraction(1)}, gas_price).full_rescan(head["number"])
     return (time.perf_counter() - start) * 1000
 
 

@@ -56,7 +56,7 @@ def test_a_silent_shard_costs_a_counted_timeout_and_its_late_update_still_counts
     assert [(b.number, b.complete) for b in ranked] == [(11, False)] and core.shard_timeouts == 1
     # Shard 1's block 11 arrives after 11 was ranked: its reserves still reach the scanner.
     core.on_block(_update(1, 11, {1: (90 * E18, 300_000 * 10**6)}))
-    assert core.scanner.graph.pools[core.scanner.graph.slots[_pools()[1].address]].reserve0 == 90 * E18
+    assert core.ranker.graph.pools[core.ranker.graph.slots[_pools()[1].address]].reserve0 == 90 * E18
     assert core.on_block(_update(0, 12)) == []
     assert core.on_block(_update(1, 12))[0].opportunities
 

@@ -26,7 +26,7 @@ from scanner.config import DexConfig
 from scanner.dex.v2 import V2Pool
 from scanner.gas.fees import GasModel, next_base_fee
 from scanner.rank.aggregate import opportunity_dict
-from scanner.rank.ranking import Opportunity, Scanner
+from scanner.rank.ranking import Opportunity, Ranker
 from scanner.sim.market import Market, MarketSpec
 from scanner.submit.calibrate import calibrate_gas, execute_fn, measure
 
@@ -87,7 +87,7 @@ def _scan_market(node: Anvil, seed: int) -> tuple[list[Check], GasModel]:
     _warm_up(market)
     client = ChainClient(node.url)
     found = discover(client, [DexConfig(n, f, fee) for n, (f, fee) in deployment.factories.items()], progress=False)
-    scanner = Scanner([V2Pool(p.address, p.token0, p.token1, p.reserve0, p.reserve1, p.fee_bps) for p in found],
+    scanner = Ranker([V2Pool(p.address, p.token0, p.token1, p.reserve0, p.reserve1, p.fee_bps) for p in found],
                       {deployment.base.lower(): Fraction(1)}, gas_price=0, top_n=TOP_N)
     lens = PoolLens(client)
     addresses = [p.address for p in found]

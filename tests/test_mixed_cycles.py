@@ -5,7 +5,7 @@ positions a few tick spacings around the price (so the best trade crosses initia
 V2 hops with realistic reserves, middle tokens of 6, 8 and 18 decimals. The input `refine` picks
 is compared with every input (small-liquidity cycles, where that is affordable) and with a dense
 exact scan (realistic cycles); the summary line each test prints gives the counts and the worst
-shortfall. Then `Scanner` ranks a mixed opportunity end to end with exact amounts.
+shortfall. Then `Ranker` ranks a mixed opportunity end to end with exact amounts.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import pytest
 from scanner.dex.pool import Pool
 from scanner.dex.v2 import MAX_RESERVE, V2Pool
 from scanner.dex.v3 import MAX_SQRT_RATIO, MIN_SQRT_RATIO, TICK_SPACINGS, V3Pool, tick_at_sqrt_ratio
-from scanner.rank.ranking import Scanner
+from scanner.rank.ranking import Ranker
 from scanner.route.sizing import Hop, _compose_all, _input_cap, fold, forward, optimum, refine, refine_mixed
 
 BUDGET = 4096  # large: the proofs, not the budget, end these searches
@@ -313,7 +313,7 @@ def test_scanner_ranks_a_mixed_opportunity_with_exact_amounts():
     dai_weth = V2Pool("v2-dai-weth", "DAI", "WETH", 1_500_000 * e18, 500 * e18, 30)
     pools: list[Pool] = [v2, cheap, tier, dai, dai_weth]
     bases = {"WETH": Fraction(1), "USDC": Fraction(3000 * e6, e18)}
-    scanner = Scanner(copy.deepcopy(pools), bases, gas_price=10**9, top_n=50)
+    scanner = Ranker(copy.deepcopy(pools), bases, gas_price=10**9, top_n=50)
     ranked = scanner.full_rescan(1)
     assert ranked
     by_address = {p.address: p for p in pools}
@@ -341,7 +341,7 @@ def test_scanner_ranks_a_mixed_opportunity_with_exact_amounts():
     fair = int(math.sqrt(1 / usdc_per_weth) * 2**96)
     moved.update(fair, tick_at_sqrt_ratio(fair), moved.liquidity)
     after = scanner.apply_updates({cheap.address: (moved.sqrt_price_x96, moved.tick, moved.liquidity)}, 2)
-    fresh = Scanner([moved if p.address == cheap.address else copy.deepcopy(p) for p in pools], bases,
+    fresh = Ranker([moved if p.address == cheap.address else copy.deepcopy(p) for p in pools], bases,
                     gas_price=10**9, top_n=50).full_rescan(2)
     assert [(o.id, o.amount_in, o.amounts) for o in after] == [(o.id, o.amount_in, o.amounts) for o in fresh]
     assert sum(o.gross_profit for o in after) < sum(o.gross_profit for o in ranked)

@@ -11,7 +11,7 @@ import pytest
 
 from scanner.dex.v2 import MAX_RESERVE, V2Pool
 from scanner.gas.fees import GasModel, gas_cost_in_token
-from scanner.rank.ranking import HeuristicRiskModel, Opportunity, RiskInputs, Scanner, expected_value, opportunity_id
+from scanner.rank.ranking import HeuristicRiskModel, Opportunity, Ranker, RiskInputs, expected_value, opportunity_id
 
 GWEI = 10**9
 E18 = 10**18
@@ -50,7 +50,7 @@ def summary(ranked: list[Opportunity]) -> list[tuple]:
 def test_incremental_updates_rank_exactly_like_a_full_rescan(seed, top_n):
     rng = random.Random(seed)
     pools = random_market(rng)
-    scanner = Scanner(copy.deepcopy(pools), BASES, gas_price=30 * GWEI, top_n=top_n)
+    scanner = Ranker(copy.deepcopy(pools), BASES, gas_price=30 * GWEI, top_n=top_n)
     total = 0
     for block in range(1, 26):
         changed = rng.sample(pools, rng.randint(1, 12))
@@ -59,7 +59,7 @@ def test_incremental_updates_rank_exactly_like_a_full_rescan(seed, top_n):
             p.update(*updates[p.address])
         gas_price = rng.choice([None, 1 * GWEI, 30 * GWEI, 300 * GWEI])
         incremental = scanner.apply_updates(updates, block, gas_price)
-        fresh = Scanner(copy.deepcopy(pools), BASES, gas_price=scanner.gas_price, top_n=top_n)
+        fresh = Ranker(copy.deepcopy(pools), BASES, gas_price=scanner.gas_price, top_n=top_n)
         assert summary(incremental) == summary(fresh.full_rescan(block))
         total += len(incremental)
     assert total > 0  # the comparison was not vacuous
@@ -67,10 +67,10 @@ def test_incremental_updates_rank_exactly_like_a_full_rescan(seed, top_n):
 
 def test_top_n_is_the_head_of_the_full_ranking():
     pools = random_market(random.Random(5), 120)
-    everything = Scanner(copy.deepcopy(pools), BASES, gas_price=10 * GWEI, top_n=10_000).full_rescan(7)
+    everything = Ranker(copy.deepcopy(pools), BASES, gas_price=10 * GWEI, top_n=10_000).full_rescan(7)
     assert len(everything) > 5
     for n in (1, 3, 5):
-        assert summary(Scanner(copy.deepcopy(pools), BASES, gas_price=10 * GWEI, top_n=n).full_rescan(7)) == summary(everything[:n])
+        assert summary(Ranker(copy.deepcopy(pools), BASES, gas_price=10 * GWEI, top_n=n).full_rescan(7)) == summary(everything[:n])
     values = [o.expected_value_eth for o in everything]
     assert values == sorted(values, reverse=True)
 
@@ -102,7 +102,7 @@ def check_exact(opportunity: Opportunity, pools: dict[str, V2Pool], gas_model: G
 
 def test_every_reported_number_is_exact():
     pools = random_market(random.Random(6), 120)
-    scanner = Scanner(pools, BASES, gas_price=5 * GWEI, top_n=10_000)
+    scanner = Ranker(pools, BASES, gas_price=5 * GWEI, top_n=10_000)
     ranked = scanner.full_rescan(1)
     assert ranked
     by_address = {p.address: p for p in pools}
@@ -118,7 +118,7 @@ def test_degenerate_reserves_never_make_absurd_opportunities():
     for i, (r0, r1) in enumerate(extremes * 3):
         a, b = rng.sample(["WETH", "USD", "T0", "T1"], 2)
         pools.append(V2Pool(f"0xdead{i:02d}", a, b, r0, r1, rng.choice([0, 30])))
-    scanner = Scanner(pools, BASES, gas_price=GWEI, top_n=10_000)
+    scanner = Ranker(pools, BASES, gas_price=GWEI, top_n=10_000)
     by_address = {p.address: p for p in pools}
     ranked = scanner.full_rescan(1)
     for block in range(2, 12):
@@ -131,10 +131,10 @@ def test_degenerate_reserves_never_make_absurd_opportunities():
 
 def test_gas_decides_what_is_worth_doing():
     pools = random_market(random.Random(9), 120)
-    cheap = Scanner(copy.deepcopy(pools), BASES, gas_price=1, top_n=10_000).full_rescan(1)
-    dear = Scanner(copy.deepcopy(pools), BASES, gas_price=10**6 * GWEI, top_n=10_000).full_rescan(1)
+    cheap = Ranker(copy.deepcopy(pools), BASES, gas_price=1, top_n=10_000).full_rescan(1)
+    dear = Ranker(copy.deepcopy(pools), BASES, gas_price=10**6 * GWEI, top_n=10_000).full_rescan(1)
     assert len(dear) < len(cheap)
-    scanner = Scanner(copy.deepcopy(pools), BASES, gas_price=10**6 * GWEI, top_n=10_000)
+    scanner = Ranker(copy.deepcopy(pools), BASES, gas_price=10**6 * GWEI, top_n=10_000)
     assert summary(scanner.apply_updates({}, 1, gas_price=1)) == summary(cheap)
 
 
@@ -143,7 +143,7 @@ def test_expected_value_formula():
     assert expected_value(1.0, 1_000, 0, 50) == 1_000
     assert expected_value(0.0, 1_000, 0, 50) == -50
     pools = random_market(random.Random(10), 120)
-    best = Scanner(pools, BASES, gas_price=GWEI).full_rescan(3)[0]
+    best = Ranker(pools, BASES, gas_price=GWEI).full_rescan(3)[0]
     surer = best.with_risk(1.0, 0)
     assert surer.expected_value == surer.net_profit and surer.id == best.id
 
@@ -170,18 +170,18 @@ def test_ids_are_stable_per_cycle_and_block():
 
 
 def test_unknown_pool_update_is_named():
-    scanner = Scanner(random_market(random.Random(11), 20), BASES, gas_price=GWEI)
+    scanner = Ranker(random_market(random.Random(11), 20), BASES, gas_price=GWEI)
     with pytest.raises(KeyError, match="pool 0xnope is not watched"):
         scanner.apply_updates({"0xnope": (1, 1)}, 1)
 
 
 def test_adding_and_removing_pools_rescore_their_cycles():
     pools = random_market(random.Random(12), 80)
-    scanner = Scanner(copy.deepcopy(pools[:60]), BASES, gas_price=GWEI, top_n=10_000)
+    scanner = Ranker(copy.deepcopy(pools[:60]), BASES, gas_price=GWEI, top_n=10_000)
     for p in copy.deepcopy(pools[60:]):
         scanner.add_pool(p)
-    full = Scanner(copy.deepcopy(pools), BASES, gas_price=GWEI, top_n=10_000)
+    full = Ranker(copy.deepcopy(pools), BASES, gas_price=GWEI, top_n=10_000)
     assert summary(scanner.full_rescan(2)) == summary(full.full_rescan(2))
     scanner.remove_pool(pools[0].address)
-    rest = Scanner(copy.deepcopy(pools[1:]), BASES, gas_price=GWEI, top_n=10_000)
+    rest = Ranker(copy.deepcopy(pools[1:]), BASES, gas_price=GWEI, top_n=10_000)
     assert summary(scanner.ranking(2)) == summary(rest.full_rescan(2))

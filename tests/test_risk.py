@@ -1,5 +1,5 @@
 """The LSTM risk model: exact route sensitivities, the closed-form success/slippage mapping
-checked against simulation, calibration, and its place in the Scanner (with the fallback)."""
+checked against simulation, calibration, and its place in the Ranker (with the fallback)."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import pytest
 
 from scanner.dex.v2 import FEE_DENOMINATOR, V2Pool
 from scanner.model.lstm import ArbLSTM, Checkpoint
-from scanner.rank.ranking import HeuristicRiskModel, Scanner
+from scanner.rank.ranking import HeuristicRiskModel, Ranker
 from scanner.rank.risk import Calibration, LstmRiskModel, route_sensitivity, success_and_slippage, trade_moments
 
 E18 = 10**18
@@ -108,11 +108,11 @@ def test_calibration_fits_a_monotone_map_and_round_trips():
         Calibration.fit(p[:5], y[:5], slip[:5], slip[:5])
 
 
-def _two_pool_scanner(risk) -> Scanner:
+def _two_pool_scanner(risk) -> Ranker:
     """WETH/TKN on two DEXes, 2% apart: one 2-hop cycle each way, one of them profitable."""
     pools = [V2Pool("0xa", "WETH", "TKN", 1000 * E18, 2_000_000 * E18, 30),
              V2Pool("0xb", "WETH", "TKN", 500 * E18, 1_040_000 * E18, 30)]
-    return Scanner(pools, {"WETH": Fraction(1)}, gas_price=10**9, risk=risk, top_n=5)
+    return Ranker(pools, {"WETH": Fraction(1)}, gas_price=10**9, risk=risk, top_n=5)
 
 
 def test_scanner_uses_predictions_and_falls_back_without_them():

@@ -18,7 +18,7 @@ from scanner.submit.submitter import SubmitterCore, load_key
 pytestmark = pytest.mark.chain
 
 
-class Scanner:
+class Ranker:
     """The market with the watcher, gas oracle and aggregator cores wired as the actors wire them."""
 
     def __init__(self, node) -> None:
@@ -43,7 +43,7 @@ class Scanner:
 
 
 def test_a_transaction_sent_just_before_the_submitter_dies_is_journaled_by_its_successor(anvil, tmp_path):
-    scanner = Scanner(anvil)
+    scanner = Ranker(anvil)
     account = load_key(None, str(searcher_key_file(tmp_path)))
     path = tmp_path / "journal.sqlite"
     first = SubmitterCore(scanner.client, scanner.dep.executor, account, Journal(path), top_k=3, send=True)

@@ -17,7 +17,7 @@ import numpy as np
 
 from scanner.dex.v2 import MAX_RESERVE, V2Pool, amount_out
 from scanner.gas.fees import GasModel, gas_cost_in_token
-from scanner.rank.ranking import Scanner
+from scanner.rank.ranking import Ranker
 
 # (symbol, decimals, ETH per whole token)
 BASE_TOKENS = (("WETH", 18, 1.0), ("USDC", 6, 1 / 3000), ("USDT", 6, 1 / 3000), ("WBTC", 8, 20.0), ("DAI", 18, 1 / 3000))
@@ -133,7 +133,7 @@ def run(pools: int = 10_000, changed: int = 500, seed: int = 0, repeats: int = 3
     rng = np.random.default_rng(seed + 1)
     market, bases = synthetic_market(pools, seed)
     started = time.perf_counter()
-    scanner = Scanner(market, bases, GAS_PRICE)
+    scanner = Ranker(market, bases, GAS_PRICE)
     build_s = time.perf_counter() - started
     started = time.perf_counter()
     scanner.full_rescan(0)

@@ -15,7 +15,7 @@ from scanner.dex.pool import PoolInfo
 from scanner.dex.v2 import V2Pool
 from scanner.errors import ConfigError
 from scanner.gas.fees import GasModel, next_base_fee
-from scanner.rank.ranking import HeuristicRiskModel, Opportunity, RiskModel, Scanner
+from scanner.rank.ranking import HeuristicRiskModel, Opportunity, Ranker, RiskModel
 from scanner.rank.risk import LstmRiskModel
 from scanner.wire.frames import PredictionFrame, WireError
 from scanner.wire.messages import BlockUpdate, GasUpdate, Withdraw, decode_ingest
@@ -112,7 +112,7 @@ class AggregatorCore:
         self.clock = clock
         self.address = {i: p.address for i, p in pools.items()}
         v2 = [V2Pool(p.address, p.token0, p.token1, p.reserve0, p.reserve1, p.fee_bps) for p in pools.values()]
-        self.scanner = Scanner(v2, base_rates(pools.values(), base_tokens), gas_price=0,
+        self.ranker = Ranker(v2, base_rates(pools.values(), base_tokens), gas_price=0,
                                gas_model=gas_model, risk=risk, top_n=top_n)
         self.tip = 0
         self.last_reported: dict[int, int] = {}  # shard -> highest block it reported (on the chain it follows)
@@ -158,7 +158,7 @@ class AggregatorCore:
     def on_predictions(self, frame: PredictionFrame) -> None:
         """The LSTM's newest per-pool predictions: an LSTM risk model prices the next ranking with them."""
         self.predictions += len(frame)
-        risk = self.scanner.risk
+        risk = self.ranker.risk
         if isinstance(risk, LstmRiskModel):
             for pool, mu, sigma, p in zip(frame.pool.tolist(), frame.mu.tolist(), frame.sigma.tolist(),
                                           frame.p_trade.tolist()):
@@ -209,7 +209,7 @@ class AggregatorCore:
             # Late (its block was ranked at the shard timeout) or replayed by a restarted watcher:
             # its reserves are still the newest for its pools, so they count from the next block on.
             if update.reserves:
-                self.scanner.apply_updates({self.address[i]: r for i, r in update.reserves.items()}, self.last_ranked)
+                self.ranker.apply_updates({self.address[i]: r for i, r in update.reserves.items()}, self.last_ranked)
             return []
         entry = self.pending.setdefault(update.number, _Pending(update.number, first_seen=self.clock()))
         entry.add(update)
@@ -247,10 +247,10 @@ class AggregatorCore:
             if shard != msg.shard and any(n > fork and h in orphaned for n, h in hashes.items()):
                 self.last_reported[shard] = min(self.last_reported.get(shard, fork), fork)
         self._orphan(orphaned, self.withdrawals)
-        if isinstance(self.scanner.risk, LstmRiskModel):
-            self.scanner.risk.forget()  # its predictions were made on the orphaned branch
+        if isinstance(self.ranker.risk, LstmRiskModel):
+            self.ranker.risk.forget()  # its predictions were made on the orphaned branch
         if msg.reserves:
-            self.scanner.apply_updates({self.address[i]: r for i, r in msg.reserves.items()}, msg.fork_number)
+            self.ranker.apply_updates({self.address[i]: r for i, r in msg.reserves.items()}, msg.fork_number)
         if self.last_ranked > msg.fork_number:
             self.withdrawn_blocks += self.last_ranked - msg.fork_number
             self.last_ranked = msg.fork_number
@@ -304,13 +304,13 @@ class AggregatorCore:
             target = updates if update.hash == header.hash else other
             target.update({self.address[i]: r for i, r in update.reserves.items()})
         if updates:
-            opportunities = self.scanner.apply_updates(updates, entry.number, gas_price=gas_price)
+            opportunities = self.ranker.apply_updates(updates, entry.number, gas_price=gas_price)
         else:
-            self.scanner.gas_price = gas_price
-            opportunities = self.scanner.ranking(entry.number)
+            self.ranker.gas_price = gas_price
+            opportunities = self.ranker.ranking(entry.number)
         if other:
             # The other chain's reports still hold their shards' newest reserves (a withdrawal restores
             # them if that chain is the orphaned one), like a late update.
-            self.scanner.apply_updates(other, entry.number)
+            self.ranker.apply_updates(other, entry.number)
         self.last_ranked = max(self.last_ranked, entry.number)
         return RankedBlock(entry.number, header.hash, opportunities, complete, gas_price, entry.first_seen, self.clock())

@@ -1,6 +1,6 @@
 """Opportunities ranked by expected value, kept current block by block.
 
-`Scanner` holds the pools, their cycle graph and the gas price. A block re-folds only the
+`Ranker` holds the pools, their cycle graph and the gas price. A block re-folds only the
 cycles through the pools it changed (the others keep their last scores); ranking then sizes
 exactly only as many cycles as it takes to prove the top N: it walks candidates in order of a
 float upper bound on their expected value and stops once the N-th exact value beats the next
@@ -118,7 +118,7 @@ class HeuristicRiskModel:
         return probability, self.slippage_per_hop * batch.hops * batch.profit
 
 
-class Scanner:
+class Ranker:
     """Pools + cycle graph + gas price, scored incrementally and ranked by expected value.
 
     `base_tokens` maps each base token to its `token_per_eth` rate (base-token wei per ETH wei;

@@ -220,7 +220,7 @@ class _Session:
         self.risk, self.streamer, self.risk_label = self._risk(checkpoint)
         self.aggregator = AggregatorCore(self.registry, [dep.base], shards=1, top_n=TOP_N, risk=self.risk)
         if isinstance(self.risk, LstmRiskModel):
-            self.risk.attach(self.aggregator.scanner.graph)
+            self.risk.attach(self.aggregator.ranker.graph)
         self.watcher = PoolWatcherCore(self.client, self.registry, shard=0, price_oracle=dep.price_oracle)
         self.oracle = GasOracleCore(self.client, feeds=[dep.gas_feed])
         self.journal = Journal(tmp / "journal.sqlite")
@@ -335,7 +335,7 @@ class _Session:
         return move, hit, at_slot
 
     def _candidate(self, t: int, rank: int, opp: Opportunity) -> _Candidate:
-        graph = self.aggregator.scanner.graph
+        graph = self.aggregator.ranker.graph
         pools = [cast(V2Pool, graph.pools[graph.slots[p]]) for p in opp.pools]  # the market has V2 pools only
         reserves = [(pool.reserve0, pool.reserve1) for pool in pools]
         return _Candidate(t, rank, opp, [self.ids[p] for p in opp.pools], reserves)
