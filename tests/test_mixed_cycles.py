@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scanner.bench.v3 import random_v3_pool
 from scanner.dex.pool import Pool
 from scanner.dex.v2 import MAX_RESERVE, V2Pool
-from scanner.dex.v3 import MAX_SQRT_RATIO, MIN_SQRT_RATIO, TICK_SPACINGS, V3Pool, tick_at_sqrt_ratio
+from scanner.dex.v3 import TICK_SPACINGS, V3Pool, tick_at_sqrt_ratio
 from scanner.rank.ranking import Ranker
 from scanner.route.sizing import Hop, _compose_all, _input_cap, fold, forward, optimum, refine, refine_mixed
 
@@ -31,28 +32,7 @@ BUDGET = 4096  # large: the proofs, not the budget, end these searches
 # -- random mixed cycles ----------------------------------------------------------------------
 
 
-def v3_pool(rng: random.Random, name: str, token0: str, token1: str, price: float, depth0: float) -> V3Pool:
-    """A V3 pool at `price` (raw token1 per raw token0) with 3 to 7 positions within a few tick
-    spacings of it, some around the price and some on one side only."""
-    fee = rng.choice([100, 500, 3000, 10000])
-    spacing = TICK_SPACINGS[fee]
-    sqrt_price = min(max(int(math.sqrt(price) * 2**96), MIN_SQRT_RATIO + 1), MAX_SQRT_RATIO - 2)
-    tick = tick_at_sqrt_ratio(sqrt_price)
-    pool = V3Pool(name, token0, token1, fee, spacing, sqrt_price, tick, 0)
-    liquidity = max(int(depth0 * math.sqrt(price)), 1)
-    here = tick // spacing
-    for _ in range(rng.randint(3, 7)):
-        kind = rng.random()
-        if kind < 0.7:
-            lower, upper = here - rng.randint(0, 5), here + rng.randint(1, 5)
-        elif kind < 0.85:
-            upper = here - rng.randint(0, 3)
-            lower = upper - rng.randint(1, 5)
-        else:
-            lower = here + rng.randint(1, 3)
-            upper = lower + rng.randint(1, 5)
-        pool.mint(lower * spacing, upper * spacing, max(int(liquidity * rng.uniform(0.1, 1.0)), 1))
-    return pool
+v3_pool = random_v3_pool
 
 
 def mixed_cycle(rng: random.Random, small: bool = False, hops: int | None = None) -> list[Hop]:

@@ -127,7 +127,9 @@ def _median_us(call: Callable[[], Any], repeats: int, number: int) -> float:
     return statistics.median(times)
 
 
-def _mixed_v3_pool(rng: random.Random, name: str, token0: str, token1: str, price: float, depth0: float) -> V3Pool:
+def random_v3_pool(rng: random.Random, name: str, token0: str, token1: str, price: float, depth0: float) -> V3Pool:
+    """A V3 pool at `price` (raw token1 per raw token0) with 3 to 7 positions within a few tick
+    spacings of it, some around the price and some on one side only."""
     fee = rng.choice([100, 500, 3000, 10000])
     spacing = TICK_SPACINGS[fee]
     sqrt_price = min(max(int(math.sqrt(price) * 2**96), MIN_SQRT_RATIO + 1), MAX_SQRT_RATIO - 2)
@@ -169,7 +171,7 @@ def mixed_cycles(count: int, seed: int = 0) -> list[list[Hop]]:
             price = fair / gain if flip else fair * gain
             depth0 = 10 ** rng.uniform(0, 3) / value[token0] * 10 ** decimals[token0]
             if h in v3_hops:
-                pool: Pool = _mixed_v3_pool(rng, f"p{h}", token0, token1, price, depth0)
+                pool: Pool = random_v3_pool(rng, f"p{h}", token0, token1, price, depth0)
             else:
                 pool = V2Pool(f"p{h}", token0, token1, min(max(int(depth0), 1), MAX_RESERVE),
                               min(max(int(depth0 * price), 1), MAX_RESERVE), rng.choice([5, 25, 30]))

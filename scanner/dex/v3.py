@@ -303,6 +303,30 @@ def virtual_curve(liquidity: int, sqrt_price_x96: int, zero_for_one: bool, fee: 
 # -- the pool ---------------------------------------------------------------------------------
 
 
+def _step_target(initialized: list[int], tick: int, spacing: int, merged: bool, zero_for_one: bool,
+                 limit: int) -> tuple[int, bool, int, int]:
+    """Where the contract's next swap step ends: (tick, whether it is initialized, its sqrt price, the
+    step's target price). A step stops at the next initialized tick or at the end of the current
+    256-spacing bitmap word, whichever comes first; `merged` (no liquidity in range) runs on to the
+    next initialized tick, which moves no amounts."""
+    i = bisect_right(initialized, tick)
+    if zero_for_one:
+        bound = MIN_TICK if merged else (tick // spacing >> 8 << 8) * spacing
+        if i and initialized[i - 1] >= bound:
+            tick_next, is_initialized = initialized[i - 1], True
+        else:
+            tick_next, is_initialized = max(bound, MIN_TICK), False
+        sqrt_next = sqrt_ratio_at_tick(tick_next)
+        return tick_next, is_initialized, sqrt_next, max(sqrt_next, limit)
+    bound = MAX_TICK if merged else ((tick // spacing + 1 >> 8 << 8) + _WORD - 1) * spacing
+    if i < len(initialized) and initialized[i] <= bound:
+        tick_next, is_initialized = initialized[i], True
+    else:
+        tick_next, is_initialized = min(bound, MAX_TICK), False
+    sqrt_next = sqrt_ratio_at_tick(tick_next)
+    return tick_next, is_initialized, sqrt_next, min(sqrt_next, limit)
+
+
 @dataclass(frozen=True)
 class SwapResult:
     """What UniswapV3Pool.swap returns and emits: amounts signed from the pool's side (positive =
@@ -509,24 +533,9 @@ class V3Pool(Pool):
         while remaining and sqrt_price != limit:
             if stale:
                 tick, stale = tick_at_sqrt_ratio(sqrt_price), False
-            i = bisect_right(initialized, tick)
             merged = liquidity == 0
-            if zero_for_one:
-                bound = MIN_TICK if merged else (tick // spacing >> 8 << 8) * spacing
-                if i and initialized[i - 1] >= bound:
-                    tick_next, is_initialized = initialized[i - 1], True
-                else:
-                    tick_next, is_initialized = max(bound, MIN_TICK), False
-                sqrt_next = sqrt_ratio_at_tick(tick_next)
-                target = max(sqrt_next, limit)
-            else:
-                bound = MAX_TICK if merged else ((tick // spacing + 1 >> 8 << 8) + _WORD - 1) * spacing
-                if i < len(initialized) and initialized[i] <= bound:
-                    tick_next, is_initialized = initialized[i], True
-                else:
-                    tick_next, is_initialized = min(bound, MAX_TICK), False
-                sqrt_next = sqrt_ratio_at_tick(tick_next)
-                target = min(sqrt_next, limit)
+            tick_next, is_initialized, sqrt_next, target = _step_target(initialized, tick, spacing, merged,
+                                                                        zero_for_one, limit)
             sqrt_start = sqrt_price
             sqrt_price, amount_in, amount_out, fee_amount = compute_swap_step(sqrt_price, target, liquidity,
                                                                               remaining, fee)
@@ -740,24 +749,8 @@ class SwapSteps:
             raise RuntimeError(f"pool {pool.address} changed since its swap steps were computed")
         sqrt_price, liquidity, tick, limit = self.prices[-1], self.liquidities[-1], self._tick, self._limit
         spacing, initialized = pool.tick_spacing, pool._initialized
-        i = bisect_right(initialized, tick)
-        merged = liquidity == 0
-        if zero_for_one:
-            bound = MIN_TICK if merged else (tick // spacing >> 8 << 8) * spacing
-            if i and initialized[i - 1] >= bound:
-                tick_next, is_initialized = initialized[i - 1], True
-            else:
-                tick_next, is_initialized = max(bound, MIN_TICK), False
-            sqrt_next = sqrt_ratio_at_tick(tick_next)
-            target = max(sqrt_next, limit)
-        else:
-            bound = MAX_TICK if merged else ((tick // spacing + 1 >> 8 << 8) + _WORD - 1) * spacing
-            if i < len(initialized) and initialized[i] <= bound:
-                tick_next, is_initialized = initialized[i], True
-            else:
-                tick_next, is_initialized = min(bound, MAX_TICK), False
-            sqrt_next = sqrt_ratio_at_tick(tick_next)
-            target = min(sqrt_next, limit)
+        tick_next, is_initialized, sqrt_next, target = _step_target(initialized, tick, spacing, liquidity == 0,
+                                                                    zero_for_one, limit)
         try:
             sqrt_new, amount_in, amount_out, fee_amount = compute_swap_step(sqrt_price, target, liquidity,
                                                                             INT256_MAX, pool.fee)
