@@ -33,13 +33,28 @@ class ChainConfig:
     max_retries: int = 6
 
 
+DEX_KINDS = ("uniswap-v2", "uniswap-v3")
+"""The pool kinds arbscan quotes exactly: constant product (V2 and its forks), concentrated liquidity (V3)."""
+
+
 @dataclass(frozen=True)
 class DexConfig:
-    """One Uniswap-V2-style DEX: its factory and the swap fee its pairs charge, in basis points."""
+    """One DEX: its factory and what kind of pools it creates.
+
+    `uniswap-v2`: pairs charge `fee_bps` basis points. `uniswap-v3`: pools are found from the
+    factory's PoolCreated logs from `from_block` on, for the fee tiers in `fees` (hundredths of a
+    bip: 500 = 0.05 %); `fee_bps` is ignored. `init_code_hash` ("" = the kind's canonical hash) is
+    what a pool's create2 address is derived with; the executor pays only pools whose address it
+    derives from the factory, so a fork with another hash needs its own executor build.
+    """
 
     name: str
     factory: str
     fee_bps: int = 30
+    kind: str = "uniswap-v2"
+    fees: list[int] = field(default_factory=lambda: [500, 3000, 10000])
+    init_code_hash: str = ""
+    from_block: int = 0
 
 
 @dataclass(frozen=True)
@@ -257,6 +272,24 @@ def is_address(value: str) -> bool:
     return len(value) == 42 and value[:2] == "0x" and all(c in "0123456789abcdefABCDEF" for c in value[2:])
 
 
+def _validate_dex(key: str, dex: DexConfig) -> None:
+    if dex.kind not in DEX_KINDS:
+        raise ConfigError(f"{key}.kind {dex.kind!r} is not a known DEX kind: use one of {', '.join(DEX_KINDS)}")
+    if not 0 <= dex.fee_bps < 10_000:
+        raise ConfigError(f"{key}.fee_bps must be in [0, 10000), got {dex.fee_bps}")
+    if dex.kind == "uniswap-v3":
+        if not dex.fees or any(not 0 < fee < 1_000_000 or fee % 100 for fee in dex.fees):
+            raise ConfigError(f"{key}.fees must list fee tiers in hundredths of a bip, each a multiple of 100 "
+                              f"in (0, 1000000) (e.g. [500, 3000, 10000]), got {dex.fees}")
+    code_hash = dex.init_code_hash
+    if code_hash and not (len(code_hash) == 66 and code_hash[:2] == "0x"
+                          and all(c in "0123456789abcdefABCDEF" for c in code_hash[2:])):
+        raise ConfigError(f"{key}.init_code_hash must be 0x + 64 hex digits (or empty for the canonical one), "
+                          f"got {code_hash!r}")
+    if dex.from_block < 0:
+        raise ConfigError(f"{key}.from_block must be >= 0, got {dex.from_block}")
+
+
 def validate(config: Config) -> None:
     """Cross-field rules that types alone cannot say."""
     positive = {
@@ -306,8 +339,7 @@ def validate(config: Config) -> None:
     if len(set(names)) != len(names):
         raise ConfigError(f"dexes: names must be unique, got {names}")
     for i, dex in enumerate(config.dexes):
-        if not 0 <= dex.fee_bps < 10_000:
-            raise ConfigError(f"dexes[{i}].fee_bps must be in [0, 10000), got {dex.fee_bps}")
+        _validate_dex(f"dexes[{i}]", dex)
     for key in ("query", "publish"):
         endpoint = getattr(config.sockets, key)
         if not is_loopback(endpoint) and not config.sockets.curve_secret_key_file:

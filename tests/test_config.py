@@ -65,9 +65,10 @@ def test_every_key_refuses_a_wrong_type_naming_the_key_and_the_type(section, key
 def test_list_items_are_checked_one_by_one(section, key, tp):
     (item,) = typing.get_args(tp)
     expected, wrong = EXPECTED[item]
+    where = f"dexes[0].{key}[0]" if section == "dexes" else f"{section}.{key}[0]"
     with pytest.raises(ConfigError) as e:
         from_dict(_minimal(section, key, [wrong]))
-    assert f"{section}.{key}[0]" in str(e.value) and expected in str(e.value), str(e.value)
+    assert where in str(e.value) and expected in str(e.value), str(e.value)
 
 
 def test_every_section_must_be_a_table():
@@ -122,6 +123,12 @@ def test_numbers_booleans_and_ints_are_not_confused():
     ({"dexes": [DEX, DEX]}, "dexes"),
     ({"dexes": [dict(DEX, fee_bps=10_000)]}, "dexes[0].fee_bps"),
     ({"dexes": [dict(DEX, fee_bps=-1)]}, "dexes[0].fee_bps"),
+    ({"dexes": [dict(DEX, kind="curve")]}, "dexes[0].kind"),
+    ({"dexes": [dict(DEX, kind="uniswap-v3", fees=[])]}, "dexes[0].fees"),
+    ({"dexes": [dict(DEX, kind="uniswap-v3", fees=[3050])]}, "dexes[0].fees"),
+    ({"dexes": [dict(DEX, kind="uniswap-v3", fees=[1_000_000])]}, "dexes[0].fees"),
+    ({"dexes": [dict(DEX, init_code_hash="0x1234")]}, "dexes[0].init_code_hash"),
+    ({"dexes": [dict(DEX, from_block=-1)]}, "dexes[0].from_block"),
     ({"sockets": {"query": "tcp://0.0.0.0:7780"}}, "sockets.query"),
     ({"sockets": {"publish": "tcp://10.1.2.3:7781"}}, "sockets.publish"),
     ({"tokens": {"price_oracle": "0x123"}}, "tokens.price_oracle"),
