@@ -134,12 +134,15 @@ class Anvil:
         base_fee: int = 1_000_000_000,
         chain_id: int = LOCAL_CHAIN_ID,
         state_path: Path | None = None,
+        optimism: bool = False,
         timeout: float = 20.0,
     ) -> Anvil:
         """Start anvil and wait until it answers `eth_chainId`.
 
         `block_time` mines on a clock (the demo); `automine=False` mines only on
         `evm_mine` (deterministic tests); neither mines one block per transaction.
+        `optimism` runs OP-stack rules: EIP-1559 with elasticity 6 and denominator 250, and each
+        transaction charged the L1 data fee read from the L1Block predeploy (`chain.opstack`).
         """
         binary = anvil_binary()
         if port is not None and not port_is_free(port, host):
@@ -155,6 +158,8 @@ class Anvil:
             args += ["--no-mining"]
         if state_path is not None:
             args += ["--state", str(state_path)]
+        if optimism:
+            args += ["--optimism"]
         # anvil cannot report a port it picked without printing its dev keys, so a free port is
         # picked here; another process may take it first, and then anvil starts again on a new one.
         for _ in range(PORT_TRIES if port is None else 1):

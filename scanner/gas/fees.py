@@ -1,8 +1,9 @@
-"""Gas: what the next block charges (EIP-1559), what others tip, and what a route costs.
+"""Gas: what the next block charges (EIP-1559, per chain), what others tip, and what a route costs.
 
 All fees are wei of ETH per gas. Profit is counted in a base token, so a route's gas bill is
 converted explicitly with the base token's rate (`token_per_eth`: base-token wei per ETH wei;
-exactly 1 for WETH, which unwraps 1:1).
+exactly 1 for WETH, which unwraps 1:1). An OP-stack chain adds an L1 data fee per transaction:
+`scanner.gas.l1fee`.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from statistics import median_low
 
+# EIP-1559 on Ethereum (https://eips.ethereum.org/EIPS/eip-1559, ELASTICITY_MULTIPLIER and
+# BASE_FEE_MAX_CHANGE_DENOMINATOR).
 ELASTICITY_MULTIPLIER = 2
 BASE_FEE_MAX_CHANGE_DENOMINATOR = 8
 
@@ -23,18 +26,70 @@ DEFAULT_BASE_GAS = 60_000
 DEFAULT_GAS_PER_HOP = 60_000
 
 
-def next_base_fee(parent_base_fee: int, parent_gas_used: int, parent_gas_limit: int) -> int:
-    """The base fee of the block after the parent, exactly as EIP-1559 specifies it."""
-    target = parent_gas_limit // ELASTICITY_MULTIPLIER
-    if target <= 0:
-        raise ValueError(f"gas limit {parent_gas_limit} leaves no gas target")
-    if parent_gas_used == target:
-        return parent_base_fee
-    if parent_gas_used > target:
-        delta = parent_base_fee * (parent_gas_used - target) // target // BASE_FEE_MAX_CHANGE_DENOMINATOR
-        return parent_base_fee + max(delta, 1)
-    delta = parent_base_fee * (target - parent_gas_used) // target // BASE_FEE_MAX_CHANGE_DENOMINATOR
-    return parent_base_fee - delta
+@dataclass(frozen=True)
+class Eip1559Rules:
+    """How a chain moves its base fee block to block: the gas target is the gas limit / `elasticity`,
+    and one block moves the fee by at most 1/`denominator` (EIP-1559's formula, the chain's numbers)."""
+
+    elasticity: int
+    denominator: int
+
+    def __post_init__(self) -> None:
+        if self.elasticity < 1 or self.denominator < 1:
+            raise ValueError(f"EIP-1559 elasticity {self.elasticity} and denominator {self.denominator} must be >= 1")
+
+    def next_base_fee(self, parent_base_fee: int, parent_gas_used: int, parent_gas_limit: int) -> int:
+        """The base fee of the block after the parent, exactly as EIP-1559 specifies it."""
+        target = parent_gas_limit // self.elasticity
+        if target <= 0:
+            raise ValueError(f"gas limit {parent_gas_limit} leaves no gas target at elasticity {self.elasticity}")
+        if parent_gas_used == target:
+            return parent_base_fee
+        if parent_gas_used > target:
+            delta = parent_base_fee * (parent_gas_used - target) // target // self.denominator
+            return parent_base_fee + max(delta, 1)
+        delta = parent_base_fee * (target - parent_gas_used) // target // self.denominator
+        return parent_base_fee - delta
+
+
+@dataclass(frozen=True)
+class FlooredBaseFee:
+    """A base fee that no parent header determines, predicted as the parent's, never below `floor`.
+
+    Arbitrum's L2 base fee is not EIP-1559: ArbOS raises it from a gas backlog built up over
+    seconds against the chain's speed limit (gas per second), across blocks, and lets it fall back
+    to a floor. So this prediction is exact while the chain runs under its speed limit and sits at
+    the floor (most of the time), and lags when it is congested.
+    """
+
+    floor: int
+
+    def next_base_fee(self, parent_base_fee: int, parent_gas_used: int, parent_gas_limit: int) -> int:
+        """The parent's base fee, at least the floor (`parent_gas_used`/`_limit` do not move it)."""
+        return max(parent_base_fee, self.floor)
+
+
+BaseFeeRules = Eip1559Rules | FlooredBaseFee
+
+ETHEREUM = Eip1559Rules(ELASTICITY_MULTIPLIER, BASE_FEE_MAX_CHANGE_DENOMINATOR)
+# OP Mainnet since Canyon (January 2024; the denominator was 50 before): elasticity 6, denominator
+# 250, from docs.optimism.io "Differences between Ethereum and OP Mainnet" (EIP-1559 parameters) and
+# the superchain-registry chain config (eip1559_elasticity, eip1559_denominator_canyon); `anvil
+# --optimism` applies the same pair. Since Holocene (January 2025) the chain operator may change
+# both in SystemConfig, and each block header's extraData carries the values in force.
+OPTIMISM = Eip1559Rules(6, 250)
+# Base mainnet: the same OP-stack defaults in its superchain-registry config (elasticity 6,
+# denominator 50, 250 since Canyon); the Holocene note above applies.
+BASE = Eip1559Rules(6, 250)
+# Arbitrum One: "gas price floor 0.02 gwei" (docs.arbitrum.io, build-decentralized-apps/reference/
+# chain-params); its base fee is not EIP-1559, see `FlooredBaseFee`.
+ARBITRUM = FlooredBaseFee(floor=20_000_000)
+
+
+def next_base_fee(parent_base_fee: int, parent_gas_used: int, parent_gas_limit: int,
+                  rules: BaseFeeRules = ETHEREUM) -> int:
+    """The base fee of the block after the parent under a chain's `rules` (Ethereum's by default)."""
+    return rules.next_base_fee(parent_base_fee, parent_gas_used, parent_gas_limit)
 
 
 def congestion(gas_used: int, gas_limit: int) -> float:
