@@ -8,7 +8,8 @@ import argparse
 import logging
 import sys
 
-from actors import analysis, commands
+from actors import analysis, commands, history
+from scanner.chain.artifacts import REPO_ROOT
 from scanner.errors import ArbscanError
 
 
@@ -76,6 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/eval", help="folder for the plots (default runs/eval)")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.set_defaults(handler=analysis.evaluate)
+
+    p = sub.add_parser(
+        "capture", help="record a block range of a node (headers, the DEXes' pool logs, pool states) into a Parquet store",
+        description="Fetch blocks FROM..TO: headers, every Sync/Swap (V2) and Initialize/Swap/Mint/Burn (V3) log of the "
+                    "config's DEXes' pools, their PairCreated/PoolCreated logs, and the pools' state at the end of block "
+                    "FROM-1, into DIR (one Parquet file pair per chunk; see scanner/history/store.py). Killed and run "
+                    "again with the same arguments, it resumes after the last committed chunk. Capture only finalized "
+                    "blocks: a reorg under the capture stops it. Read a store with scanner.history.store.load(DIR). "
+                    "Example, the local market: arbscan capture --rpc http://127.0.0.1:8545 --from 40 --to 2000 --out runs/capture")
+    p.add_argument("--rpc", default=None, help="node URL (default: the config's chain.rpc_url); its chain id must match the config's")
+    p.add_argument("--config", default=str(REPO_ROOT / "deploy/local.toml"),
+                   help="TOML whose [[dexes]] name the factories (default deploy/local.toml: the local market)")
+    p.add_argument("--from", dest="from_block", metavar="BLOCK", type=int, required=True, help="first block (>= 1)")
+    p.add_argument("--to", dest="to_block", metavar="BLOCK", type=int, required=True, help="last block (inclusive, at most the node's head)")
+    p.add_argument("--out", metavar="DIR", required=True, help="store directory (created; an existing store is resumed)")
+    p.add_argument("--chunk-blocks", metavar="N", type=int, default=500, help="blocks per committed chunk (default 500)")
+    p.add_argument("--json", action="store_true", help="no progress bar; print the report as one JSON line")
+    p.set_defaults(handler=history.capture)
 
     p = sub.add_parser("bench", help="benchmarks; each prints its figures (and the naive way's) as one JSON line")
     p.add_argument("what", choices=["scan", "inference", "e2e", "v3"],

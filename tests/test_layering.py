@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "chain": {"dex", "gas", "model", "wire"},
     "serve": {"model", "wire"},
     "submit": {"dex", "gas", "rank", "wire", "chain"},
+    "history": {"dex", "gas", "model", "wire", "chain"},
     # whole-system drivers
     "sim": {"dex", "route", "gas", "model", "wire", "rank", "chain", "serve", "submit"},
     "bench": {"dex", "route", "gas", "model", "wire", "rank", "chain", "serve", "submit", "sim"},

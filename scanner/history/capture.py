@@ -1,0 +1,288 @@
+"""Capture a block range from a node into a `Store`: headers, the configured DEXes' pool logs, the
+pools' state at the first block.
+
+Logs are read with one `eth_getLogs` per block range, filtered by topic only (the pool events and
+the factories' creation events) and then kept when the emitter is a tracked pool: a real factory has
+tens of thousands of pools, more than providers take in an address list, and a pool created inside
+a range has its first Sync or Initialize in that same range. When the node refuses a range (too many
+results, range or response too large) the range is halved and retried; after a few successes it
+doubles again, so the capture runs at the widest range the node allows. Transient faults are
+retried by `ChainClient`'s policy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pyarrow as pa
+from eth_abi import decode as abi_decode
+from eth_utils import keccak
+from tqdm import tqdm
+
+from scanner.chain import artifacts
+from scanner.chain.discovery import discover
+from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC
+from scanner.chain.rpc import ChainClient
+from scanner.chain.v3 import read_pool
+from scanner.config import DexConfig
+from scanner.errors import ChainError, ConfigError
+from scanner.history.store import HEADERS_SCHEMA, LOGS_SCHEMA, POOLS_SCHEMA, TICKS_SCHEMA, Capture, Chunk, Store, load
+
+
+def _topic(signature: str) -> bytes:
+    return keccak(text=signature)
+
+
+V2, V3 = "uniswap-v2", "uniswap-v3"
+PAIR_CREATED = _topic("PairCreated(address,address,address,uint256)")
+POOL_CREATED = _topic("PoolCreated(address,address,uint24,int24,address)")
+CREATION_TOPIC = {V2: PAIR_CREATED, V3: POOL_CREATED}
+POOL_TOPICS = {
+    V2: {bytes.fromhex(SYNC_TOPIC[2:]), bytes.fromhex(SWAP_TOPIC[2:])},
+    V3: {_topic("Initialize(uint160,int24)"), _topic("Swap(address,address,int256,int256,uint160,uint128,int24)"),
+         _topic("Mint(address,address,int24,int24,uint128,uint256,uint256)"),
+         _topic("Burn(address,int24,int24,uint128,uint256,uint256)")},
+}
+ALL_TOPICS = sorted({PAIR_CREATED, POOL_CREATED} | POOL_TOPICS[V2] | POOL_TOPICS[V3])
+
+REFUSALS = ("query returned more than", "response size", "too large", "too wide", "too many", "exceed",
+            "limited to", "block range")
+"""Lower-case fragments of the errors with which nodes and providers refuse an eth_getLogs range
+(geth/Infura "query returned more than 10000 results", Alchemy "Log response size exceeded",
+erigon "exceed maximum block range", Cloudflare "block range too large", ...)."""
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether `exc` is a node refusing an eth_getLogs range as too big (then a smaller one may pass)."""
+    return any(fragment in str(exc).lower() for fragment in REFUSALS)
+
+
+@dataclass
+class LogFetcher:
+    """`eth_getLogs` over a block range in as few requests as the node allows."""
+
+    client: ChainClient
+    span: int = 2_000  # blocks per request now: halved on refusal, doubled after `grow_after` successes
+    max_span: int = 100_000
+    grow_after: int = 4
+    requests: int = 0
+    refusals: int = 0
+
+    def fetch(self, first: int, last: int, topics: list[bytes], address: str | None = None) -> list:
+        out: list = []
+        start, successes = first, 0
+        while start <= last:
+            end = min(last, start + self.span - 1)
+            params: dict = {"fromBlock": start, "toBlock": end, "topics": [["0x" + t.hex() for t in topics]]}
+            if address is not None:
+                params["address"] = self.client.w3.to_checksum_address(address)
+            self.requests += 1
+            try:
+                logs = self.client.get_logs(params)
+            except Exception as exc:
+                if not refused(exc):
+                    raise
+                if end == start:
+                    raise ChainError(f"{self.client.url} refuses eth_getLogs even for block {start} alone ({exc}): "
+                                     "use a node without a result cap (your own, or an archive provider's)") from exc
+                self.refusals += 1
+                self.span, successes = max(1, (end - start + 1) // 2), 0
+                continue
+            out += logs
+            start, successes = end + 1, successes + 1
+            if successes >= self.grow_after:
+                self.span, successes = min(self.max_span, self.span * 2), 0
+        return out
+
+
+@dataclass
+class CaptureReport:
+    first: int
+    last: int
+    blocks: int  # captured by this run (a resumed run counts only what it added)
+    logs: int
+    chunks: int
+    requests: int
+    refusals: int
+    seconds: float
+
+
+def manifest_of(chain_id: int, first: int, dexes: list[DexConfig]) -> dict:
+    return {"chain_id": chain_id, "from_block": first, "dexes": [dataclasses.asdict(d) for d in dexes]}
+
+
+def capture(
+    client: ChainClient,
+    dexes: list[DexConfig],
+    first: int,
+    last: int,
+    out: str,
+    *,
+    chunk_blocks: int = 500,
+    batch: int = 50,
+    fetcher: LogFetcher | None = None,
+    progress: bool = True,
+) -> CaptureReport:
+    """Capture blocks `first`..`last` into the store at `out`, resuming what a previous run committed."""
+    if not 0 < first <= last:
+        raise ConfigError(f"--from must be >= 1 and <= --to, got {first}..{last}")
+    head = client.block_number()
+    if last > head:
+        raise ConfigError(f"--to {last} is above the node's head {head}: capture only blocks the node has")
+    if chunk_blocks < 1:
+        raise ConfigError(f"chunk size must be >= 1 block, got {chunk_blocks}")
+    fetcher = fetcher or LogFetcher(client)
+    started = time.monotonic()
+    store = Store(out)
+    wanted = manifest_of(client.chain_id(), first, dexes)
+    found = store.manifest()
+    if found is None:
+        state_block = first - 1
+        pools, ticks = initial_state(client, fetcher, dexes, state_block, progress)
+        state_hash = bytes(client.get_block(state_block)["hash"]).hex()
+        store.commit_state({**wanted, "state_block_hash": state_hash}, pools, ticks)
+    elif {k: found.get(k) for k in wanted} != wanted:
+        raise ConfigError(f"{out} holds a capture of chain {found['chain_id']} from block {found['from_block']} of other "
+                          "DEXes or another chain: resume it with the same --from and --config, or pass a new --out")
+    stored = load(out)
+    tracked = tracked_pools(stored, dexes)
+    parent = _last_hash(stored)
+    start = stored.last_block + 1
+    bar = tqdm(total=last - first + 1, initial=start - first, unit="block", desc="capturing", disable=not progress)
+    logs = chunks = 0
+    for a in range(start, last + 1, chunk_blocks):
+        chunk = Chunk(a, min(last, a + chunk_blocks - 1))
+        headers = fetch_headers(client, chunk, parent, batch)
+        raw = fetcher.fetch(chunk.first, chunk.last, ALL_TOPICS)
+        rows = select_logs(raw, tracked, dexes, headers)
+        store.commit_chunk(chunk, headers, rows)
+        parent = headers["hash"][-1].as_py()
+        logs, chunks = logs + rows.num_rows, chunks + 1
+        bar.update(chunk.last - chunk.first + 1)
+        bar.set_postfix(logs=logs, span=fetcher.span)
+    bar.close()
+    return CaptureReport(first, last, max(0, last - start + 1), logs, chunks, fetcher.requests, fetcher.refusals,
+                         time.monotonic() - started)
+
+
+def _last_hash(stored: Capture) -> bytes:
+    """The hash of the last committed block: the parent the next chunk must extend."""
+    if not stored.chunks:
+        return bytes.fromhex(stored.manifest["state_block_hash"])
+    return stored.headers()["hash"][-1].as_py()
+
+
+def fetch_headers(client: ChainClient, chunk: Chunk, parent: bytes, batch: int) -> pa.Table:
+    """Headers of the chunk's blocks, batched; each must extend the one before (else the chain reorganised)."""
+    w3 = client.w3
+    blocks: list = []
+    for a in range(chunk.first, chunk.last + 1, batch):
+        numbers = range(a, min(chunk.last, a + batch - 1) + 1)
+
+        def read(numbers: range = numbers) -> list:
+            with w3.batch_requests() as b:
+                for n in numbers:
+                    b.add(w3.eth.get_block(n))
+                return list(b.execute())
+
+        blocks += client.call(read)
+    rows = []
+    for block in blocks:
+        if bytes(block["parentHash"]) != parent:
+            raise ChainError(f"block {block['number']}'s parent is not the block {block['number'] - 1} captured before it: "
+                             "the chain reorganised during the capture; capture only finalized blocks (a --to some "
+                             "64 blocks below the head) into a new --out")
+        parent = bytes(block["hash"])
+        rows.append({"number": block["number"], "hash": parent, "parent_hash": bytes(block["parentHash"]),
+                     "timestamp": block["timestamp"], "base_fee": block.get("baseFeePerGas"),
+                     "gas_used": block["gasUsed"], "gas_limit": block["gasLimit"]})
+    return pa.Table.from_pylist(rows, schema=HEADERS_SCHEMA)
+
+
+def created_pool(dex: DexConfig, log) -> tuple[str, str, str, int, int] | None:
+    """(pool, token0, token1, fee_ppm, tick_spacing) from a factory's creation log; None for a V3 fee
+    tier the config does not track."""
+    topics, data = log["topics"], bytes(log["data"])
+    token0, token1 = ("0x" + bytes(t)[12:].hex() for t in topics[1:3])
+    if dex.kind == V2:
+        pool, _ = abi_decode(["address", "uint256"], data)
+        return pool.lower(), token0, token1, dex.fee_bps * 100, 0
+    fee = int.from_bytes(bytes(topics[3]), "big")
+    spacing, pool = abi_decode(["int24", "address"], data)
+    return (pool.lower(), token0, token1, fee, spacing) if fee in dex.fees else None
+
+
+def select_logs(raw: list, tracked: dict[str, str], dexes: list[DexConfig], headers: pa.Table) -> pa.Table:
+    """The tracked pools' logs and the creation logs of pools that start being tracked, in order.
+
+    `tracked` (pool -> kind) grows as creation logs go by, so a pool's logs count from its creation on.
+    """
+    factories = {d.factory.lower(): d for d in dexes}
+    hashes = dict(zip(headers["number"].to_pylist(), headers["hash"].to_pylist(), strict=True))
+    rows = []
+    for log in sorted(raw, key=lambda e: (e["blockNumber"], e["transactionIndex"], e["logIndex"])):
+        address, topic0 = log["address"].lower(), bytes(log["topics"][0])
+        if bytes(log["blockHash"]) != hashes[log["blockNumber"]]:
+            raise ChainError(f"a log of block {log['blockNumber']} names another block hash than its header: the chain "
+                             "reorganised during the capture; capture only finalized blocks into a new --out")
+        dex = factories.get(address)
+        if dex is not None and topic0 == CREATION_TOPIC[dex.kind]:
+            pool = created_pool(dex, log)
+            if pool is None:
+                continue
+            tracked[pool[0]] = dex.kind
+        elif topic0 not in POOL_TOPICS.get(tracked.get(address, ""), ()):
+            continue
+        rows.append({"block_number": log["blockNumber"], "tx_index": log["transactionIndex"], "log_index": log["logIndex"],
+                     "tx_hash": bytes(log["transactionHash"]), "address": address,
+                     "topics": [bytes(t) for t in log["topics"]], "data": bytes(log["data"])})
+    return pa.Table.from_pylist(rows, schema=LOGS_SCHEMA)
+
+
+def tracked_pools(stored: Capture, dexes: list[DexConfig]) -> dict[str, str]:
+    """pool -> kind for the pools of the initial state and those created in the committed chunks."""
+    pools = stored.pools()
+    tracked = dict(zip(pools["address"].to_pylist(), pools["kind"].to_pylist(), strict=True))
+    factories = {d.factory.lower(): d for d in dexes}
+    for _, logs in stored.chunk_tables(columns=["address", "topics", "data"]):
+        for log in logs.to_pylist():
+            dex = factories.get(log["address"])
+            if dex is not None and log["topics"][0] == CREATION_TOPIC[dex.kind]:
+                pool = created_pool(dex, log)
+                if pool is not None:
+                    tracked[pool[0]] = dex.kind
+    return tracked
+
+
+def initial_state(
+    client: ChainClient, fetcher: LogFetcher, dexes: Iterable[DexConfig], block: int, progress: bool
+) -> tuple[pa.Table, pa.Table]:
+    """(pools, ticks) tables: every tracked pool's state at the end of `block`."""
+    pools: list[dict] = []
+    ticks: list[dict] = []
+    for dex in dexes:
+        base = {"factory": dex.factory.lower(), "kind": dex.kind, "dex": dex.name}
+        if not client.call(client.w3.eth.get_code, client.w3.to_checksum_address(dex.factory), block):
+            continue  # the factory comes later: its pools appear through its creation logs
+        if dex.kind == V2:
+            for p in discover(client, [dex], block=block, progress=progress):
+                pools.append({**base, "address": p.address, "token0": p.token0, "token1": p.token1,
+                              "fee_ppm": dex.fee_bps * 100, "reserve0": str(p.reserve0), "reserve1": str(p.reserve1)})
+            continue
+        for log in fetcher.fetch(dex.from_block, block, [POOL_CREATED], address=dex.factory):
+            created = created_pool(dex, log)
+            if created is None:
+                continue
+            address, token0, token1, fee, spacing = created
+            row = {**base, "address": address, "token0": token0, "token1": token1, "fee_ppm": fee, "tick_spacing": spacing,
+                   "sqrt_price_x96": "0", "tick": 0, "liquidity": "0"}
+            slot0 = artifacts.at(client.w3, "UniswapV3Pool", address).functions.slot0()
+            if client.call(slot0.call, block_identifier=block)[0]:  # else created, not yet initialized
+                pool = client.call(read_pool, client.w3, address, block)
+                row |= {"sqrt_price_x96": str(pool.sqrt_price_x96), "tick": pool.tick, "liquidity": str(pool.liquidity)}
+                ticks += [{"pool": address, "tick": t, "liquidity_gross": str(g), "liquidity_net": str(n)}
+                          for t, (g, n) in sorted(pool.ticks.items())]
+            pools.append(row)
+    return pa.Table.from_pylist(pools, schema=POOLS_SCHEMA), pa.Table.from_pylist(ticks, schema=TICKS_SCHEMA)
