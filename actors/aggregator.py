@@ -16,6 +16,8 @@ from actors.peers import PeerHealth
 from actors.ray_session import bind_address, remember_address
 from scanner.config import AggregatorConfig, SocketsConfig
 from scanner.dex.pool import PoolInfo
+from scanner.dex.v2 import V2Pool
+from scanner.dex.v3 import V3Pool
 from scanner.gas.fees import GasModel
 from scanner.model.lstm import Checkpoint
 from scanner.rank.aggregate import AggregatorCore, RankedBlock, opportunity_dict
@@ -138,9 +140,13 @@ class Aggregator:
         self.counts["gas_model"] = [base, per_hop]
 
     def pool_state(self) -> dict:
-        """The reserves every pool is ranked with now and the last block ranked (diagnostics, tests)."""
+        """The state every pool is ranked with now and the last block ranked (diagnostics, tests):
+        V2 reserves, V3 (sqrtPriceX96, tick, liquidity, number of initialized ticks)."""
         pools = [p for p in self.core.ranker.graph.pools if p is not None]
-        return {"block": self.core.last_ranked, "reserves": {p.address: (p.reserve0, p.reserve1) for p in pools}}
+        return {"block": self.core.last_ranked,
+                "reserves": {p.address: (p.reserve0, p.reserve1) for p in pools if isinstance(p, V2Pool)},
+                "v3": {p.address: (p.sqrt_price_x96, p.tick, p.liquidity, len(p.ticks))
+                       for p in pools if isinstance(p, V3Pool)}}
 
     def endpoints(self) -> dict[str, str]:
         return {"ingest": self.ingest_endpoint, "query": self.server.query_endpoint, "publish": self.server.publish_endpoint}

@@ -118,7 +118,8 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
             endpoints["gas"], config.watchers.backfill_max_blocks, config.tokens.price_oracle)
     if submitter:
         actors["submitter"] = SimSubmitter.options(**_options("submitter", "submitter", scheduling_strategy=hub)).remote(
-            config.chain, config.rpc_url, config.submitter, endpoints["publish"])
+            config.chain, config.rpc_url, config.submitter, endpoints["publish"],
+            [d.factory for d in config.dexes if d.kind == "uniswap-v3"])
     log.info("placement: %s", pipeline.placement)
     pipeline.wait_ready(ready_timeout_s)
     return pipeline

@@ -24,10 +24,12 @@ log = logging.getLogger(__name__)
 
 @ray.remote
 class SimSubmitter:
-    def __init__(self, chain: ChainConfig, rpc_url: str, submitter: SubmitterConfig, publish_endpoint: str) -> None:
+    def __init__(self, chain: ChainConfig, rpc_url: str, submitter: SubmitterConfig, publish_endpoint: str,
+                 v3_factories: list[str]) -> None:
         self.metrics = Metrics("submitter")
         self.client = ChainClient(rpc_url, timeout_s=chain.request_timeout_s, max_retries=chain.max_retries)
         self.config = submitter
+        self.v3_factories = v3_factories
         self.account = load_key(os.environ.get(submitter.private_key_env), submitter.private_key_file)
         self.core: SubmitterCore | None = None  # built in the loop thread: SQLite connections stay on theirs
         self.subscriber = Subscriber(publish_endpoint, timeout_s=0.2)
@@ -45,7 +47,8 @@ class SimSubmitter:
         # (SubmitterCore refuses, and its broadcast_guard checks again before every send).
         send = cfg.send_on_local_chain and self.client.chain_id() == LOCAL_CHAIN_ID
         self.core = SubmitterCore(self.client, cfg.executor, self.account, journal, top_k=cfg.top_k,
-                                  send=send, tip_wei=int(cfg.tip_gwei * 10**9), on_calibrated=self._hand_over)
+                                  send=send, tip_wei=int(cfg.tip_gwei * 10**9), on_calibrated=self._hand_over,
+                                  v3_factories=self.v3_factories)
         self._seen = dataclasses.replace(self.core.stats)
 
     def _step(self) -> None:

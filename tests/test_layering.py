@@ -19,7 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "route": {"dex"},
     "gas": set(),
     "model": set(),
-    "wire": {"model"},
+    "wire": {"model", "dex"},
     "rank": {"dex", "route", "gas", "model", "wire"},
     "cluster": set(),
     # I/O: chain access, servers, submission

@@ -1,4 +1,5 @@
-"""Pool discovery from V2 factories and batched reserve reads, through a lens never deployed.
+"""Pool discovery from V2 factories (their pair list) and V3 factories (their PoolCreated logs),
+and batched reserve reads through a lens never deployed.
 
 `PoolLens`'s runtime code is placed at an unused address with an `eth_call` state override, so
 one call reads a few hundred pools on any node that supports overrides (geth, erigon, reth,
@@ -6,15 +7,25 @@ anvil) without deploying anything on a real chain.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
-from eth_utils import to_checksum_address
+from eth_abi import decode as abi_decode
+from eth_utils import keccak, to_checksum_address
+from hexbytes import HexBytes
 from tqdm import tqdm
 
 from scanner.chain import artifacts
+from scanner.chain.artifacts import CANONICAL_V3_POOL_INIT_CODE_HASH, v3_pool_address
 from scanner.chain.rpc import ChainClient
+from scanner.chain.v3 import read_pool
 from scanner.config import DexConfig
-from scanner.dex.pool import PoolInfo
+from scanner.dex.pool import InvalidPool, PoolInfo
+from scanner.errors import ChainError
+
+log = logging.getLogger(__name__)
+
+POOL_CREATED_TOPIC = "0x" + keccak(text="PoolCreated(address,address,uint24,int24,address)").hex()
 
 LENS_ADDRESS = to_checksum_address("0x000000000000000000000000000000000a4b5ca1")
 
@@ -53,10 +64,13 @@ def discover(
     block: int | str = "latest",
     progress: bool = True,
 ) -> list[PoolInfo]:
-    """Every pair of every configured factory (up to `max_pools` each), with reserves at `block`."""
+    """Every pool of every configured DEX (up to `max_pools` each), with its state at `block`."""
     lens = PoolLens(client)
     found: list[PoolInfo] = []
     for dex in dexes:
+        if dex.kind == "uniswap-v3":
+            found += discover_v3(client, dex, max_pools=max_pools, block=block, progress=progress)
+            continue
         total = pairs_count(client, dex.factory)
         if max_pools:
             total = min(total, max_pools)
@@ -67,4 +81,40 @@ def discover(
                 found.append(PoolInfo(pair.lower(), t0.lower(), t1.lower(), int(r0), int(r1), dex.name, dex.fee_bps))
             bar.update(len(rows))
         bar.close()
+    return found
+
+
+def discover_v3(client: ChainClient, dex: DexConfig, *, max_pools: int = 0, block: int | str = "latest",
+                progress: bool = True) -> list[PoolInfo]:
+    """The pools a V3 factory created (its PoolCreated logs from `dex.from_block`) in the fee tiers
+    `dex.fees`, each with its state at `block`.
+
+    A pool is skipped, with the reason logged, when its address is not the create2 address of the
+    configured init code hash (the executor would refuse to pay it), when its price was never
+    initialized, or when its state is not one a V3 pool can have; it is never quoted wrongly.
+    """
+    number = int(client.get_block(block)["number"])
+    code_hash = HexBytes(dex.init_code_hash) if dex.init_code_hash else CANONICAL_V3_POOL_INIT_CODE_HASH
+    logs = client.rpc("eth_getLogs", {"address": to_checksum_address(dex.factory), "topics": [POOL_CREATED_TOPIC],
+                                      "fromBlock": hex(dex.from_block), "toBlock": hex(number)})
+    found: list[PoolInfo] = []
+    for entry in tqdm(logs, desc=f"discovering {dex.name} pools", unit="pool", disable=not progress):
+        token0, token1, fee = (abi_decode([t], HexBytes(topic))[0]
+                               for t, topic in zip(("address", "address", "uint24"), entry["topics"][1:4]))
+        _spacing, address = abi_decode(["int24", "address"], HexBytes(entry["data"]))
+        if fee not in dex.fees:
+            continue
+        if v3_pool_address(dex.factory, token0, token1, fee, code_hash).lower() != address.lower():
+            log.warning("%s: skipping pool %s: not the create2 address of (%s, %s, %d) under init code hash %s",
+                        dex.name, address, token0, token1, fee, code_hash.to_0x_hex())
+            continue
+        try:
+            pool = read_pool(client.w3, address, number)
+        except (ChainError, InvalidPool) as e:
+            log.warning("%s: skipping pool %s: %s", dex.name, address, e)
+            continue
+        found.append(PoolInfo(address.lower(), token0.lower(), token1.lower(), 0, 0, dex.name, fee // 100,
+                              kind="uniswap-v3", tick_spacing=pool.tick_spacing, v3=pool.state()))
+        if max_pools and len(found) >= max_pools:
+            break
     return found

@@ -12,9 +12,10 @@ import numpy as np
 from eth_utils import to_checksum_address
 
 from scanner.chain.discovery import PoolLens
-from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC, BlockRef, HeadTracker, NewBlock, Reorg, ShardState
+from scanner.chain.follow import POOL_TOPICS, BlockRef, HeadTracker, NewBlock, Reorg, ShardState, virtual_reserves
 from scanner.chain.reference import ReferencePrices
 from scanner.chain.rpc import ChainClient
+from scanner.chain.v3 import read_pool
 from scanner.dex.pool import PoolInfo
 from scanner.model.features import N_FEATURES, PoolObservation, compute_features
 from scanner.wire.frames import FeatureFrame
@@ -60,6 +61,7 @@ class PoolWatcherCore:
         self.backfill_max_blocks = backfill_max_blocks
         self.ids = {p.address.lower(): i for i, p in pools.items()}
         self.addresses: list[str] = [to_checksum_address(p.address) for p in pools.values()]
+        self.v3_addresses = {p.address.lower() for p in pools.values() if p.kind == "uniswap-v3"}
         self.tokens = {p.address.lower(): (p.token0, p.token1) for p in pools.values()}
         self.fees = {p.address.lower(): p.fee_bps for p in pools.values()}
         tokens = [t for pair in self.tokens.values() for t in pair]
@@ -71,14 +73,17 @@ class PoolWatcherCore:
         self.reorgs_seen = 0
 
     def bootstrap(self) -> BlockUpdate:
-        """Read every pool's reserves at the head in one lens call and start following from there."""
+        """Read every pool's state at the head (V2 reserves in one lens call, V3 pools one by one)
+        and start following from there."""
         head = block_ref(self.client.get_block("latest"))
-        _, reserves = PoolLens(self.client).reserves_of(self.addresses, head.number)
-        self.state.reserves = {a.lower(): r for a, r in zip(self.addresses, reserves)}
+        v2 = [a for a in self.addresses if a.lower() not in self.v3_addresses]
+        _, reserves = PoolLens(self.client).reserves_of(v2, head.number) if v2 else (0, [])
+        self.state.reserves = {a.lower(): r for a, r in zip(v2, reserves)}
+        self.state.v3 = {a: read_pool(self.client.w3, a, head.number) for a in sorted(self.v3_addresses)}
         self.tracker.start_at(head)
         if self.reference:
             self.reference.log_prices(head.hash)  # a wrong oracle address fails here, by name, not every block
-        return self._update(head, {a.lower() for a in self.addresses})
+        return self._update(head, {a.lower() for a in self.addresses}, snapshot=True)
 
     def poll(self) -> ShardOutput:
         """Everything new since the last poll: backfilled blocks, reorgs, features.
@@ -100,10 +105,11 @@ class PoolWatcherCore:
         for event in events:
             if isinstance(event, Reorg):
                 self.reorgs_seen += 1
-                restored = self.state.rollback(event.fork_number)
+                restored, restored_v3 = self.state.rollback(event.fork_number)
                 log.warning("shard %d: reorg of depth %d above block %d", self.shard, event.depth, event.fork_number)
                 out.messages.append(Withdraw(self.shard, event.fork_number, event.depth,
-                                             {self.ids[p]: self.state.reserves[p] for p in restored}))
+                                             {self.ids[p]: self.state.reserves[p] for p in restored},
+                                             {self.ids[p]: state for p, state in restored_v3.items()}))
             elif isinstance(event, NewBlock):
                 out.messages.append(self._apply_block(event.ref, logs[event.ref.hash], prices[event.ref.hash], out))
         return out
@@ -111,18 +117,27 @@ class PoolWatcherCore:
     def _logs(self, ref: BlockRef) -> list[dict]:
         # Raw request: web3's formatters cost ~40 ms per call for a few hundred addresses.
         return self.client.rpc("eth_getLogs", {"blockHash": ref.hash, "address": self.addresses,
-                                                "topics": [[SYNC_TOPIC, SWAP_TOPIC]]})
+                                                "topics": [POOL_TOPICS]})
 
     def _apply_block(self, ref: BlockRef, logs: list[dict], prices: dict[str, float], out: ShardOutput) -> BlockUpdate:
-        before = dict(self.state.reserves)
+        before = self._reserves()
         changed = self.state.apply_logs(ref.number, logs)
         self.blocks_seen += 1
         out.features.append(self._features(ref, before, changed, prices))
         return self._update(ref, set(changed))
 
-    def _update(self, ref: BlockRef, changed: set[str]) -> BlockUpdate:
+    def _reserves(self) -> dict[str, tuple[int, int]]:
+        """Every pool's reserves: V2 as they are, V3 as virtual reserves of its in-range liquidity."""
+        return self.state.reserves | {a: virtual_reserves(p) for a, p in self.state.v3.items()}
+
+    def _update(self, ref: BlockRef, changed: set[str], snapshot: bool = False) -> BlockUpdate:
+        """The block's message: changed V2 reserves, and each changed V3 pool's slot0, liquidity and
+        the ticks the block changed (every tick in a snapshot)."""
+        v3 = {self.ids[p]: self.state.v3_update(p, None if snapshot else self.state.ticks_changed(ref.number, p))
+              for p in changed & self.v3_addresses}
         return BlockUpdate(self.shard, ref.number, ref.hash, ref.parent_hash, ref.base_fee, ref.gas_used,
-                           ref.gas_limit, 0, {self.ids[p]: self.state.reserves[p] for p in changed})
+                           ref.gas_limit, 0, {self.ids[p]: self.state.reserves[p] for p in changed - self.v3_addresses},
+                           v3)
 
     def _features(self, ref: BlockRef, before: dict[str, tuple[int, int]], changed: dict,
                   prices: dict[str, float]) -> FeatureFrame:
@@ -131,7 +146,7 @@ class PoolWatcherCore:
         `prices`: the oracle's log prices per raw unit at this block (empty without an oracle)."""
         ids, x = [], []
         ratio = min(1.0, ref.gas_used / ref.gas_limit) if ref.gas_limit else 0.0
-        for address, (r0, r1) in self.state.reserves.items():
+        for address, (r0, r1) in self._reserves().items():
             p0, p1 = before.get(address, (r0, r1))
             if min(r0, r1, p0, p1) <= 0:
                 continue  # an empty pool has no price; it gets rows again once it holds liquidity

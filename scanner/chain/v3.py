@@ -76,16 +76,20 @@ def create_pool(
 
 
 def factory_of(pool: V3Pool, factories: Iterable[str]) -> str:
-    """The one of `factories` that created `pool`: whose create2 address for the pool's
-    (token0, token1, fee) under the canonical init code hash is the pool's address. This is the
-    check `ArbExecutor` makes before it swaps on a pool and again before its callback pays one.
-    Raises ChainError naming the pool when none of them did."""
+    """The one of `factories` that created `pool` (see `creator_of`)."""
+    return creator_of(pool.address, pool.token0, pool.token1, pool.fee, factories)
+
+
+def creator_of(address: str, token_a: str, token_b: str, fee: int, factories: Iterable[str]) -> str:
+    """The one of `factories` whose create2 address for (token_a, token_b, fee) under the canonical
+    init code hash is `address`. This is the check `ArbExecutor` makes before it swaps on a pool and
+    again before its callback pays one. Raises ChainError naming the pool when none of them did."""
     factories = tuple(factories)
     for factory in factories:
-        if v3_pool_address(factory, pool.token0, pool.token1, pool.fee).lower() == pool.address.lower():
+        if v3_pool_address(factory, token_a, token_b, fee).lower() == address.lower():
             return to_checksum_address(factory)
-    raise ChainError(f"V3 pool {pool.address} ({pool.token0}, {pool.token1}, fee {pool.fee}) was not created by "
-                     f"any of the known V3 factories {list(factories)}: the executor would refuse it (NotAPool)")
+    raise ChainError(f"V3 pool {address} ({token_a}, {token_b}, fee {fee}) was not created by any of the known "
+                     f"V3 factories {list(factories)}: the executor would refuse it (NotAPool)")
 
 
 def initialized_ticks(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 Mobius = tuple[int, int, int]
 """(k, m, n): out(x) = k·x / (m + n·x). Composes along a path like the matrix [[k, 0], [n, m]]."""
@@ -31,6 +31,7 @@ class InvalidPool(ValueError):
 class Pool(ABC):
     """A two-token pool that quotes exact integer swaps from state pushed into it (no I/O)."""
 
+    kind: ClassVar[str]  # the DEX kind of the config ("uniswap-v2", "uniswap-v3")
     address: str
     token0: str
     token1: str
@@ -69,12 +70,37 @@ class Pool(ABC):
 
     @abstractmethod
     def update(self, *state: Any, **_: Any) -> None:
-        """Replace the pool's state with what the chain reports (for V2: reserve0, reserve1)."""
+        """Replace the pool's state with what the chain reports (V2: reserve0, reserve1; V3: a `V3State`)."""
+
+    @abstractmethod
+    def reserve_in(self, zero_for_one: bool) -> int:
+        """The (virtual, for V3: at the current price and liquidity) reserve of the token sold:
+        what a trade's size is compared with to say how far it moves the pool."""
+
+
+class V3State(NamedTuple):
+    """A V3 pool's swap state as the chain reports it: slot0's price and tick, the in-range
+    liquidity, and initialized ticks {tick: (liquidityGross, liquidityNet)}.
+
+    `ticks` is every initialized tick when `replace_ticks`, else only those that changed since
+    the last state sent ((0, 0): no longer initialized); values are absolute, so applying the same
+    state twice is harmless.
+    """
+
+    sqrt_price_x96: int
+    tick: int
+    liquidity: int
+    ticks: dict[int, tuple[int, int]]
+    replace_ticks: bool = False
 
 
 @dataclass(frozen=True)
 class PoolInfo:
-    """A discovered pool. Addresses are lower case so they compare equal to log addresses."""
+    """A discovered pool. Addresses are lower case so they compare equal to log addresses.
+
+    A V3 pool (`kind` "uniswap-v3") has its fee tier in `fee_bps` (hundredths: 3000 pips = 30),
+    its `tick_spacing` and its state in `v3`; its reserve fields are 0.
+    """
 
     address: str
     token0: str
@@ -83,3 +109,6 @@ class PoolInfo:
     reserve1: int
     dex: str
     fee_bps: int
+    kind: str = "uniswap-v2"
+    tick_spacing: int = 0
+    v3: V3State | None = None

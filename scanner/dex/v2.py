@@ -6,6 +6,7 @@ fee_bps=30 and gives the same floor as the contract, since 9970/10000 is the sam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from scanner.dex.pool import DEAD_MOBIUS, InvalidPool, Mobius, Pool
 
@@ -39,6 +40,7 @@ def amount_in(amount_out_: int, reserve_in: int, reserve_out: int, fee_bps: int)
 class V2Pool(Pool):
     """A Uniswap-V2-style constant-product pool with its DEX's fee in basis points."""
 
+    kind: ClassVar[str] = "uniswap-v2"
     address: str
     token0: str
     token1: str
@@ -52,6 +54,9 @@ class V2Pool(Pool):
         if not 0 <= self.fee_bps < FEE_DENOMINATOR:
             raise InvalidPool(self.address, f"fee {self.fee_bps} bps is outside [0, {FEE_DENOMINATOR})")
         self.update(self.reserve0, self.reserve1)
+
+    def reserve_in(self, zero_for_one: bool) -> int:
+        return self.reserves(zero_for_one)[0]
 
     def update(self, reserve0: int, reserve1: int) -> None:
         for name, value in (("reserve0", reserve0), ("reserve1", reserve1)):

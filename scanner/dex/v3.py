@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
-from scanner.dex.pool import DEAD_MOBIUS, InvalidPool, Mobius, Pool
+from scanner.dex.pool import DEAD_MOBIUS, InvalidPool, Mobius, Pool, V3State
 
 MIN_TICK = -887272
 MAX_TICK = 887272
@@ -357,6 +357,7 @@ class V3Pool(Pool):
     state only through `update`, `apply`, `mint` and `burn`.
     """
 
+    kind: ClassVar[str] = "uniswap-v3"
     address: str
     token0: str
     token1: str
@@ -381,9 +382,7 @@ class V3Pool(Pool):
             raise InvalidPool(self.address, f"tick spacing {self.tick_spacing} is outside (0, 16384)")
         self.fee_bps = self.fee // 100
         for tick, (gross, net) in self.ticks.items():
-            self._check_tick(tick, "initialized tick")
-            if not 0 < gross <= UINT128_MAX or not INT128_MIN <= net <= INT128_MAX or abs(net) > gross:
-                raise InvalidPool(self.address, f"tick {tick} has liquidityGross {gross}, liquidityNet {net}")
+            self._check_initialized(tick, gross, net)
         self._initialized = sorted(self.ticks)
         self._version = 0
         self._memo = {}
@@ -425,14 +424,38 @@ class V3Pool(Pool):
 
     # -- state --------------------------------------------------------------------------------
 
+    def _check_initialized(self, tick: int, gross: int, net: int) -> None:
+        self._check_tick(tick, "initialized tick")
+        if not 0 < gross <= UINT128_MAX or not INT128_MIN <= net <= INT128_MAX or abs(net) > gross:
+            raise InvalidPool(self.address, f"tick {tick} has liquidityGross {gross}, liquidityNet {net}")
+
     def _check_tick(self, tick: int, what: str) -> None:
         if not MIN_TICK <= tick <= MAX_TICK:
             raise InvalidPool(self.address, f"{what} {tick} is outside [{MIN_TICK}, {MAX_TICK}]")
         if tick % self.tick_spacing:
             raise InvalidPool(self.address, f"{what} {tick} is not a multiple of the tick spacing {self.tick_spacing}")
 
-    def update(self, sqrt_price_x96: int, tick: int, liquidity: int) -> None:
-        """Replace slot0 (sqrtPriceX96, tick) and the in-range liquidity with what the chain reports."""
+    def state(self) -> V3State:
+        """The whole swap state, as a watcher sends it when the receiver knows nothing yet."""
+        return V3State(self.sqrt_price_x96, self.tick, self.liquidity, dict(self.ticks), True)
+
+    def reserve_in(self, zero_for_one: bool) -> int:
+        """The virtual reserve of the token sold at the current price: L/√P (token0) or L·√P (token1)."""
+        if zero_for_one:
+            return (self.liquidity << 96) // self.sqrt_price_x96
+        return (self.liquidity * self.sqrt_price_x96) >> 96
+
+    def update(self, sqrt_price_x96: int, tick: int, liquidity: int,
+               ticks: Mapping[int, tuple[int, int]] | None = None, replace_ticks: bool = False) -> None:
+        """Replace slot0 (sqrtPriceX96, tick) and the in-range liquidity with what the chain reports,
+        and the initialized ticks: all of them (`replace_ticks`) or those in `ticks` ((0, 0) = cleared).
+        All or nothing: a bad value raises InvalidPool naming it and leaves the pool as it was."""
+        if ticks:
+            for t, (gross, net) in ticks.items():
+                if gross or net or replace_ticks:
+                    self._check_initialized(t, gross, net)
+                else:
+                    self._check_tick(t, "cleared tick")
         if sqrt_price_x96 == 0:
             raise InvalidPool(self.address, "slot0 is not initialized (sqrtPriceX96 = 0)")
         if not MIN_SQRT_RATIO <= sqrt_price_x96 < MAX_SQRT_RATIO:
@@ -445,6 +468,17 @@ class V3Pool(Pool):
             raise InvalidPool(self.address, f"tick {tick} does not match sqrtPriceX96 {sqrt_price_x96} (tick {expected})")
         if not 0 <= liquidity <= UINT128_MAX:
             raise InvalidPool(self.address, f"liquidity {liquidity} is outside uint128")
+        if replace_ticks:
+            self.ticks = dict(ticks or {})
+        elif ticks:
+            for t, (gross, net) in ticks.items():
+                if gross:
+                    self.ticks[t] = (gross, net)
+                else:
+                    self.ticks.pop(t, None)
+        if ticks or replace_ticks:
+            self._initialized = sorted(self.ticks)
+            self._version += 1
         self.sqrt_price_x96, self.tick, self.liquidity = sqrt_price_x96, tick, liquidity
 
     def apply(self, result: SwapResult) -> None:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
+from scanner.dex.kinds import make_pool
 from scanner.dex.pool import PoolInfo
-from scanner.dex.v2 import V2Pool
 from scanner.errors import ConfigError
 from scanner.gas.fees import GasModel, next_base_fee
 from scanner.rank.ranking import HeuristicRiskModel, Opportunity, Ranker, RiskModel
@@ -111,8 +111,7 @@ class AggregatorCore:
         self.shard_timeout_s = shard_timeout_s
         self.clock = clock
         self.address = {i: p.address for i, p in pools.items()}
-        v2 = [V2Pool(p.address, p.token0, p.token1, p.reserve0, p.reserve1, p.fee_bps) for p in pools.values()]
-        self.ranker = Ranker(v2, base_rates(pools.values(), base_tokens), gas_price=0,
+        self.ranker = Ranker([make_pool(p) for p in pools.values()], base_rates(pools.values(), base_tokens), gas_price=0,
                                gas_model=gas_model, risk=risk, top_n=top_n)
         self.tip = 0
         self.last_reported: dict[int, int] = {}  # shard -> highest block it reported (on the chain it follows)
@@ -188,7 +187,7 @@ class AggregatorCore:
     def on_block(self, update: BlockUpdate) -> list[RankedBlock]:
         if update.shard in self.awaiting:
             pools = self.snapshot_pools.get(update.shard)
-            if pools is None or not pools <= update.reserves.keys():
+            if pools is None or not pools <= update.states.keys():
                 self.unsynced_dropped += 1  # superseded by the snapshot the shard was asked for
                 return []
             self.awaiting.discard(update.shard)
@@ -208,8 +207,8 @@ class AggregatorCore:
         if update.number <= self.last_ranked:
             # Late (its block was ranked at the shard timeout) or replayed by a restarted watcher:
             # its reserves are still the newest for its pools, so they count from the next block on.
-            if update.reserves:
-                self.ranker.apply_updates({self.address[i]: r for i, r in update.reserves.items()}, self.last_ranked)
+            if update.states:
+                self.ranker.apply_updates({self.address[i]: s for i, s in update.states.items()}, self.last_ranked)
             return []
         entry = self.pending.setdefault(update.number, _Pending(update.number, first_seen=self.clock()))
         entry.add(update)
@@ -249,8 +248,8 @@ class AggregatorCore:
         self._orphan(orphaned, self.withdrawals)
         if isinstance(self.ranker.risk, LstmRiskModel):
             self.ranker.risk.forget()  # its predictions were made on the orphaned branch
-        if msg.reserves:
-            self.ranker.apply_updates({self.address[i]: r for i, r in msg.reserves.items()}, msg.fork_number)
+        if msg.states:
+            self.ranker.apply_updates({self.address[i]: s for i, s in msg.states.items()}, msg.fork_number)
         if self.last_ranked > msg.fork_number:
             self.withdrawn_blocks += self.last_ranked - msg.fork_number
             self.last_ranked = msg.fork_number
@@ -298,11 +297,11 @@ class AggregatorCore:
     def _rank(self, entry: _Pending, complete: bool) -> RankedBlock:
         header = entry.header  # at a timeout with a reorg half seen: the chain the newest report named
         gas_price = next_base_fee(header.base_fee, header.gas_used, header.gas_limit) + self.tip
-        updates: dict[str, tuple[int, int]] = {}
-        other: dict[str, tuple[int, int]] = {}
+        updates: dict[str, tuple] = {}
+        other: dict[str, tuple] = {}
         for update in entry.updates.values():
             target = updates if update.hash == header.hash else other
-            target.update({self.address[i]: r for i, r in update.reserves.items()})
+            target.update({self.address[i]: s for i, s in update.states.items()})
         if updates:
             opportunities = self.ranker.apply_updates(updates, entry.number, gas_price=gas_price)
         else:

@@ -10,17 +10,23 @@ def _eth(wei: int | float) -> str:
     return f"{wei / WEI:+.6f}"
 
 
+def hop_kinds(opportunity: dict) -> str:
+    """Each hop's DEX kind, with a V3 hop's fee tier in bps: `v2 v3/5 v2`."""
+    kinds = opportunity.get("kinds") or ["uniswap-v2"] * len(opportunity["pools"])
+    return " ".join(f"v3/{fee}" if kind == "uniswap-v3" else "v2" for kind, fee in zip(kinds, opportunity["fees_bps"]))
+
+
 def ranking_table(block: int | None, opportunities: Iterable[dict], *, limit: int = 10) -> str:
     opportunities = list(opportunities)[:limit]
     head = f"block {block}: {len(opportunities)} opportunities" if block is not None else "no block ranked yet"
     lines = [head]
     if opportunities:
-        lines.append(f"{'#':>2} {'path':<28} {'hops':>4} {'input':>12} {'gross':>11} {'gas':>10} {'net':>11} "
+        lines.append(f"{'#':>2} {'path':<28} {'dex per hop':<18} {'input':>12} {'gross':>11} {'gas':>10} {'net':>11} "
                      f"{'P(ok)':>6} {'slip':>10} {'EV (ETH)':>11}  id")
     for i, o in enumerate(opportunities, 1):
         path = "→".join(o.get("symbols") or [t[:6] for t in o["tokens"]])
         lines.append(
-            f"{i:>2} {path:<28} {len(o['pools']):>4} {o['amount_in'] / WEI:>12.6f} {_eth(o['gross_profit']):>11} "
+            f"{i:>2} {path:<28} {hop_kinds(o):<18} {o['amount_in'] / WEI:>12.6f} {_eth(o['gross_profit']):>11} "
             f"{_eth(-o['gas_cost']):>10} {_eth(o['net_profit']):>11} {o['success_probability']:>6.2f} "
             f"{_eth(-o['expected_slippage']):>10} {o['ev'] / WEI:>+11.6f}  {o['id']}"
         )

@@ -19,7 +19,6 @@ from typing import Protocol, cast
 import numpy as np
 
 from scanner.dex.pool import Pool
-from scanner.dex.v2 import FEE_DENOMINATOR
 from scanner.gas.fees import GasModel, gas_cost_in_token
 from scanner.route.graph import PAD, TokenGraph
 from scanner.route.sizing import Sized, fold, optimum, profit_upper_bound, refine
@@ -46,7 +45,7 @@ class Opportunity:
     tokens: tuple[str, ...]  # path, starting and ending at base_token
     pools: tuple[str, ...]
     zero_for_one: tuple[bool, ...]
-    fees_bps: tuple[int, ...]
+    fees_bps: tuple[int, ...]  # a V3 hop's fee tier in bps (3000 pips = 30)
     amount_in: int
     amounts: tuple[int, ...]  # exact output of each hop
     gross_profit: int
@@ -60,6 +59,7 @@ class Opportunity:
     expected_slippage: int
     expected_value: float
     eth_per_token: float
+    kinds: tuple[str, ...] = ()  # each hop's DEX kind ("uniswap-v2", "uniswap-v3"); () = all V2
 
     @property
     def expected_value_eth(self) -> float:
@@ -192,6 +192,7 @@ class Ranker:
         # identity hop that PAD (-1) gathers
         size = 2 * len(graph.pools) + 1
         self._k, self._m, self._n = np.ones(size), np.ones(size), np.zeros(size)
+        self._reserve_in = np.full(size, np.inf)
         self._set_curves([slot for slot, pool in enumerate(graph.pools) if pool is not None])
         self._gas_units = self.gas_model.base + self.gas_model.per_hop * hops
         rate = np.array([float(r) for r in self.token_per_eth])[graph.cycle_base]
@@ -204,7 +205,7 @@ class Ranker:
         self._rescore(np.arange(len(graph)))
 
     def _set_curves(self, slots: list[int]) -> None:
-        edges, ks, ms, ns = [], [], [], []
+        edges, ks, ms, ns, reserves = [], [], [], [], []
         for slot in slots:
             pool = cast(Pool, self.graph.pools[slot])  # slots of live pools only
             for edge, z41 in ((2 * slot, True), (2 * slot + 1, False)):
@@ -213,7 +214,9 @@ class Ranker:
                 ks.append(float(k))
                 ms.append(float(m))
                 ns.append(float(n))
+                reserves.append(float(pool.reserve_in(z41)))
         self._k[edges], self._m[edges], self._n[edges] = ks, ms, ns
+        self._reserve_in[edges] = reserves
 
     def _rescore(self, rows: np.ndarray) -> None:
         """Re-fold the given cycles and forget their exact sizings."""
@@ -299,6 +302,7 @@ class Ranker:
             expected_slippage=slippage,
             expected_value=ev,
             eth_per_token=float(self._eth_per_token[row]),
+            kinds=tuple(pool.kind for pool, _ in hops),
         )
 
     def _risk_inputs(self, rows: np.ndarray) -> RiskInputs:
@@ -314,6 +318,6 @@ class Ranker:
             zero_for_one=self.graph.cycle_zero_for_one[rows],
             hops=self.graph.cycle_hops[rows].astype(np.int64),
             amounts=amounts,
-            reserve_in=np.where(edges == PAD, np.inf, m / FEE_DENOMINATOR),
+            reserve_in=np.where(edges == PAD, np.inf, self._reserve_in[edges]),
             profit=self._profit[rows],
         )

@@ -30,7 +30,7 @@ from web3.types import RPCEndpoint
 
 from scanner.chain import artifacts
 from scanner.chain.rpc import ChainClient
-from scanner.chain.v3 import UNISWAP_V3_FACTORY, factory_of
+from scanner.chain.v3 import UNISWAP_V3_FACTORY, creator_of, factory_of
 from scanner.dex.pool import Pool
 from scanner.dex.v2 import V2Pool
 from scanner.dex.v3 import V3Pool
@@ -49,8 +49,9 @@ def execute_args(route: Route, min_profit: int = 0, *, pools: Mapping[str, Pool]
 
     Each hop's kind comes from its pool object: an entry of the route's `pools` that is a `Pool`,
     else the pool of that address in `pools` (a mapping by address, any case, or the pool objects).
-    An address with neither is a V2 pair with the route's `fees_bps`, which is all a route from
-    the query API names. A route of V2 pairs only gets the V2 form, as before:
+    An address with neither is read from the route itself, as the query API serves it: its
+    `kinds` (a V3 hop's fee tier is `fees_bps` × 100 and its tokens are the route's `tokens`), or
+    a V2 pair with the route's `fees_bps` when it has no `kinds`. A route of V2 pairs only gets the V2 form:
     (pairs, zeroForOne, feeBps, amountIn, minProfit). A route with a `V3Pool` in it gets the mixed
     form (pools, zeroForOne, fees, factories, amountIn, minProfit): a V2 hop has factory 0x0 and its
     fee in bps, a V3 hop its fee tier in pips and the one of `v3_factories` whose create2 address
@@ -61,11 +62,13 @@ def execute_args(route: Route, min_profit: int = 0, *, pools: Mapping[str, Pool]
         else {p.address.lower(): p for p in pools}
     entries = list(get("pools"))
     route_fees = get("fees_bps") or [None] * len(entries)  # optional when every hop has its pool object
+    kinds = _optional(get, "kinds") or ["uniswap-v2"] * len(entries)
+    tokens = _optional(get, "tokens") or []
     factories = tuple(v3_factories)
     addresses: list[str] = []
     fees: list[int] = []
     makers: list[str] = []  # per hop: the V3 factory, or ZERO_ADDRESS for a V2 pair
-    for entry, route_fee in zip(entries, route_fees):
+    for hop, (entry, route_fee, kind) in enumerate(zip(entries, route_fees, kinds)):
         pool = entry if isinstance(entry, Pool) else known.get(str(entry).lower())
         if isinstance(pool, V3Pool):
             fees.append(pool.fee)
@@ -73,6 +76,11 @@ def execute_args(route: Route, min_profit: int = 0, *, pools: Mapping[str, Pool]
         elif isinstance(pool, V2Pool):
             fees.append(pool.fee_bps)
             makers.append(ZERO_ADDRESS)
+        elif pool is None and kind == "uniswap-v3" and route_fee is not None and len(tokens) > hop + 1:
+            fees.append(int(route_fee) * 100)
+            makers.append(creator_of(str(entry), tokens[hop], tokens[hop + 1], fees[-1], factories))
+        elif pool is None and kind == "uniswap-v3":
+            raise ValueError(f"route hop {entry}: a V3 hop needs its pool object or the route's fees_bps and tokens")
         elif pool is None and route_fee is not None:
             fees.append(int(route_fee))
             makers.append(ZERO_ADDRESS)
@@ -85,6 +93,13 @@ def execute_args(route: Route, min_profit: int = 0, *, pools: Mapping[str, Pool]
     if all(maker == ZERO_ADDRESS for maker in makers):
         return [addresses, zero_for_one, fees, amount_in, min_profit]
     return [addresses, zero_for_one, fees, makers, amount_in, min_profit]
+
+
+def _optional(get: Callable[[str], Any], name: str) -> Any:
+    try:
+        return get(name)
+    except (KeyError, AttributeError):
+        return None
 
 
 def execute_fn(w3: Web3, executor: str, route: Route, min_profit: int = 0, *,
@@ -107,7 +122,7 @@ def _rpc(client_or_w3: ChainClient | Web3, method: str, *params: Any) -> Any:
 
 
 def measure(client_or_w3: ChainClient | Web3, executor: str, sender: str, routes: Iterable[Route],
-            block: int | str) -> list[tuple[int, int]]:
+            block: int | str, v3_factories: Iterable[str] = (UNISWAP_V3_FACTORY,)) -> list[tuple[int, int]]:
     """(hops, `eth_estimateGas` of `execute` from `sender`) for each route, on the state after
     `block`, as the next block would run it."""
     tag = hex(block) if isinstance(block, int) else block
@@ -119,7 +134,7 @@ def measure(client_or_w3: ChainClient | Web3, executor: str, sender: str, routes
     tx = {"from": to_checksum_address(sender), "to": contract.address}
     out = []
     for route in routes:
-        args = execute_args(route)
+        args = execute_args(route, v3_factories=v3_factories)
         try:
             gas = _rpc(client_or_w3, "eth_estimateGas", {**tx, "data": contract.encode_abi("execute", args)},
                        hex(number), None, next_block)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -81,8 +81,9 @@ class SubmitterCore:
 
     def __init__(self, client: ChainClient, executor: str, account: LocalAccount, journal: Journal, *,
                  top_k: int = 3, send: bool = False, tip_wei: int = 2 * 10**9,
-                 on_calibrated: Callable[[GasModel], None] | None = None) -> None:
+                 on_calibrated: Callable[[GasModel], None] | None = None, v3_factories: Sequence[str] = ()) -> None:
         self.client = client
+        self.v3_factories = tuple(v3_factories)  # the factories whose pools a V3 hop may use
         self.account = account
         self.journal = journal
         self.top_k = top_k
@@ -145,7 +146,7 @@ class SubmitterCore:
         return sim
 
     def _simulate(self, opp: dict, block: int) -> Simulation:
-        fn = execute_fn(self.client.w3, self.executor.address, opp)
+        fn = execute_fn(self.client.w3, self.executor.address, opp, v3_factories=self.v3_factories)
         try:
             profit = self._profit_at(fn, block, opp["gross_profit"])
             gas = self._gas_at(opp, block)
@@ -153,7 +154,8 @@ class SubmitterCore:
             return Simulation(False, None, None, scrub(artifacts.describe_revert("ArbExecutor", e)))
         except (Web3RPCError, ValueError, ChainError) as e:
             return Simulation(False, None, None, scrub(str(e)))
-        self._gas_samples.setdefault(len(opp["pools"]), gas)
+        if all(kind == "uniswap-v2" for kind in opp.get("kinds") or ()):  # the model prices V2 hops
+            self._gas_samples.setdefault(len(opp["pools"]), gas)
         if self.gas_model is None and len(self._gas_samples) >= 2:
             self.gas_model = GasModel.calibrate(self._gas_samples.items())
             if self.on_calibrated is not None:
@@ -181,7 +183,8 @@ class SubmitterCore:
         """The route's gas as the block after `block` runs it, read again once `block` is history when
         the first estimate fails (the same head-block read as in `_profit_at`: competitors' trades of
         the block being mined can make it revert)."""
-        estimate = lambda: measure(self.client, self.executor.address, self.account.address, [opp], block)[0][1]  # noqa: E731
+        estimate = lambda: measure(self.client, self.executor.address, self.account.address, [opp], block,  # noqa: E731
+                                   self.v3_factories)[0][1]
         try:
             return estimate()
         except ChainError:
@@ -204,7 +207,7 @@ class SubmitterCore:
         """The signed transaction and the `eth_sendBundle` request that targets block + 1."""
         if self._nonce is None:
             self._nonce = self.client.call(self.client.w3.eth.get_transaction_count, self.account.address, "pending")
-        fn = execute_fn(self.client.w3, self.executor.address, opp, min_profit=1)
+        fn = execute_fn(self.client.w3, self.executor.address, opp, min_profit=1, v3_factories=self.v3_factories)
         tx = fn.build_transaction(cast(TxParams, {
             "from": self.account.address, "nonce": self._nonce, "gas": gas_limit, "chainId": self.chain_id,
             "maxPriorityFeePerGas": self.tip_wei, "maxFeePerGas": 2 * base_fee + self.tip_wei,

@@ -1,8 +1,9 @@
 """Control-plane-sized messages between actors (one per shard per block), as msgpack maps.
 
 Feature rows and predictions travel in the column frames of `scanner.wire.frames`; these carry the
-exact pool state the aggregator ranks on. Reserves reach 2**112, past msgpack's 64-bit ints,
-so they travel as 32-byte big-endian strings (any uint256 fits).
+exact pool state the aggregator ranks on: V2 reserves, and V3 slot0, liquidity and the ticks
+that changed. Reserves reach 2**112 and V3 prices 2**160, past msgpack's 64-bit ints, so they
+travel as 32-byte big-endian strings (any uint256 fits; liquidityNet as two's complement).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
+from scanner.dex.pool import V3State
 from scanner.wire.frames import PredictionFrame, WireError
 
 _INT_BYTES = 32
@@ -19,20 +21,36 @@ def _int_to_bytes(value: int) -> bytes:
     return value.to_bytes(_INT_BYTES, "big")
 
 
-def _int_from_bytes(raw: bytes) -> int:
+def _int_from_bytes(raw: bytes, signed: bool = False) -> int:
     if not isinstance(raw, bytes) or len(raw) != _INT_BYTES:
         raise WireError(f"expected a {_INT_BYTES}-byte integer, got {raw!r:.40}")
-    return int.from_bytes(raw, "big")
+    return int.from_bytes(raw, "big", signed=signed)
 
 
-def _reserve_columns(reserves: dict[int, tuple[int, int]]) -> dict[str, list]:
-    return {"pools": list(reserves), "r0": [_int_to_bytes(r[0]) for r in reserves.values()],
-            "r1": [_int_to_bytes(r[1]) for r in reserves.values()]}
+def _state_columns(reserves: dict[int, tuple[int, int]], v3: dict[int, V3State]) -> dict[str, list]:
+    return {
+        "pools": list(reserves), "r0": [_int_to_bytes(r[0]) for r in reserves.values()],
+        "r1": [_int_to_bytes(r[1]) for r in reserves.values()],
+        "v3": [[pool, _int_to_bytes(s.sqrt_price_x96), s.tick, _int_to_bytes(s.liquidity), s.replace_ticks,
+                [[t, _int_to_bytes(gross), net.to_bytes(_INT_BYTES, "big", signed=True)]
+                 for t, (gross, net) in s.ticks.items()]] for pool, s in v3.items()],
+    }
+
+
+class _PoolStates:
+    """Both kinds of pool state a message carries, as the arguments of each pool's `update`."""
+
+    reserves: dict[int, tuple[int, int]]
+    v3: dict[int, V3State]
+
+    @property
+    def states(self) -> dict[int, tuple]:
+        return {**self.reserves, **self.v3}
 
 
 @dataclass(frozen=True)
-class BlockUpdate:
-    """One shard's view of one block: header numbers and the pools whose reserves changed."""
+class BlockUpdate(_PoolStates):
+    """One shard's view of one block: header numbers and the pools whose state changed."""
 
     shard: int
     number: int
@@ -42,7 +60,8 @@ class BlockUpdate:
     gas_used: int
     gas_limit: int
     timestamp: int
-    reserves: dict[int, tuple[int, int]] = field(default_factory=dict)  # pool id -> (r0, r1)
+    reserves: dict[int, tuple[int, int]] = field(default_factory=dict)  # V2 pool id -> (r0, r1)
+    v3: dict[int, V3State] = field(default_factory=dict)  # V3 pool id -> its state
 
     KIND = "block"
 
@@ -50,25 +69,26 @@ class BlockUpdate:
         return msgpack.packb({
             "kind": self.KIND, "shard": self.shard, "number": self.number, "hash": self.hash,
             "parent": self.parent_hash, "base_fee": self.base_fee, "gas_used": self.gas_used,
-            "gas_limit": self.gas_limit, "ts": self.timestamp, **_reserve_columns(self.reserves),
+            "gas_limit": self.gas_limit, "ts": self.timestamp, **_state_columns(self.reserves, self.v3),
         })
 
 
 @dataclass(frozen=True)
-class Withdraw:
-    """Blocks above `fork_number` were orphaned: drop their rankings, restore these reserves."""
+class Withdraw(_PoolStates):
+    """Blocks above `fork_number` were orphaned: drop their rankings, restore these pool states."""
 
     shard: int
     fork_number: int
     depth: int
     reserves: dict[int, tuple[int, int]] = field(default_factory=dict)
+    v3: dict[int, V3State] = field(default_factory=dict)
 
     KIND = "withdraw"
 
     def encode(self) -> bytes:
         return msgpack.packb({
             "kind": self.KIND, "shard": self.shard, "fork": self.fork_number, "depth": self.depth,
-            **_reserve_columns(self.reserves),
+            **_state_columns(self.reserves, self.v3),
         })
 
 
@@ -100,6 +120,15 @@ def _reserves(msg: dict) -> dict[int, tuple[int, int]]:
     return {int(p): (_int_from_bytes(a), _int_from_bytes(b)) for p, a, b in zip(pools, r0, r1)}
 
 
+def _v3_states(msg: dict) -> dict[int, V3State]:
+    out = {}
+    for pool, sqrt_price, tick, liquidity, replace, ticks in msg.get("v3", []):
+        out[int(pool)] = V3State(_int_from_bytes(sqrt_price), int(tick), _int_from_bytes(liquidity),
+                                 {int(t): (_int_from_bytes(g), _int_from_bytes(n, signed=True)) for t, g, n in ticks},
+                                 bool(replace))
+    return out
+
+
 def decode(data: bytes) -> BlockUpdate | Withdraw | GasUpdate:
     """Any of the messages above; `WireError` for anything else."""
     try:
@@ -107,9 +136,9 @@ def decode(data: bytes) -> BlockUpdate | Withdraw | GasUpdate:
         kind = msg["kind"]
         if kind == BlockUpdate.KIND:
             return BlockUpdate(msg["shard"], msg["number"], msg["hash"], msg["parent"], msg["base_fee"],
-                               msg["gas_used"], msg["gas_limit"], msg["ts"], _reserves(msg))
+                               msg["gas_used"], msg["gas_limit"], msg["ts"], _reserves(msg), _v3_states(msg))
         if kind == Withdraw.KIND:
-            return Withdraw(msg["shard"], msg["fork"], msg["depth"], _reserves(msg))
+            return Withdraw(msg["shard"], msg["fork"], msg["depth"], _reserves(msg), _v3_states(msg))
         if kind == GasUpdate.KIND:
             return GasUpdate(msg["number"], msg["base_fee"], msg["next_base_fee"], tuple(msg["tips"]),
                              float(msg["ratio"]), msg["feed"])
