@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent set-up for every way arbscan runs (README, CI, Dockerfile, cluster.yaml):
 # a venv in .venv with the CPU torch wheel installed first, arbscan itself (editable, with
-# its test extras), and the npm packages (anvil, solc, Uniswap V2 artifacts) in node_modules.
+# its test extras), and the npm packages (anvil, solc, Uniswap V2/V3 artifacts, the OP-stack
+# GasPriceOracle/L1Block build) in node_modules.
 # Re-running it only redoes the steps whose inputs changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ fi
 nstamp="node_modules/.arbscan-installed"
 nwant=$(fingerprint package.json package-lock.json)
 if [ "$(cat "$nstamp" 2>/dev/null)" != "$nwant" ] || [ ! -x node_modules/.bin/anvil ]; then
-  say "installing npm packages (anvil, solc, @uniswap/v2-core)"
+  say "installing npm packages (anvil, solc, @uniswap/v2-core, @uniswap/v3-core, @eth-optimism/contracts-bedrock)"
   # `npm install --no-save` honours package-lock.json and leaves it untouched; `npm ci` refuses this
   # lock because anvil's optional per-platform packages for other systems are not in it.
   npm install --no-save --no-audit --no-fund --loglevel=error >&2
