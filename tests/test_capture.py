@@ -30,7 +30,7 @@ from scanner.chain.v3 import create_pool, deploy_factory, read_pool, send
 from scanner.config import Config, DexConfig, dump
 from scanner.errors import ChainError, ConfigError
 from scanner.history.capture import ALL_TOPICS, POOL_TOPICS, V3, LogFetcher, capture
-from scanner.history.store import Capture, load
+from scanner.history.store import Capture, Store, load
 
 pytestmark = pytest.mark.chain
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def chain(tmp_path_factory):
         _trade(anvil, w3, router, pools, v3, rng, 10)
         _add_pools(w3, factories, [(1, 1, 2), (0, 0, 2)], tokens, v3, pools)  # created inside the range
         _trade(anvil, w3, router, pools, v3, rng, 30)
-        anvil.mine(1500)
+        w3.provider.make_request("anvil_mine", [hex(1500)])  # web3's 30 s timeout: slow on a busy machine
         _trade(anvil, w3, router, pools, v3, rng, 5)
         dexes = [DexConfig("uniswap-v2", factories[0].address.lower(), 30), DexConfig("fork", factories[1].address.lower(), 25),
                  DexConfig("uniswap-v3", v3["factory"].address.lower(), kind=V3, fees=[500, 3000])]
@@ -262,3 +262,11 @@ def test_capture_help_says_how_to_use_it():
     text = sub.choices["capture"].format_help()  # type: ignore[union-attr]
     for words in ("--rpc", "--from", "--to", "--out", "--config", "resumes", "finalized", "load(DIR)"):
         assert words in text
+
+
+def test_one_writer_per_store(tmp_path):
+    with Store(tmp_path / "c"):
+        with pytest.raises(ConfigError, match="another capture is writing"):
+            Store(tmp_path / "c")
+    with Store(tmp_path / "c"):  # released with its holder
+        pass

@@ -135,34 +135,32 @@ def capture(
         raise ConfigError(f"chunk size must be >= 1 block, got {chunk_blocks}")
     fetcher = fetcher or LogFetcher(client)
     started = time.monotonic()
-    store = Store(out)
-    wanted = manifest_of(client.chain_id(), first, dexes)
-    found = store.manifest()
-    if found is None:
-        state_block = first - 1
-        pools, ticks = initial_state(client, fetcher, dexes, state_block, progress)
-        state_hash = bytes(client.get_block(state_block)["hash"]).hex()
-        store.commit_state({**wanted, "state_block_hash": state_hash}, pools, ticks)
-    elif {k: found.get(k) for k in wanted} != wanted:
-        raise ConfigError(f"{out} holds a capture of chain {found['chain_id']} from block {found['from_block']} of other "
-                          "DEXes or another chain: resume it with the same --from and --config, or pass a new --out")
-    stored = load(out)
-    tracked = tracked_pools(stored, dexes)
-    parent = _last_hash(stored)
-    start = stored.last_block + 1
-    bar = tqdm(total=last - first + 1, initial=start - first, unit="block", desc="capturing", disable=not progress)
-    logs = chunks = 0
-    for a in range(start, last + 1, chunk_blocks):
-        chunk = Chunk(a, min(last, a + chunk_blocks - 1))
-        headers = fetch_headers(client, chunk, parent, batch)
-        raw = fetcher.fetch(chunk.first, chunk.last, ALL_TOPICS)
-        rows = select_logs(raw, tracked, dexes, headers)
-        store.commit_chunk(chunk, headers, rows)
-        parent = headers["hash"][-1].as_py()
-        logs, chunks = logs + rows.num_rows, chunks + 1
-        bar.update(chunk.last - chunk.first + 1)
-        bar.set_postfix(logs=logs, span=fetcher.span)
-    bar.close()
+    with Store(out) as store:
+        wanted = manifest_of(client.chain_id(), first, dexes)
+        found = store.manifest()
+        if found is None:
+            pools, ticks = initial_state(client, fetcher, dexes, first - 1, progress)
+            state_hash = bytes(client.get_block(first - 1)["hash"]).hex()
+            store.commit_state({**wanted, "state_block_hash": state_hash}, pools, ticks)
+        elif {k: found.get(k) for k in wanted} != wanted:
+            raise ConfigError(f"{out} holds a capture of chain {found['chain_id']} from block {found['from_block']} of other "
+                              "DEXes or another chain: resume it with the same --from and --config, or pass a new --out")
+        stored = load(out)
+        tracked = tracked_pools(stored, dexes)
+        parent = _last_hash(stored)
+        start = stored.last_block + 1
+        bar = tqdm(total=last - first + 1, initial=start - first, unit="block", desc="capturing", disable=not progress)
+        logs = chunks = 0
+        for a in range(start, last + 1, chunk_blocks):
+            chunk = Chunk(a, min(last, a + chunk_blocks - 1))
+            headers = fetch_headers(client, chunk, parent, batch)
+            rows = select_logs(fetcher.fetch(chunk.first, chunk.last, ALL_TOPICS), tracked, dexes, headers)
+            store.commit_chunk(chunk, headers, rows)
+            parent = headers["hash"][-1].as_py()
+            logs, chunks = logs + rows.num_rows, chunks + 1
+            bar.update(chunk.last - chunk.first + 1)
+            bar.set_postfix(logs=logs, span=fetcher.span)
+        bar.close()
     return CaptureReport(first, last, max(0, last - start + 1), logs, chunks, fetcher.requests, fetcher.refusals,
                          time.monotonic() - started)
 

@@ -12,6 +12,7 @@ Layout of a store directory:
     manifest.json             what was captured (chain, first block, DEXes, the state block's hash)
     pools.parquet             every tracked pool's state at the end of block `from - 1`
     ticks.parquet             the initialized ticks of the V3 pools at that block
+    lock                      held by the one capture writing the directory
     logs-A-B.parquet          the tracked logs of blocks A..B, in (block, tx index, log index) order
     headers-A-B.parquet       the headers of blocks A..B: the commit marker of chunk A..B
 
@@ -27,6 +28,7 @@ Integers wider than 64 bits (reserves, sqrt prices, liquidity) are decimal strin
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -44,6 +46,7 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 POOLS = "pools.parquet"
 TICKS = "ticks.parquet"
+LOCK = "lock"
 _CHUNK = re.compile(r"^headers-(\d+)-(\d+)\.parquet$")
 
 HASH = pa.binary(32)
@@ -128,17 +131,33 @@ def _commit_table(path: Path, table: pa.Table) -> None:
 
 
 class Store:
-    """The writing side: creates the directory, commits the state and then chunk after chunk."""
+    """The writing side: creates the directory, commits the state and then chunk after chunk.
+
+    One writer at a time: it holds an exclusive lock on `DIR/lock` (released by the kernel when the
+    process ends, however it ends), so a second capture into the same directory stops at once.
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.root / LOCK, "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise ConfigError(f"another capture is writing {self.root}: wait for it to end or stop it first") from None
         for tmp in self.root.glob("*.tmp"):  # an interrupted write
             tmp.unlink()
         committed = {c.logs for c in self.chunks()}
         for logs in self.root.glob("logs-*.parquet"):  # logs whose headers never made it in
             if logs.name not in committed:
                 logs.unlink()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.close()
 
     def manifest(self) -> dict | None:
         path = self.root / MANIFEST
