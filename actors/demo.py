@@ -21,10 +21,12 @@ from scanner.sim.spec import Deployment, MarketSpec
 
 def local_config(node: Anvil, dep: Deployment, journal: Path, key_file: Path,
                  sockets: SocketsConfig | None = None) -> Config:
-    """The configuration `arbscan run` would read for this local market (ports the OS picks by default)."""
+    """The configuration `arbscan run` would read for this local market (ports the OS picks by default):
+    every V2 DEX, and the V3 factory with the fee tiers its pools use when the market has V3 pools."""
     return Config(
         chain=ChainConfig(rpc_url=node.url, ws_url=node.ws_url, chain_id=LOCAL_CHAIN_ID, poll_interval_s=0.1),
-        dexes=[DexConfig(name, factory, fee) for name, (factory, fee) in dep.factories.items()],
+        dexes=[DexConfig(name, factory, fee) for name, (factory, fee) in dep.factories.items()]
+        + ([DexConfig("uniswap-v3", dep.v3_factory, kind="uniswap-v3", fees=dep.v3_fees)] if dep.v3_factory else []),
         tokens=TokensConfig(base=[dep.base], price_oracle=dep.price_oracle),
         sockets=sockets or SocketsConfig(query="tcp://127.0.0.1:*", publish="tcp://127.0.0.1:*"),
         submitter=SubmitterConfig(executor=dep.executor, journal=str(journal), private_key_file=str(key_file)),
@@ -52,7 +54,7 @@ def run_demo(blocks: int | None, seed: int, interval_s: float, out_dir: Path) ->
     pipeline = None
     try:
         print(f"local chain {node.url} (anvil, chain id {LOCAL_CHAIN_ID}); deploying the market, seed {seed} ...", file=sys.stderr)
-        market = Market(Web3(HTTPProvider(node.url)), MarketSpec(seed=seed))
+        market = Market(Web3(HTTPProvider(node.url)), MarketSpec.with_v3(seed=seed))
         dep = market.deploy()
         print("starting a local Ray ...", file=sys.stderr)
         ctx = attach_ray(None, Config())

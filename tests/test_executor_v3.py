@@ -31,6 +31,7 @@ from scanner.dex.pool import Pool
 from scanner.dex.v2 import V2Pool
 from scanner.dex.v3 import V3Pool, tick_at_sqrt_ratio
 from scanner.errors import ChainError
+from scanner.sim.v3_market import sqrt_price_x96
 from scanner.submit.calibrate import ZERO_ADDRESS, execute_args, execute_fn
 
 pytestmark = pytest.mark.chain
@@ -73,8 +74,7 @@ class Market:
 
 def _sqrt_price_x96(market_tokens: dict[str, Contract], base: str, quote: str, price: Fraction) -> int:
     """sqrtPriceX96 of a pool where one `base` costs `price` `quote` (both 18 decimals)."""
-    ratio = price if int(market_tokens[base].address, 16) < int(market_tokens[quote].address, 16) else 1 / price
-    return math.isqrt(ratio.numerator * 2**192 // ratio.denominator)
+    return sqrt_price_x96(price if int(market_tokens[base].address, 16) < int(market_tokens[quote].address, 16) else 1 / price)
 
 
 def _v2_pair(w3: Web3, factory: Contract, me: str, a: Contract, b: Contract, amount_a: int, amount_b: int) -> Contract:

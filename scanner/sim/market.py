@@ -26,8 +26,9 @@ from scanner.chain import artifacts
 from scanner.chain.discovery import PoolLens
 from scanner.chain.rpc import ChainClient
 from scanner.dex.v2 import FEE_DENOMINATOR
-from scanner.sim.competitors import Competitors
-from scanner.sim.spec import GWEI, WAD, BlockSummary, DeployedPool, Deployment, Gap, MarketSpec
+from scanner.sim.competitors import ClosingTrade, Competitors, closing_trade, closing_trade_v3
+from scanner.sim.spec import GWEI, WAD, BlockSummary, DeployedPool, DeployedV3Pool, Deployment, Gap, MarketSpec
+from scanner.sim.v3_market import V3Market
 
 
 class Market:
@@ -47,14 +48,17 @@ class Market:
         # later nonce with a higher tip than its earlier one is dropped at mining.
         accounts: Sequence[ChecksumAddress] = w3.eth.accounts  # web3 types it as a 1-tuple
         roles = 3 + self.spec.arbitrageurs + self.spec.spammers
-        if len(accounts) < roles + 8:
-            raise ValueError(f"the market needs at least {roles + 8} unlocked accounts, the node has {len(accounts)}")
+        lps = self.spec.v3_lps if self.spec.v3_pools else 0
+        if len(accounts) < roles + lps + 8:
+            raise ValueError(f"the market needs at least {roles + lps + 8} unlocked accounts, the node has {len(accounts)}")
         self.deployer = accounts[0]
         self.searcher = accounts[1]
         self.arbers = accounts[2 : 2 + self.spec.arbitrageurs]
         self.spammers = accounts[2 + self.spec.arbitrageurs : roles - 1]
         self.oracle_owner = accounts[roles - 1]  # its own sender: one transaction per sender per block
-        self.traders = accounts[roles:]
+        self.traders = accounts[roles : len(accounts) - lps]
+        self.v3 = V3Market(w3, self.spec, self._send, self._units)
+        self.v3_lps = accounts[len(accounts) - lps :]
         symbols = [t.symbol for t in self.spec.tokens]
         self._token_index = {s: i for i, s in enumerate(symbols)}
         self.log_fair = np.log([t.fair_price for t in self.spec.tokens])
@@ -91,6 +95,7 @@ class Market:
         feed = artifacts.deploy(w3, "GasFeed", 0, "Fast Gas / Wei", sender=me)
         burner = artifacts.deploy(w3, "GasBurner", sender=me)
         oracle = artifacts.deploy(w3, "PriceOracle", self.oracle_owner, sender=self.oracle_owner)
+        v3_funding = self.v3.deploy(me, tokens, (*self.traders, *self.arbers), self.v3_lps)
 
         # Pools and inventories go in as one batch of raw sends mined block after block: pair
         # addresses follow from create2, so nothing waits on a receipt (thousands of transactions).
@@ -118,7 +123,9 @@ class Market:
                 batch.append((acct, tok.address, tok.encode_abi("approve", [router.address, 2**256 - 1]), 100_000))
         base = tokens[spec.base]
         batch.append((me, base.address, base.encode_abi("mint", [executor.address, self._units(spec.base, 10_000)]), 100_000))
-        self._run_batch(batch)
+        self._run_batch(batch + v3_funding)
+        if spec.v3_pools:
+            self._run_batch(self.v3.initial_positions())  # the LPs' harnesses hold their tokens by now
 
         self.deployment = Deployment(
             tokens={s: t.address for s, t in tokens.items()},
@@ -132,6 +139,8 @@ class Market:
             burner=burner.address,
             searcher=self.searcher,
             base=tokens[spec.base].address,
+            v3_factory=self.v3.factory,
+            v3_pools=self.v3.pools,
         )
         self._router = router
         self._feed = feed
@@ -144,6 +153,7 @@ class Market:
         self._rpc("anvil_setNextBlockBaseFeePerGas", hex(spec.initial_base_fee))
         self._rpc("evm_mine")
         self._refresh_reserves()
+        self.v3.start(int(self._rpc("eth_blockNumber"), 16))
         self._oracle.functions.getAssetsPrices(list(self.deployment.tokens.values())).call()  # reverts if unpriced
         return self.deployment
 
@@ -162,7 +172,8 @@ class Market:
         base_fee = head["baseFeePerGas"]
         self._advance_regimes()
 
-        noise = self._send_noise_trades(base_fee)
+        noise, busy = self._send_noise_trades(base_fee)
+        v3_trades, lp_moves = self.v3.send([t for k, t in enumerate(self.traders) if k not in busy], self.volatile, base_fee)
         arb_hashes = self._send_due_arbs(number, base_fee)
         spam = self._send_spam(base_fee)
         answer = base_fee + int(rng.integers(1, 3)) * GWEI
@@ -176,21 +187,24 @@ class Market:
         block = self.w3.eth.get_block("latest")
         reverted = sum(1 for h in arb_hashes if self.w3.eth.get_transaction_receipt(h)["status"] == 0)
         self._refresh_reserves()
-        dep = cast(Deployment, self.deployment)
-        self.competitors.schedule(block["number"], block["baseFeePerGas"], dep.pools, self._reserves,
-                                  self.fair_prices(), dep.decimals)
+        self.v3.follow(block["number"])
+        fair = self.fair_prices()
+        trades = [self._closing_trade(i, fair) for i in range(len(self._pools()))]
+        self.competitors.schedule(block["number"], block["baseFeePerGas"], trades)
         gaps = self.gaps()
         return BlockSummary(
             number=block["number"],
             base_fee=block["baseFeePerGas"],
             gas_used=block["gasUsed"],
             gas_limit=block["gasLimit"],
-            noise_trades=noise,
+            noise_trades=noise + v3_trades,
             arb_trades=len(arb_hashes),
             arb_reverted=reverted,
             spam_txs=spam,
             largest_gap_bps=self._largest_gap_bps(),
             gaps=gaps,
+            v3_trades=v3_trades,
+            lp_moves=lp_moves,
         )
 
     def run(
@@ -233,8 +247,9 @@ class Market:
         return (r1 / 10 ** d[p.symbol1]) / (r0 / 10 ** d[p.symbol0])
 
     def gaps(self) -> list[Gap]:
-        """Same-pair pool pairs whose price ratio beats both fees: the 2-pool arbitrage truth."""
-        pools = cast(Deployment, self.deployment).pools
+        """Same-pair pool pairs (V2 and V3) whose price ratio beats both fees: the 2-pool arbitrage truth."""
+        pools = self._pools()
+        prices = self._prices()
         by_pair: dict[tuple[str, str], list[int]] = {}
         for i, p in enumerate(pools):
             by_pair.setdefault((p.token0, p.token1), []).append(i)
@@ -243,7 +258,7 @@ class Market:
             for x in range(len(idx)):
                 for y in range(x + 1, len(idx)):
                     i, j = idx[x], idx[y]
-                    pi, pj = self.pool_price(i), self.pool_price(j)
+                    pi, pj = prices[i], prices[j]
                     # token0 is cheap where its price (token1 per token0) is low: buy there, sell at the other.
                     buy, sell = (i, j) if pi < pj else (j, i)
                     ratio = max(pi, pj) / min(pi, pj)
@@ -256,6 +271,25 @@ class Market:
 
     def reserves(self) -> list[tuple[int, int]]:
         return list(self._reserves)
+
+    def _pools(self) -> list[DeployedPool | DeployedV3Pool]:
+        """The V2 pools, then the V3 ones: competitors' plans index this list."""
+        dep = cast(Deployment, self.deployment)
+        return [*dep.pools, *dep.v3_pools]
+
+    def _prices(self) -> list[float]:
+        """Mid prices (whole token1 per whole token0) in `_pools()` order."""
+        decimals = cast(Deployment, self.deployment).decimals
+        return [self.pool_price(i) for i in range(len(self._reserves))] + [
+            self.v3.price(i, decimals) for i in range(len(self.v3.pools))]
+
+    def _closing_trade(self, i: int, fair: dict[str, float]) -> ClosingTrade | None:
+        """The trade that closes pool i's gap (in `_pools()` order) from the last mined state."""
+        dep = cast(Deployment, self.deployment)
+        n = len(dep.pools)
+        if i < n:
+            return closing_trade(dep.pools[i], self._reserves[i], fair, dep.decimals)
+        return closing_trade_v3(dep.v3_pools[i - n], self.v3.states[i - n], fair, dep.decimals)
 
     # ----- actors -------------------------------------------------------------------------
     def _advance_regimes(self) -> None:
@@ -271,25 +305,29 @@ class Market:
         vol = np.array([t.volatility for t in spec.tokens]) * (spec.volatile_multiplier if self.volatile else 1.0)
         self.log_fair += vol * rng.standard_normal(len(vol))
 
-    def _send_noise_trades(self, base_fee: int) -> int:
+    def _send_noise_trades(self, base_fee: int) -> tuple[int, set[int]]:
+        """V2 noise swaps; returns how many and which traders sent them."""
         spec, rng, pools = self.spec, self.rng, cast(Deployment, self.deployment).pools
         lam = spec.noise_trades_per_block * (2.0 if self.volatile else 1.0)
         n = min(int(rng.poisson(lam)), len(self.traders))
-        for trader in rng.choice(len(self.traders), size=n, replace=False):
+        picked = rng.choice(len(self.traders), size=n, replace=False)
+        for trader in picked:
             i = int(rng.integers(len(pools)))
             zero_for_one = bool(rng.random() < 0.5)
             r_in = self._reserves[i][0 if zero_for_one else 1]
-            # Heavy tails: Pareto(1.5) multiples of the median size, capped at 10% of the reserve.
-            frac = min(0.1, spec.noise_size_fraction * (1 + rng.pareto(1.5)) / 2)
-            size = max(1, int(r_in * frac))
+            size = max(1, int(r_in * spec.noise_fraction(rng)))
             tip = int(rng.uniform(0.05, 1.5) * GWEI)
             self._swap(self.traders[int(trader)], i, zero_for_one, size, 0, tip, base_fee)
-        return n
+        return n, {int(t) for t in picked}
 
     def _send_due_arbs(self, number: int, base_fee: int) -> list:
-        dep = cast(Deployment, self.deployment)
+        n, fair = len(cast(Deployment, self.deployment).pools), self.fair_prices()
         hashes = []
-        for arb, trade in self.competitors.due(number, dep.pools, self._reserves, self.fair_prices(), dep.decimals):
+        for arb, trade in self.competitors.due(number, lambda i: self._closing_trade(i, fair)):
+            if arb.pool_index >= n:  # V3: the price limit stops it at the fair price, or reverts once past it
+                hashes.append(self.v3.send_swap(arb.account, arb.pool_index - n, trade.zero_for_one, trade.size,
+                                                trade.sqrt_price_limit_x96, arb.tip, base_fee))
+                continue
             min_out = trade.expected_out * 995 // 1000  # reverts if someone moved the pool first
             hashes.append(self._swap(arb.account, arb.pool_index, trade.zero_for_one, trade.size, min_out, arb.tip, base_fee))
         return hashes
@@ -377,9 +415,9 @@ class Market:
     def _largest_gap_bps(self) -> float:
         fair = self.fair_prices()
         worst = 0.0
-        for i, p in enumerate(cast(Deployment, self.deployment).pools):
+        for p, price in zip(self._pools(), self._prices()):
             target = fair[p.symbol0] / fair[p.symbol1]
-            worst = max(worst, abs(math.log(self.pool_price(i) / target)) * 1e4)
+            worst = max(worst, abs(math.log(price / target)) * 1e4)
         return worst
 
     def _units(self, symbol: str, value_in_base: float) -> int:

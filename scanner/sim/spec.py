@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scanner.chain.v3 import FEE_TIERS
+
 WAD = 10**18
 GWEI = 10**9
 
@@ -33,6 +35,33 @@ class PoolSpec:
     token_b: str
     dex: str
     depth: float  # value of each side, in whole base-token units
+
+
+@dataclass(frozen=True)
+class V3PoolSpec:
+    """A canonical Uniswap V3 pool: `fee` in hundredths of a bip (500, 3000, 10000); its LPs'
+    positions near the price are as deep as a V2 pair holding `depth` base tokens on each side."""
+
+    token_a: str
+    token_b: str
+    fee: int
+    depth: float
+
+
+DEMO_V3_POOLS: tuple[V3PoolSpec, ...] = (
+    # Pairs that also trade on V2, some on two or three tiers: V2 vs V3, tier vs tier and mixed
+    # 3-hop cycles (WETH/USDC/DAI, WETH/WBTC/USDC, WETH/LINK/USDC, WETH/UNI/DAI) all exist.
+    V3PoolSpec("WETH", "USDC", 500, 3000),
+    V3PoolSpec("WETH", "USDC", 3000, 1500),
+    V3PoolSpec("WETH", "USDC", 10000, 100),
+    V3PoolSpec("WETH", "DAI", 500, 800),
+    V3PoolSpec("USDC", "DAI", 500, 600),
+    V3PoolSpec("WETH", "WBTC", 3000, 1200),
+    V3PoolSpec("WBTC", "USDC", 3000, 400),
+    V3PoolSpec("WETH", "LINK", 3000, 150),
+    V3PoolSpec("LINK", "USDC", 10000, 40),
+    V3PoolSpec("UNI", "DAI", 3000, 30),
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +99,7 @@ class MarketSpec:
         PoolSpec("LINK", "USDC", "sushi-fork", 50),
         PoolSpec("UNI", "DAI", "uniswap-v2", 20),
     )
+    v3_pools: tuple[V3PoolSpec, ...] = ()  # none by default: the V2-only market of the shipped model
     noise_trades_per_block: float = 6.0  # Poisson mean in the calm regime
     noise_size_fraction: float = 0.002  # median trade size as a fraction of the pool's depth
     arbitrageurs: int = 8
@@ -88,6 +118,20 @@ class MarketSpec:
     gas_limit: int = 30_000_000
     initial_base_fee: int = GWEI
     demand_base_fee: int = GWEI
+    v3_trades_per_block: float = 4.0  # Poisson mean of V3 noise swaps in the calm regime
+    v3_exact_output_prob: float = 0.3
+    v3_lps: int = 2  # LP accounts; each moves one of its positions with this probability per block
+    lp_move_prob: float = 0.3
+
+    @classmethod
+    def with_v3(cls, seed: int = 0, **overrides) -> MarketSpec:
+        """The default market plus canonical V3 pools on three fee tiers (the demo's market)."""
+        return cls(seed=seed, v3_pools=DEMO_V3_POOLS, **overrides)
+
+    def noise_fraction(self, rng: np.random.Generator) -> float:
+        """A noise trade's size as a fraction of the pool's reserve of the token sold: Pareto(1.5)
+        multiples of the median size (heavy tails), capped at 10%."""
+        return min(0.1, self.noise_size_fraction * (1 + rng.pareto(1.5)) / 2)
 
     @classmethod
     def generated(cls, pools: int, seed: int = 0, **overrides) -> MarketSpec:
@@ -121,6 +165,13 @@ class MarketSpec:
         for p in self.pools:
             if p.token_a not in symbols or p.token_b not in symbols or p.dex not in dexes:
                 raise ValueError(f"market pool {p} names an unknown token or dex")
+        for v in self.v3_pools:
+            if v.token_a not in symbols or v.token_b not in symbols or v.token_a == v.token_b:
+                raise ValueError(f"market V3 pool {v} names an unknown token or the same token twice")
+            if v.fee not in FEE_TIERS:
+                raise ValueError(f"market V3 pool {v}: fee {v.fee} is not a factory tier {sorted(FEE_TIERS)}")
+        if self.v3_pools and self.v3_lps < 1:
+            raise ValueError(f"a market with V3 pools needs at least one LP, not v3_lps={self.v3_lps}")
 
 
 @dataclass(frozen=True)
@@ -132,6 +183,21 @@ class DeployedPool:
     symbol1: str
     dex: str
     fee_bps: int
+
+
+@dataclass(frozen=True)
+class DeployedV3Pool:
+    address: str
+    token0: str  # address
+    token1: str
+    symbol0: str
+    symbol1: str
+    fee: int  # hundredths of a bip
+    tick_spacing: int
+
+    @property
+    def fee_bps(self) -> float:
+        return self.fee / 100
 
 
 @dataclass(frozen=True)
@@ -149,6 +215,13 @@ class Deployment:
     burner: str
     searcher: str
     base: str  # base token address
+    v3_factory: str = ""  # the canonical UniswapV3Factory; "" when the market has no V3 pools
+    v3_pools: tuple[DeployedV3Pool, ...] = ()
+
+    @property
+    def v3_fees(self) -> list[int]:
+        """The fee tiers the market's V3 pools use, ascending."""
+        return sorted({p.fee for p in self.v3_pools})
 
 
 @dataclass(frozen=True)
@@ -173,6 +246,8 @@ class BlockSummary:
     spam_txs: int
     largest_gap_bps: float
     gaps: list[Gap] = field(default_factory=list)
+    v3_trades: int = 0  # of the noise trades, those on V3 pools
+    lp_moves: int = 0  # V3 positions burned or minted again around the price
 
     def line(self) -> str:
         return (
@@ -180,4 +255,5 @@ class BlockSummary:
             f"gas used {100 * self.gas_used / self.gas_limit:5.1f}%  trades {self.noise_trades:>3}  "
             f"arbs {self.arb_trades:>2} ({self.arb_reverted} reverted)  spam {self.spam_txs:>2}  "
             f"largest gap {self.largest_gap_bps:7.1f} bps  profitable gaps {len(self.gaps)}"
+            + (f"  v3 trades {self.v3_trades:>2}  lp moves {self.lp_moves}" if self.v3_trades or self.lp_moves else "")
         )
