@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from web3 import HTTPProvider, Web3
+from web3.types import RPCEndpoint
 
 from actors.demo import local_config
 from scanner.chain import artifacts
@@ -23,11 +24,16 @@ pytestmark = pytest.mark.chain
 
 SEED = 7
 BLOCKS = 30
-REPLAYED = 10  # blocks stepped again on a second chain for the determinism check
+REPLAYED = BLOCKS  # blocks stepped again on a second chain for the determinism check
 
 
 def _market(url: str) -> tuple[Market, int]:
-    market = Market(Web3(HTTPProvider(url, request_kwargs={"timeout": 30})), MarketSpec.with_v3(seed=SEED))
+    """A deployed V3 market and its last set-up block. Blocks are 12 s apart: the clock decides whether a
+    V2 pair writes its price accumulators (gas, hence the base fee the competitors weigh), and anvil's
+    wall clock would differ between two runs of the same seed."""
+    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": 30}))
+    w3.provider.make_request(RPCEndpoint("anvil_setBlockTimestampInterval"), [12])
+    market = Market(w3, MarketSpec.with_v3(seed=SEED))
     market.deploy()
     return market, market.w3.eth.block_number
 
