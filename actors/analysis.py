@@ -41,7 +41,7 @@ def bench(args: argparse.Namespace) -> int:
     if args.what == "scan":
         from scanner.bench.scan import run
 
-        result = run(pools=args.pools or 10_000, changed=args.changed, seed=args.seed)
+        result = run(pools=args.pools or 10_000, changed=args.changed, seed=args.seed, v3_share=args.v3_share)
     elif args.what == "e2e":
         from actors.ray_session import use_private_token
 

@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pools", type=int, default=None, help="pools (default: scan 10000, e2e 1000)")
     p.add_argument("--blocks", type=int, default=50, help="e2e: blocks to time (default 50)")
     p.add_argument("--changed", type=int, default=500, help="scan: pools changed per block (default 500)")
+    p.add_argument("--v3-share", type=float, default=0.0,
+                   help="scan: share of the pools that are Uniswap V3 pools, in [0, 1] (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.set_defaults(handler=analysis.bench)

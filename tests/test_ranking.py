@@ -185,3 +185,27 @@ def test_adding_and_removing_pools_rescore_their_cycles():
     scanner.remove_pool(pools[0].address)
     rest = Ranker(copy.deepcopy(pools[1:]), BASES, gas_price=GWEI, top_n=10_000)
     assert summary(scanner.ranking(2)) == summary(rest.full_rescan(2))
+
+
+def test_incremental_updates_with_v3_pools_rank_exactly_like_a_full_rescan():
+    """The same with a third of the pools Uniswap V3 (the bench's synthetic market), moved by exact
+    swaps: V3 states pushed in rank exactly as pools built from scratch in those states."""
+    from scanner.bench.scan import block_updates, synthetic_market
+    from scanner.dex.v3 import V3Pool
+
+    pools, bases = synthetic_market(400, seed=5, v3_share=0.35)
+    assert sum(isinstance(p, V3Pool) for p in pools) > 100
+    scanner = Ranker(copy.deepcopy(pools), bases, gas_price=5 * GWEI, top_n=50)
+    rng = np.random.default_rng(6)
+    total = mixed = 0
+    for block in range(1, 11):
+        updates = block_updates(pools, 60, rng)
+        for p in pools:
+            if p.address in updates:
+                p.update(*updates[p.address])
+        incremental = scanner.apply_updates(updates, block)
+        assert summary(incremental) == summary(Ranker(copy.deepcopy(pools), bases, gas_price=5 * GWEI,
+                                                      top_n=50).full_rescan(block))
+        total += len(incremental)
+        mixed += sum("uniswap-v3" in o.kinds and "uniswap-v2" in o.kinds for o in incremental)
+    assert total > 0 and mixed > 0  # mixed V2/V3 cycles were ranked, not only one kind

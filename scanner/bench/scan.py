@@ -3,19 +3,24 @@ straightforward way (every cycle, every block, exact integer ternary search in p
 
 The market is synthetic but shaped like mainnet V2: a few hundred tokens around a handful of
 base tokens, several DEX fees, 6-, 8- and 18-decimal tokens, pool depths over six orders of
-magnitude, most pools priced within fees of each other and a few with real gaps.
+magnitude, most pools priced within fees of each other and a few with real gaps. With
+`v3_share`, that share of the pools are Uniswap V3 pools at the same price and depth (a few
+concentrated positions around it), moved each block by an exact swap.
 """
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 from fractions import Fraction
-from typing import cast
 
 import numpy as np
 
+from scanner.bench.v3 import random_v3_pool
+from scanner.dex.pool import Pool, V3State
 from scanner.dex.v2 import MAX_RESERVE, V2Pool, amount_out
+from scanner.dex.v3 import V3Pool
 from scanner.gas.fees import GasModel, gas_cost_in_token
 from scanner.rank.ranking import Ranker
 
@@ -25,9 +30,10 @@ DEX_FEES_BPS = (30, 25, 5, 100, 20, 30)  # one V2-style DEX per entry
 GAS_PRICE = 20 * 10**9
 
 
-def synthetic_market(pools: int, seed: int) -> tuple[list[V2Pool], dict[str, Fraction]]:
-    """`pools` V2 pools and the base tokens' token-per-ETH rates."""
+def synthetic_market(pools: int, seed: int, v3_share: float = 0.0) -> tuple[list[Pool], dict[str, Fraction]]:
+    """`pools` pools (a `v3_share` of them V3) and the base tokens' token-per-ETH rates."""
     rng = np.random.default_rng(seed)
+    v3_rng = random.Random(seed)
     tokens = [(s, d, p) for s, d, p in BASE_TOKENS]
     for i in range(max(50, pools // 33)):
         decimals = int(rng.choice([18, 6, 8, 12], p=[0.7, 0.15, 0.1, 0.05]))
@@ -55,7 +61,7 @@ def synthetic_market(pools: int, seed: int) -> tuple[list[V2Pool], dict[str, Fra
         a, b = n_base + rng.choice(len(popularity), size=2, p=popularity)
         list_pair(int(a), int(b), rng.geometric(0.6))
 
-    result: list[V2Pool] = []
+    result: list[Pool] = []
     for (a, b), dexes in pairs.items():
         base_pair = b < n_base
         for dex in rng.permutation(len(DEX_FEES_BPS))[:dexes]:
@@ -66,17 +72,29 @@ def synthetic_market(pools: int, seed: int) -> tuple[list[V2Pool], dict[str, Fra
             reserves = [depth_eth / tokens[t][2] * 10 ** tokens[t][1] for t in (a, b)]
             reserves[1] *= 1 + gap
             r0, r1 = (min(max(int(r), 1), MAX_RESERVE) for r in reserves)
-            result.append(V2Pool(f"0xpool{len(result):05d}", tokens[a][0], tokens[b][0], r0, r1, DEX_FEES_BPS[dex]))
+            name = f"0xpool{len(result):05d}"
+            if v3_rng.random() < v3_share:
+                result.append(random_v3_pool(v3_rng, name, tokens[a][0], tokens[b][0], r1 / r0, r0))
+            else:
+                result.append(V2Pool(name, tokens[a][0], tokens[b][0], r0, r1, DEX_FEES_BPS[dex]))
     bases = {s: Fraction(10**d, 10**18) / Fraction(p).limit_denominator(10**12) for s, d, p in BASE_TOKENS}
     return result, bases
 
 
-def block_updates(pools: list[V2Pool], changed: int, rng: np.random.Generator) -> dict[str, tuple[int, int]]:
-    """New reserves for `changed` random pools: swaps that move the price a little, and now and
-    then liquidity coming or going."""
-    updates = {}
+def block_updates(pools: list[Pool], changed: int, rng: np.random.Generator) -> dict[str, tuple]:
+    """New states for `changed` random pools: swaps that move the price a little, and now and
+    then liquidity coming or going (V2); an exact swap of a fraction of the virtual reserve (V3)."""
+    updates: dict[str, tuple] = {}
     for i in rng.choice(len(pools), size=changed, replace=False):
         pool = pools[i]
+        if isinstance(pool, V3Pool):
+            z41 = bool(rng.random() < 0.5)
+            size = int(pool.reserve_in(z41) * abs(rng.normal(0, 0.002)))
+            if size > 0 and pool.quote_out(z41, size) > 0:
+                after = pool.swap(z41, size)
+                updates[pool.address] = V3State(after.sqrt_price_x96, after.tick, after.liquidity, {})
+            continue
+        assert isinstance(pool, V2Pool)
         move = math.exp(rng.normal(0, 0.004))
         liquidity = math.exp(rng.normal(0, 0.05)) if rng.random() < 0.1 else 1.0
         r0 = min(max(int(pool.reserve0 * math.sqrt(move) * liquidity), 1), MAX_RESERVE)
@@ -85,32 +103,37 @@ def block_updates(pools: list[V2Pool], changed: int, rng: np.random.Generator) -
     return updates
 
 
-def naive_scan(cycles: list[tuple[list[tuple[V2Pool, bool]], Fraction]], gas_price: int, gas_model: GasModel,
+def naive_scan(cycles: list[tuple[list[tuple[Pool, bool]], Fraction]], gas_price: int, gas_model: GasModel,
                top_n: int, prefilter: bool = False) -> list[tuple[float, int]]:
     """The straightforward way: for every cycle, ternary-search the exact integer profit over the
     input, check the neighbours, subtract gas, keep the best `top_n` (net profit in ETH, input).
+    A V3 hop is quoted with its exact swap loop.
 
     `prefilter` first skips cycles whose product of marginal prices at zero input is not above
-    one (exact integers), the one shortcut a careful straightforward scanner would take.
+    one (exact integers for V2, the Möbius slope for V3), the one shortcut a careful
+    straightforward scanner would take.
     """
     found = []
     for hops, token_per_eth in cycles:
-        legs = [(*pool.reserves(z41), pool.fee_bps) for pool, z41 in hops]
         if prefilter:
             gain, loss = 1, 1
-            for r_in, r_out, fee in legs:
-                gain *= (10_000 - fee) * r_out
-                loss *= 10_000 * r_in
+            for pool, z41 in hops:
+                k, m, _ = pool.mobius(z41)
+                gain, loss = gain * k, loss * m
             if gain <= loss:
                 continue
 
-        def profit(x: int, legs: list[tuple[int, int, int]] = legs) -> int:
+        def profit(x: int, hops: list[tuple[Pool, bool]] = hops) -> int:
             amount = x
-            for r_in, r_out, fee in legs:
-                amount = amount_out(amount, r_in, r_out, fee)
+            for pool, z41 in hops:
+                if isinstance(pool, V2Pool):
+                    r_in, r_out = pool.reserves(z41)
+                    amount = amount_out(amount, r_in, r_out, pool.fee_bps)
+                else:
+                    amount = pool.quote_out(z41, amount)
             return amount - x
 
-        lo, hi = 1, max(legs[0][0], 1)
+        lo, hi = 1, max(hops[0][0].reserve_in(hops[0][1]), 1)
         while hi - lo > 2:
             m1, m2 = lo + (hi - lo) // 3, hi - (hi - lo) // 3
             if profit(m1) < profit(m2):
@@ -125,13 +148,18 @@ def naive_scan(cycles: list[tuple[list[tuple[V2Pool, bool]], Fraction]], gas_pri
     return found[:top_n]
 
 
-def run(pools: int = 10_000, changed: int = 500, seed: int = 0, repeats: int = 30, naive_repeats: int = 1) -> dict:
+def run(pools: int = 10_000, changed: int = 500, seed: int = 0, repeats: int = 30, naive_repeats: int = 1,
+        v3_share: float = 0.0, naive_sample: int = 2_000) -> dict:
     """Time `repeats` blocks that each change `changed` random pools (median of re-score + rank),
-    and the naive full scan on the same market (median of `naive_repeats`)."""
+    and the naive full scan on the same market (median of `naive_repeats`). With V3 pools the
+    naive scan is timed on `naive_sample` random cycles and scaled to all of them
+    (`naive_cycles_timed` says how many were)."""
     if not 0 < changed <= pools:
         raise ValueError(f"changed pools per block must be in [1, {pools}], got {changed}")
+    if not 0.0 <= v3_share <= 1.0:
+        raise ValueError(f"--v3-share must be in [0, 1], got {v3_share}")
     rng = np.random.default_rng(seed + 1)
-    market, bases = synthetic_market(pools, seed)
+    market, bases = synthetic_market(pools, seed, v3_share)
     started = time.perf_counter()
     scanner = Ranker(market, bases, GAS_PRICE)
     build_s = time.perf_counter() - started
@@ -149,20 +177,24 @@ def run(pools: int = 10_000, changed: int = 500, seed: int = 0, repeats: int = 3
         found = len(top)
 
     graph = scanner.graph
-    cycles = cast(list[tuple[list[tuple[V2Pool, bool]], Fraction]],  # the benchmark's pools are all V2
-                  [(graph.hops_of(row), scanner.token_per_eth[int(graph.cycle_base[row])]) for row in range(len(graph))])
+    rows = range(len(graph))
+    if v3_share and len(graph) > naive_sample:  # a V3 quote walks ticks: time a sample, scale to every cycle
+        rows = sorted(random.Random(seed).sample(rows, naive_sample))
+    cycles = [(graph.hops_of(row), scanner.token_per_eth[int(graph.cycle_base[row])]) for row in rows]
+    scale = len(graph) / len(cycles)
     naive_times: list[float] = []
     prefiltered_times: list[float] = []
     for _ in range(naive_repeats):
         for prefilter, bucket in ((False, naive_times), (True, prefiltered_times)):
             started = time.perf_counter()
             naive_scan(cycles, GAS_PRICE, scanner.gas_model, scanner.top_n, prefilter)
-            bucket.append((time.perf_counter() - started) * 1e3)
+            bucket.append((time.perf_counter() - started) * 1e3 * scale)
 
     median_ms = statistics.median(times)
     naive_ms = statistics.median(naive_times)
     return {
         "pools": len(market),
+        "v3_pools": sum(isinstance(p, V3Pool) for p in market),
         "tokens": len({t for p in market for t in (p.token0, p.token1)}),
         "base_tokens": len(bases),
         "cycles": len(graph),
@@ -175,6 +207,7 @@ def run(pools: int = 10_000, changed: int = 500, seed: int = 0, repeats: int = 3
         "scanner_build_s": round(build_s, 2),
         "opportunities": found,
         "naive_median_ms": round(naive_ms, 1),
+        "naive_cycles_timed": len(cycles),
         "naive_prefiltered_ms": round(statistics.median(prefiltered_times), 1),
         "speedup": round(naive_ms / median_ms, 1),
     }

@@ -113,8 +113,9 @@ class HeuristicRiskModel:
     slippage_per_hop: float = 0.02
 
     def assess(self, batch: RiskInputs) -> tuple[np.ndarray, np.ndarray]:
-        impact = (batch.amounts[:, :-1] / batch.reserve_in).max(axis=1)
-        probability = self.hop_survival ** batch.hops * np.exp(-impact / self.impact_scale)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # no liquidity at the price: P 0
+            impact = np.nan_to_num(batch.amounts[:, :-1] / batch.reserve_in, nan=np.inf).max(axis=1)
+            probability = self.hop_survival ** batch.hops * np.exp(-impact / self.impact_scale)
         return probability, self.slippage_per_hop * batch.hops * batch.profit
 
 
@@ -312,7 +313,8 @@ class Ranker:
         amounts[:, 0] = self._x[rows]
         for h in range(edges.shape[1]):
             y = amounts[:, h]
-            amounts[:, h + 1] = k[:, h] * y / (m[:, h] + n[:, h] * y)
+            with np.errstate(divide="ignore", invalid="ignore"):  # a dead hop (k = m = 0) gives nothing
+                amounts[:, h + 1] = np.nan_to_num(k[:, h] * y / (m[:, h] + n[:, h] * y))
         return RiskInputs(
             pools=self.graph.cycle_pools[rows],
             zero_for_one=self.graph.cycle_zero_for_one[rows],
