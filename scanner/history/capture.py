@@ -15,17 +15,19 @@ import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import pyarrow as pa
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 from tqdm import tqdm
+from web3 import HTTPProvider
+from web3.types import RPCEndpoint
 
 from scanner.chain import artifacts
 from scanner.chain.discovery import discover
 from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC
 from scanner.chain.rpc import ChainClient
-from scanner.chain.v3 import read_pool
 from scanner.config import DexConfig
 from scanner.errors import ChainError, ConfigError
 from scanner.history.store import HEADERS_SCHEMA, LOGS_SCHEMA, POOLS_SCHEMA, TICKS_SCHEMA, Capture, Chunk, Store, load
@@ -39,10 +41,10 @@ V2, V3 = "uniswap-v2", "uniswap-v3"
 PAIR_CREATED = _topic("PairCreated(address,address,address,uint256)")
 POOL_CREATED = _topic("PoolCreated(address,address,uint24,int24,address)")
 CREATION_TOPIC = {V2: PAIR_CREATED, V3: POOL_CREATED}
+V3_MINT = _topic("Mint(address,address,int24,int24,uint128,uint256,uint256)")
 POOL_TOPICS = {
     V2: {bytes.fromhex(SYNC_TOPIC[2:]), bytes.fromhex(SWAP_TOPIC[2:])},
-    V3: {_topic("Initialize(uint160,int24)"), _topic("Swap(address,address,int256,int256,uint160,uint128,int24)"),
-         _topic("Mint(address,address,int24,int24,uint128,uint256,uint256)"),
+    V3: {_topic("Initialize(uint160,int24)"), _topic("Swap(address,address,int256,int256,uint160,uint128,int24)"), V3_MINT,
          _topic("Burn(address,int24,int24,uint128,uint256,uint256)")},
 }
 ALL_TOPICS = sorted({PAIR_CREATED, POOL_CREATED} | POOL_TOPICS[V2] | POOL_TOPICS[V3])
@@ -70,18 +72,22 @@ class LogFetcher:
     requests: int = 0
     refusals: int = 0
 
-    def fetch(self, first: int, last: int, topics: list[bytes], address: str | None = None) -> list:
-        out: list = []
+    def fetch(self, first: int, last: int, topics: list[bytes], address: str | None = None) -> list[dict]:
+        """The logs of blocks `first`..`last` with one of `topics` first, as store rows (plus `block_hash`).
+
+        Raw JSON-RPC, not web3's formatted logs: formatting costs more than the request on a local node.
+        """
+        out: list[dict] = []
         start, successes = first, 0
         while start <= last:
             end = min(last, start + self.span - 1)
-            params: dict = {"fromBlock": start, "toBlock": end, "topics": [["0x" + t.hex() for t in topics]]}
+            params: dict = {"fromBlock": hex(start), "toBlock": hex(end), "topics": [["0x" + t.hex() for t in topics]]}
             if address is not None:
-                params["address"] = self.client.w3.to_checksum_address(address)
+                params["address"] = address
             self.requests += 1
             try:
-                logs = self.client.get_logs(params)
-            except Exception as exc:
+                logs = self.client.rpc("eth_getLogs", params)
+            except ChainError as exc:
                 if not refused(exc):
                     raise
                 if end == start:
@@ -90,11 +96,22 @@ class LogFetcher:
                 self.refusals += 1
                 self.span, successes = max(1, (end - start + 1) // 2), 0
                 continue
-            out += logs
+            out += [_row(log) for log in logs]
             start, successes = end + 1, successes + 1
             if successes >= self.grow_after:
                 self.span, successes = min(self.max_span, self.span * 2), 0
         return out
+
+
+def _bytes(value: str) -> bytes:
+    return bytes.fromhex(value[2:])
+
+
+def _row(log: dict) -> dict:
+    """A raw JSON-RPC log as a `LOGS_SCHEMA` row, with its block hash to check against the header."""
+    return {"block_number": int(log["blockNumber"], 16), "tx_index": int(log["transactionIndex"], 16),
+            "log_index": int(log["logIndex"], 16), "tx_hash": _bytes(log["transactionHash"]), "address": log["address"].lower(),
+            "topics": [_bytes(t) for t in log["topics"]], "data": _bytes(log["data"]), "block_hash": _bytes(log["blockHash"])}
 
 
 @dataclass
@@ -173,46 +190,43 @@ def _last_hash(stored: Capture) -> bytes:
 
 
 def fetch_headers(client: ChainClient, chunk: Chunk, parent: bytes, batch: int) -> pa.Table:
-    """Headers of the chunk's blocks, batched; each must extend the one before (else the chain reorganised)."""
-    w3 = client.w3
-    blocks: list = []
-    for a in range(chunk.first, chunk.last + 1, batch):
-        numbers = range(a, min(chunk.last, a + batch - 1) + 1)
-
-        def read(numbers: range = numbers) -> list:
-            with w3.batch_requests() as b:
-                for n in numbers:
-                    b.add(w3.eth.get_block(n))
-                return list(b.execute())
-
-        blocks += client.call(read)
+    """Headers of the chunk's blocks, in JSON-RPC batches; each must extend the one before (else the
+    chain reorganised under the capture)."""
     rows = []
-    for block in blocks:
-        if bytes(block["parentHash"]) != parent:
-            raise ChainError(f"block {block['number']}'s parent is not the block {block['number'] - 1} captured before it: "
-                             "the chain reorganised during the capture; capture only finalized blocks (a --to some "
-                             "64 blocks below the head) into a new --out")
-        parent = bytes(block["hash"])
-        rows.append({"number": block["number"], "hash": parent, "parent_hash": bytes(block["parentHash"]),
-                     "timestamp": block["timestamp"], "base_fee": block.get("baseFeePerGas"),
-                     "gas_used": block["gasUsed"], "gas_limit": block["gasLimit"]})
+    for a in range(chunk.first, chunk.last + 1, batch):
+        calls = [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in range(a, min(chunk.last, a + batch - 1) + 1)]
+        replies = client.call(cast(HTTPProvider, client.w3.provider).make_batch_request, calls)
+        for reply in replies if isinstance(replies, list) else [replies]:
+            block = reply.get("result")
+            if not block:
+                raise ChainError(f"{client.url} did not return a block in {calls[0][1][0]}..{calls[-1][1][0]}: {reply.get('error')}")
+            number = int(block["number"], 16)
+            if _bytes(block["parentHash"]) != parent:
+                raise ChainError(f"block {number}'s parent is not the block {number - 1} captured before it: the chain "
+                                 "reorganised during the capture; capture only finalized blocks (a --to some 64 blocks "
+                                 "below the head) into a new --out")
+            parent = _bytes(block["hash"])
+            base_fee = block.get("baseFeePerGas")
+            rows.append({"number": number, "hash": parent, "parent_hash": _bytes(block["parentHash"]),
+                         "timestamp": int(block["timestamp"], 16), "base_fee": None if base_fee is None else int(base_fee, 16),
+                         "gas_used": int(block["gasUsed"], 16), "gas_limit": int(block["gasLimit"], 16)})
     return pa.Table.from_pylist(rows, schema=HEADERS_SCHEMA)
 
 
-def created_pool(dex: DexConfig, log) -> tuple[str, str, str, int, int] | None:
-    """(pool, token0, token1, fee_ppm, tick_spacing) from a factory's creation log; None for a V3 fee
-    tier the config does not track."""
-    topics, data = log["topics"], bytes(log["data"])
-    token0, token1 = ("0x" + bytes(t)[12:].hex() for t in topics[1:3])
+def created_pool(dex: DexConfig, log: dict) -> tuple[str, str, str, int, int] | None:
+    """(pool, token0, token1, fee_ppm, tick_spacing) from a factory's creation log (a store row); None
+    for a V3 fee tier the config does not track."""
+    topics, data = log["topics"], log["data"]
+    token0, token1 = ("0x" + t[12:].hex() for t in topics[1:3])
     if dex.kind == V2:
         pool, _ = abi_decode(["address", "uint256"], data)
         return pool.lower(), token0, token1, dex.fee_bps * 100, 0
-    fee = int.from_bytes(bytes(topics[3]), "big")
+    fee = int.from_bytes(topics[3], "big")
     spacing, pool = abi_decode(["int24", "address"], data)
     return (pool.lower(), token0, token1, fee, spacing) if fee in dex.fees else None
 
 
-def select_logs(raw: list, tracked: dict[str, str], dexes: list[DexConfig], headers: pa.Table) -> pa.Table:
+def select_logs(raw: list[dict], tracked: dict[str, str], dexes: list[DexConfig], headers: pa.Table) -> pa.Table:
     """The tracked pools' logs and the creation logs of pools that start being tracked, in order.
 
     `tracked` (pool -> kind) grows as creation logs go by, so a pool's logs count from its creation on.
@@ -220,10 +234,10 @@ def select_logs(raw: list, tracked: dict[str, str], dexes: list[DexConfig], head
     factories = {d.factory.lower(): d for d in dexes}
     hashes = dict(zip(headers["number"].to_pylist(), headers["hash"].to_pylist(), strict=True))
     rows = []
-    for log in sorted(raw, key=lambda e: (e["blockNumber"], e["transactionIndex"], e["logIndex"])):
-        address, topic0 = log["address"].lower(), bytes(log["topics"][0])
-        if bytes(log["blockHash"]) != hashes[log["blockNumber"]]:
-            raise ChainError(f"a log of block {log['blockNumber']} names another block hash than its header: the chain "
+    for log in sorted(raw, key=lambda e: (e["block_number"], e["tx_index"], e["log_index"])):
+        address, topic0 = log["address"], log["topics"][0]
+        if log["block_hash"] != hashes[log["block_number"]]:
+            raise ChainError(f"a log of block {log['block_number']} names another block hash than its header: the chain "
                              "reorganised during the capture; capture only finalized blocks into a new --out")
         dex = factories.get(address)
         if dex is not None and topic0 == CREATION_TOPIC[dex.kind]:
@@ -233,9 +247,7 @@ def select_logs(raw: list, tracked: dict[str, str], dexes: list[DexConfig], head
             tracked[pool[0]] = dex.kind
         elif topic0 not in POOL_TOPICS.get(tracked.get(address, ""), ()):
             continue
-        rows.append({"block_number": log["blockNumber"], "tx_index": log["transactionIndex"], "log_index": log["logIndex"],
-                     "tx_hash": bytes(log["transactionHash"]), "address": address,
-                     "topics": [bytes(t) for t in log["topics"]], "data": bytes(log["data"])})
+        rows.append(log)
     return pa.Table.from_pylist(rows, schema=LOGS_SCHEMA)
 
 
@@ -269,18 +281,29 @@ def initial_state(
                 pools.append({**base, "address": p.address, "token0": p.token0, "token1": p.token1,
                               "fee_ppm": dex.fee_bps * 100, "reserve0": str(p.reserve0), "reserve1": str(p.reserve1)})
             continue
-        for log in fetcher.fetch(dex.from_block, block, [POOL_CREATED], address=dex.factory):
+        for log in fetcher.fetch(dex.from_block, block, [POOL_CREATED], address=dex.factory.lower()):
             created = created_pool(dex, log)
             if created is None:
                 continue
             address, token0, token1, fee, spacing = created
-            row = {**base, "address": address, "token0": token0, "token1": token1, "fee_ppm": fee, "tick_spacing": spacing,
-                   "sqrt_price_x96": "0", "tick": 0, "liquidity": "0"}
-            slot0 = artifacts.at(client.w3, "UniswapV3Pool", address).functions.slot0()
-            if client.call(slot0.call, block_identifier=block)[0]:  # else created, not yet initialized
-                pool = client.call(read_pool, client.w3, address, block)
-                row |= {"sqrt_price_x96": str(pool.sqrt_price_x96), "tick": pool.tick, "liquidity": str(pool.liquidity)}
-                ticks += [{"pool": address, "tick": t, "liquidity_gross": str(g), "liquidity_net": str(n)}
-                          for t, (g, n) in sorted(pool.ticks.items())]
-            pools.append(row)
+            pool = artifacts.at(client.w3, "UniswapV3Pool", address).functions
+            sqrt_price, tick, *_ = client.call(pool.slot0().call, block_identifier=block)  # 0: not initialized yet
+            liquidity = client.call(pool.liquidity().call, block_identifier=block)
+            pools.append({**base, "address": address, "token0": token0, "token1": token1, "fee_ppm": fee, "tick_spacing": spacing,
+                          "sqrt_price_x96": str(sqrt_price), "tick": tick, "liquidity": str(liquidity)})
+            ticks += _initialized_ticks(client, fetcher, address, log["block_number"], block)
     return pa.Table.from_pylist(pools, schema=POOLS_SCHEMA), pa.Table.from_pylist(ticks, schema=TICKS_SCHEMA)
+
+
+def _initialized_ticks(client: ChainClient, fetcher: LogFetcher, pool: str, created: int, block: int) -> list[dict]:
+    """TICKS_SCHEMA rows of the pool's initialized ticks at `block`: `scanner.chain.v3.initialized_ticks`'
+    rule (every position's bounds come from a Mint; `ticks()` says which are still initialized), with
+    the Mint logs read by the range-splitting fetcher, since a node may refuse the pool's whole history."""
+    contract = artifacts.at(client.w3, "UniswapV3Pool", pool).functions
+    mints = fetcher.fetch(created, block, [V3_MINT], address=pool)
+    rows = []
+    for tick in sorted({int.from_bytes(log["topics"][i], "big", signed=True) for log in mints for i in (2, 3)}):
+        gross, net, *_, initialized = client.call(contract.ticks(tick).call, block_identifier=block)
+        if initialized:
+            rows.append({"pool": pool, "tick": tick, "liquidity_gross": str(gross), "liquidity_net": str(net)})
+    return rows
