@@ -13,6 +13,7 @@ import math
 import random
 import statistics
 import time
+from collections.abc import Sequence
 from fractions import Fraction
 
 import numpy as np
@@ -177,7 +178,7 @@ def run(pools: int = 10_000, changed: int = 500, seed: int = 0, repeats: int = 3
         found = len(top)
 
     graph = scanner.graph
-    rows = range(len(graph))
+    rows: Sequence[int] = range(len(graph))
     if v3_share and len(graph) > naive_sample:  # a V3 quote walks ticks: time a sample, scale to every cycle
         rows = sorted(random.Random(seed).sample(rows, naive_sample))
     cycles = [(graph.hops_of(row), scanner.token_per_eth[int(graph.cycle_base[row])]) for row in rows]

@@ -156,7 +156,7 @@ class Ranker:
     def set_gas_model(self, gas_model: GasModel) -> None:
         """Price routes with a calibrated model from now on (the cached sizings stay valid)."""
         self.gas_model = gas_model
-        self._gas_units = gas_model.base + gas_model.per_hop * self.graph.cycle_hops.astype(np.int64)
+        self._gas_units = self._route_gas()
 
     def remove_pool(self, address: str) -> None:
         """Stop watching a pool (KeyError naming an unknown one); its cycles go with it."""
@@ -188,14 +188,13 @@ class Ranker:
     def _reset(self) -> None:
         graph = self.graph
         self._edges = graph.cycle_edges
-        hops = graph.cycle_hops.astype(np.int64)
         # per directed edge 2·slot + (0 if zero_for_one else 1); the extra last entry is the
         # identity hop that PAD (-1) gathers
         size = 2 * len(graph.pools) + 1
         self._k, self._m, self._n = np.ones(size), np.ones(size), np.zeros(size)
         self._reserve_in = np.full(size, np.inf)
         self._set_curves([slot for slot, pool in enumerate(graph.pools) if pool is not None])
-        self._gas_units = self.gas_model.base + self.gas_model.per_hop * hops
+        self._gas_units = self._route_gas()
         rate = np.array([float(r) for r in self.token_per_eth])[graph.cycle_base]
         self._token_per_eth = rate
         self._eth_per_token = 1.0 / rate
@@ -204,6 +203,15 @@ class Ranker:
         self._bound = np.zeros(len(graph))
         self._sized: dict[int, Sized | None] = {}
         self._rescore(np.arange(len(graph)))
+
+    def _route_gas(self) -> np.ndarray:
+        """Each cycle's gas units under the gas model: its hops, and how many of them are V3."""
+        graph = self.graph
+        is_v3 = np.zeros(len(graph.pools) + 1, dtype=np.int64)  # the extra last entry is what PAD (-1) gathers
+        is_v3[:-1] = [pool is not None and pool.kind == "uniswap-v3" for pool in graph.pools]
+        v3_hops = is_v3[graph.cycle_pools].sum(axis=1) if len(graph) else np.zeros(0, dtype=np.int64)
+        model = self.gas_model
+        return model.base + model.per_hop * graph.cycle_hops.astype(np.int64) + model.v3_extra * v3_hops
 
     def _set_curves(self, slots: list[int]) -> None:
         edges, ks, ms, ns, reserves = [], [], [], [], []
