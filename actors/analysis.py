@@ -53,6 +53,10 @@ def bench(args: argparse.Namespace) -> int:
         from scanner.bench.v3 import run
 
         result = run()
+    elif args.what == "sizing":
+        from scanner.bench.sizing import run
+
+        result = run(cycles=args.cycles, seed=args.seed)
     else:
         from scanner.bench.inference import run
 

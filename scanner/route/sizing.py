@@ -10,24 +10,14 @@ value (√K − √M)²/N, and is positive only when K > M.
 Exact path (integers, what goes on chain). The integer profit f(x) = g(x) − x, with g the
 chain of floored hop outputs, is a step function minus a line, so it is jagged: one unit of a
 6- or 8-decimal middle token is worth ~1e8–1e11 wei of the base token, and a scan of a few
-inputs around x* can miss the best step. Two facts make the search exact and short:
-
-1. Pick any hop k and group inputs by that hop's integer output y. Within a group the later
-   hops see the same y, so the output is fixed and profit falls with x: the best input of the
-   group is the smallest one, A_k(y), which the exact inverse quotes (`Pool.quote_in`) give.
-   So the optimum is max over integers y of f(A_k(y)), and enumerating the hop whose output
-   token is coarsest skips the big jumps entirely.
-2. f(A_k(y)) ≤ Φ(y) = G_after(y) − G_upto⁻¹(y), the continuous profit of reaching y, because
-   floors only lose and ceilings only add. Φ is concave, so walking y outward from the
-   continuous optimum in both directions and stopping each side once Φ(y) < the best exact
-   profit found + 1 (profits are integers) proves that nothing further out can do better.
-   Φ is compared in exact rationals.
-
-The walk is capped (`budget` points on each side); when the cap stops it, the result carries
-`gap`, a proven bound on how much more the exact optimum could make (0: proven optimal). With
-one coarse token (or none) the walk ends within a few points. The cap bites when two middle
-tokens are coarse (USDC → USDT): the other one's rounding leaves a jagged top up to one of its
-units (~3e8 wei) deep and thousands of points wide.
+inputs around x* can miss the best step. For V2 cycles `refine` calls
+`scanner.route.integer_optimum.optimize`, which proves its answer: it searches the amounts y of the
+coarsest token T_k, where each y's best input is its smallest one, A_k(y) (the exact inverse
+quotes, `Pool.quote_in`), bounds every y by Φ(y) = G_after(y) − G_upto⁻¹(y) (the continuous profit
+of reaching y: floors only lose, ceilings only add) and, where a second coarse token makes the
+profit jagged across that window, by what its rounding must lose. A budget caps the exact
+evaluations; when it stops the search the result carries `gap`, a proven bound on how much more
+the exact optimum could make (0: proven optimal).
 
 Cycles with a Uniswap-V3 hop (`refine_mixed`). A V3 pool's `mobius` is the curve of the most
 liquidity ahead, so Φ built from it is valid but loose and the walk above would not stop. Within
@@ -45,15 +35,16 @@ that token (up to one of its units): the search then goes by residue class of γ
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from math import gcd, isqrt
 
 import numpy as np
 
 from scanner.dex.pool import Mobius, Pool
 from scanner.dex.v3 import PIPS, Piece, SwapSteps, V3Pool
-
-IDENTITY: Mobius = (1, 1, 0)
+from scanner.route.integer_optimum import compose as compose  # re-exported: part of this module's interface
+from scanner.route.integer_optimum import compose_all as _compose_all
+from scanner.route.integer_optimum import optimize
 
 Hop = tuple[Pool, bool]  # (pool, zero_for_one)
 
@@ -103,20 +94,6 @@ class Sized:
     gap: int  # proven bound on the extra profit the exact optimum could make; 0 = optimal
 
 
-def compose(first: Mobius, second: Mobius) -> Mobius:
-    """The curve of `first` then `second`."""
-    k1, m1, n1 = first
-    k2, m2, n2 = second
-    return k1 * k2, m1 * m2, m2 * n1 + n2 * k1
-
-
-def _compose_all(curves: Sequence[Mobius]) -> Mobius:
-    out = IDENTITY
-    for c in curves:
-        out = compose(out, c)
-    return out
-
-
 def forward(hops: Sequence[Hop], amount_in: int) -> list[int]:
     """Exact output of every hop for `amount_in`."""
     amounts = []
@@ -149,51 +126,6 @@ def _input_cap(hops: Sequence[Hop]) -> int:
     return cap
 
 
-def _coarsest_hop(curves: Sequence[Mobius], x: float) -> int:
-    """The hop whose output unit is worth the most input at x (0: the input itself)."""
-    best, best_slope, slope, amount = 0, 1.0, 1.0, x
-    for j, (ki, mi, ni) in enumerate(curves[:-1], start=1):
-        k, m, n = float(ki), float(mi), float(ni)
-        denominator = m + n * amount
-        slope *= k * m / (denominator * denominator)
-        amount = k * amount / denominator
-        if slope < best_slope:
-            best, best_slope = j, slope
-    return best
-
-
-class _Bound:
-    """Φ(y) = G_after(y) − G_upto⁻¹(y) as an exact fraction: the most any input reaching y can earn."""
-
-    def __init__(self, upto: Mobius, after: Mobius):
-        self.upto, self.after = upto, after
-
-    def fraction(self, y: int) -> tuple[int, int] | None:
-        """(numerator, denominator > 0) of Φ(y), or None where y is beyond reach."""
-        ku, mu, nu = self.upto
-        ka, ma, na = self.after
-        reach = ku - nu * y  # G_upto⁻¹(y) = mu·y / reach
-        if reach <= 0:
-            return None
-        spread = ma + na * y
-        return ka * y * reach - mu * y * spread, spread * reach
-
-    def admits(self, y: int, profit: int) -> bool:
-        """Whether an integer profit above `profit` is possible at y: Φ(y) ≥ profit + 1."""
-        frac = self.fraction(y)
-        return frac is not None and frac[0] >= (profit + 1) * frac[1]
-
-    def floor(self, y: int) -> int:
-        """The most integer profit any input reaching y can make."""
-        frac = self.fraction(y)
-        return frac[0] // frac[1] if frac else 0
-
-    def falls(self, inner: int, outer: int) -> bool:
-        """Whether Φ(outer) ≤ Φ(inner): then, Φ being concave, nothing beyond outer exceeds Φ(outer)."""
-        a, b = self.fraction(inner), self.fraction(outer)
-        return b is None or (a is not None and b[0] * a[1] <= a[0] * b[1])
-
-
 def _continuous_max(curve: Mobius) -> int:
     """An integer at least the floor of a whole cycle's continuous optimum profit (√K − √M)²/N."""
     big_k, big_m, big_n = curve
@@ -204,63 +136,17 @@ def _continuous_max(curve: Mobius) -> int:
 
 def refine(hops: Sequence[Hop], x_hint: float, budget: int = 32) -> Sized | None:
     """The exact integer input that maximises the exact profit around `hops`; None when no input
-    with a positive exact profit was found.
+    has a positive exact profit (or, with a V3 hop, none was found).
 
-    `x_hint` is the continuous optimum from the fast path (only where the walk starts); `budget`
-    caps the integer points walked on each side of it. A cycle with a V3 hop goes to `refine_mixed`,
-    which finds its own starting point.
+    V2 cycles: `integer_optimum.optimize`, from `x_hint`, the continuous optimum of the fast path
+    (only where the search starts), with at most `budget` exact evaluations. A cycle with a V3 hop
+    goes to `refine_mixed`, which finds its own starting point.
     """
     if any(isinstance(pool, V3Pool) for pool, _ in hops):
         return refine_mixed(hops, budget)
-    curves = [pool.mobius(z41) for pool, z41 in hops]
-    k = _coarsest_hop(curves, x_hint)
-    upto = hops[:k]
-    bound = _Bound(_compose_all(curves[:k]), _compose_all(curves[k:]))
-    x_cap = _input_cap(hops)
-    y_cap = forward(upto, x_cap)[-1] if k else x_cap
-    if y_cap < 1:
-        return None
-    y_hint = x_hint
-    for c in curves[:k]:
-        y_hint = float(c[0]) * y_hint / (float(c[1]) + float(c[2]) * y_hint)
-    start = min(max(int(y_hint), 1), y_cap)
-
-    best: Sized | None = None
-    best_profit = 0
-
-    def visit(y: int) -> bool:
-        """Evaluate y if its bound can beat the best; False once this side is exhausted."""
-        nonlocal best, best_profit
-        if not 1 <= y <= y_cap or not bound.admits(y, best_profit):
-            return False
-        x = _smallest_input(upto, y) if k else y
-        if x is None:  # cannot happen: y <= y_cap, which `upto` reaches from x_cap
-            raise TypeError(f"no input reaches {y} through the first {k} hops")
-        amounts = forward(hops, x)
-        profit = amounts[-1] - x
-        if profit > best_profit:
-            best, best_profit = Sized(x, tuple(amounts), profit, 0), profit
-        return True
-
-    down, up = start, start + 1
-    down_open = up_open = True
-    for _ in range(budget):
-        if down_open:
-            down_open = visit(down)
-            down -= 1
-        if up_open:
-            up_open = visit(up)
-            up += 1
-        if not (down_open or up_open):
-            break
-    if best is None:
-        return None
-    gap = 0
-    for is_open, outer, inner in ((down_open, down, down + 1), (up_open, up, up - 1)):
-        if is_open and 1 <= outer <= y_cap:
-            beyond = bound.floor(outer) if bound.falls(inner, outer) else _continuous_max(_compose_all(curves))
-            gap = max(gap, beyond - best_profit)
-    return replace(best, gap=gap)
+    found = optimize([pool.mobius(z41) for pool, z41 in hops], [pool.max_input(z41) for pool, z41 in hops],
+                     x_hint, budget)
+    return None if found is None else Sized(found.amount_in, found.amounts, found.profit, found.gap)
 
 
 # -- exact path for cycles with V3 hops --------------------------------------------------------

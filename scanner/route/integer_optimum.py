@@ -1,0 +1,396 @@
+"""The exact integer optimum of a Uniswap-V2 cycle, with the argument that no other input does better.
+
+A V2 hop pays ⌊k·u / (m + n·u)⌋ for u in (its Möbius curve (k, m, n), see `scanner.dex.pool`), and
+the smallest input that buys at least v is ⌈m·v / (k − n·v)⌉ (none when k ≤ n·v). Tokens are T_0 = the
+base token (the input x), T_1 … T_{n−1} in the middle, T_n = the base token again (the output).
+
+1. Plateau starts. Pick a token T_k (k < n) and group inputs by the amount y of T_k they buy. Within a
+   group the later hops see the same y, so the output is fixed and the best input is the smallest,
+   A(y), the chain of exact ceiling inverses. So the optimum is the best P(y) = profit(A(y)) over y.
+   T_k is the coarsest token (the one whose unit costs the most input at the continuous optimum): the
+   sawtooth of its floors becomes the grid itself.
+2. The window. P(y) ≤ Φ(y) = after(y) − upto⁻¹(y), the continuous profit of reaching y (floors only
+   lose, ceilings only add), and Φ is concave. So once an input with profit p is known, only the y
+   with Φ(y) ≥ p + 1 can do better (profits are integers): an interval, solved exactly as the integer
+   roots of a quadratic (`_Search.window`). It shrinks each time p improves.
+3. The second coarsest token T_j. When it is coarse too (USDC → USDT), its floors make P jagged by up
+   to one of its units across the window, and the window can hold thousands of y. A subinterval
+   I of the window is dropped without evaluating it when sup Φ(I) − λ·min frac < p + 1, where frac is
+   how much of a T_j unit the rounding at T_j loses (the fractional part of the continuous T_j amount
+   when j > k, the deficit to the next unit when j < k) and λ ≤ what one unit of T_j is worth there.
+   The continuous T_j amount is a Möbius function of y, concave, so on I it lies within a proven
+   distance of its chord; the least fractional part of a line over I is found exactly by a Euclid-
+   like recursion (`min_mod_linear`). Subintervals that survive are halved, nearest the peak first,
+   down to a few points, which are evaluated.
+
+Amounts, Φ, windows and fractional parts are exact integers; floats only pick T_k, T_j and where to
+start, and give λ (a derivative, taken 1e-9 smaller than computed, which only weakens the bound).
+The search stops at `budget` exact evaluations; then `gap` bounds what the optimum could add (0:
+proven optimal).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import gcd, isqrt, sqrt
+from typing import NamedTuple
+
+from scanner.dex.pool import Mobius
+from scanner.dex.v2 import FEE_DENOMINATOR, MAX_RESERVE
+
+IDENTITY: Mobius = (1, 1, 0)
+SMALL = 64  # intervals of at most this many y are evaluated rather than bounded
+LAMBDA_SLACK = 1 - 1e-9  # λ is a float derivative: taken smaller than computed, so the bound stays a bound
+
+
+class V2Optimum(NamedTuple):
+    """The exact best trade around a V2 cycle and what it took to prove it."""
+
+    amount_in: int
+    amounts: tuple[int, ...]  # exact output of each hop
+    profit: int  # amounts[-1] − amount_in, > 0
+    gap: int  # proven bound on what the exact optimum could add; 0 = optimal
+    evaluations: int  # exact evaluations of the cycle made to find and prove it
+
+
+class _Line(NamedTuple):
+    """T_j's rounding on y ≥ a as a line: q·frac(φ(a + t)) ≥ ((p·t + start) mod q) − width, and λ at most
+    what one T_j unit is worth there (see `_Search.line`)."""
+
+    a: int
+    q: int
+    p: int
+    start: int
+    width: int
+    lam: float
+    g: int  # gcd(p, q)
+    inverse: int  # of p / g modulo q / g
+
+    def loss(self, y: int) -> float:
+        """A lower bound on what the rounding at T_j takes from y."""
+        least = (self.p * (y - self.a) + self.start) % self.q
+        return self.lam * (least - self.width) / self.q if least > self.width else 0.0
+
+
+def compose(first: Mobius, second: Mobius) -> Mobius:
+    """The curve of `first` then `second`."""
+    k1, m1, n1 = first
+    k2, m2, n2 = second
+    return k1 * k2, m1 * m2, m2 * n1 + n2 * k1
+
+
+def compose_all(curves: Sequence[Mobius]) -> Mobius:
+    out = IDENTITY
+    for c in curves:
+        out = compose(out, c)
+    return out
+
+
+def v2_curve(reserve_in: int, reserve_out: int, fee_bps: int) -> Mobius:
+    """A V2 hop's Möbius curve from plain numbers (`V2Pool.mobius` without the pool)."""
+    if reserve_in <= 0 or reserve_out <= 0:
+        return (0, 1, 0)
+    gamma = FEE_DENOMINATOR - fee_bps
+    return gamma * reserve_out, FEE_DENOMINATOR * reserve_in, gamma
+
+
+def min_mod_linear(count: int, modulus: int, a: int, b: int) -> int:
+    """min over 0 ≤ t < count of (a·t + b) mod modulus (modulus > 0, count ≥ 1).
+
+    The values rise by a and wrap; the smallest is b or one just after a wrap. After the w-th wrap
+    the value is (b − w·modulus) mod a, so the same question with modulus a: Euclid's steps.
+    """
+    best = modulus
+    while count > 0 and modulus > 0:
+        a %= modulus
+        b %= modulus
+        best = min(best, b)
+        count = (a * (count - 1) + b) // modulus
+        b -= modulus * count
+        modulus, a = a, modulus
+    return best
+
+
+def _plan(curves: Sequence[Mobius], x: float) -> tuple[int, int, float]:
+    """(k, j, y at x): the coarsest token and the second coarsest, by the input one unit of each
+    costs at input x (floats: only choose the search variable, never decide)."""
+    n = len(curves)
+    costs, amounts = [1.0], [x]
+    slope, amount = 1.0, x
+    for ck, cm, cn in curves[:-1]:
+        den = cm + cn * amount
+        slope *= ck * cm / den / den
+        amount = ck * amount / den
+        costs.append(1 / slope if slope > 0 else 0.0)
+        amounts.append(amount)
+    k = max(range(n), key=costs.__getitem__)
+    # T_j's rounding: a middle token; else the output's floor, which tracks Φ itself when y is the input
+    candidates = [h for h in range(1, n) if h != k] or [n]
+    costs.append(1.0)
+    j = max(candidates, key=costs.__getitem__)
+    return k, j, amounts[k]
+
+
+class _Search:
+    """One cycle's search over y, the amount of T_k (see the module)."""
+
+    def __init__(self, curves: Sequence[Mobius], caps: Sequence[int], k: int, j: int, budget: int):
+        self.curves, self.caps, self.k, self.j, self.budget = curves, caps, k, j, budget
+        self.inverse = curves[:k][::-1]
+        self.upto, self.after = compose_all(curves[:k]), compose_all(curves[k:])
+        self.to_j = compose_all(curves[k:j]) if j > k else compose_all(curves[j:k])  # y ↔ T_j
+        ku, _, nu = self.upto
+        self.y_max = (ku - 1) // nu if nu else MAX_RESERVE  # upto⁻¹ exists below ku / nu
+        self.evaluations = 0
+        self.best: tuple[int, tuple[int, ...]] | None = None
+        self.profit = 0
+        self.seen: set[int] = set()
+        self.stale = True  # the window is to be solved again (profit or y_max changed)
+        self._window: tuple[int, int] | None = None
+        self.peak = (0, 0)
+        self.open: list[tuple[int, int]] = []
+
+    @property
+    def window(self) -> tuple[int, int] | None:
+        if self.stale:
+            self._window, self.stale = self.solve_window(), False
+        return self._window
+
+    def evaluate(self, y: int) -> None:
+        """The exact profit of A(y); an unreachable y or one past a pool's cap bounds y_max."""
+        self.evaluations += 1
+        self.seen.add(y)
+        x = y
+        for ck, cm, cn in self.inverse:
+            d = ck - cn * x
+            if d <= 0:
+                self.y_max, self.stale = y - 1, True
+                return
+            x = -(-cm * x // d)
+        amounts = []
+        u = x
+        for (ck, cm, cn), cap in zip(self.curves, self.caps):
+            if u > cap:
+                self.y_max, self.stale = y - 1, True
+                return
+            u = ck * u // (cm + cn * u)
+            amounts.append(u)
+        if u - x > self.profit:
+            self.profit, self.best, self.stale = u - x, (x, tuple(amounts)), True
+
+    def phi(self, y: int) -> tuple[int, int]:
+        """Φ(y) as (numerator, denominator > 0), for 0 < y ≤ y_max."""
+        ku, mu, nu = self.upto
+        ka, ma, na = self.after
+        d1, d2 = ma + na * y, ku - nu * y
+        return y * (ka * d2 - mu * d1), d1 * d2
+
+    def solve_window(self) -> tuple[int, int] | None:
+        """The integers y in [1, y_max] with Φ(y) ≥ profit + 1, or None when there is none.
+
+        Φ(y) ≥ c ⟺ −A·y² + B·y − C ≥ 0 (multiplied by the positive denominators); A ≤ 0 only when c
+        is above after's asymptote, so above Φ everywhere.
+        """
+        ku, mu, nu = self.upto
+        ka, ma, na = self.after
+        c = self.profit + 1
+        a = ka * nu + mu * na - c * na * nu
+        if a <= 0:
+            return None
+        b = ka * ku - mu * ma + c * (ma * nu - na * ku)
+        cc = c * ma * ku
+        disc = b * b - 4 * a * cc
+        if disc < 0:
+            return None
+        s = isqrt(disc)
+        lo, hi = -((s + 1 - b) // (2 * a)), (b + s + 1) // (2 * a)  # within 1 of the roots' ceiling, floor
+        if (b - a * lo) * lo < cc:
+            lo += 1
+        if (b - a * hi) * hi < cc:
+            hi -= 1
+        lo, hi = max(lo, 1), min(hi, self.y_max)
+        return (lo, hi) if lo <= hi else None
+
+    def find_peak(self) -> tuple[int, int]:
+        """Integers around the continuous optimum y*: Φ rises up to the first, falls from the second."""
+        big_k, big_m, big_n = compose(self.upto, self.after)
+        x_lo = (isqrt(big_k * big_m) - big_m) // big_n  # x* − 1 − 1/N < x_lo ≤ x*
+        x_hi = x_lo + 2
+        ku, mu, nu = self.upto
+        return ku * x_lo // (mu + nu * x_lo), -(-ku * x_hi // (mu + nu * x_hi))
+
+    def sup_phi(self, a: int, b: int) -> tuple[int, int]:
+        """An upper bound on Φ over [a, b], as (numerator, denominator > 0)."""
+        peak = self.peak
+        if a >= peak[1]:
+            return self.phi(a)
+        if b <= peak[0]:
+            return self.phi(b)
+        big_k, big_m, big_n = compose(self.upto, self.after)  # (√K − √M)²/N ≤ (K + M − 2⌊√KM⌋)/N
+        return big_k + big_m - 2 * isqrt(big_k * big_m), big_n
+
+    def line(self, a: int, b: int) -> _Line | None:
+        """T_j's rounding over [a, b] as a line (None where φ bends too much over it to help)."""
+        k, j, curves = self.k, self.j, self.curves
+        n = b - a
+        q = 1 << (n.bit_length() + 40)  # fractions in units of 1/q
+        if j > k:  # φ = s(y), T_j reached from y: concave; loss ≥ tail′(s(b))·frac(s)
+            ks, ms, ns = self.to_j
+            da, db = ms + ns * a, ms + ns * b
+            fa, fb = q * ks * a // da, q * ks * b // db
+            e = -(-q * n * ks * ms * (db * db - da * da) // (4 * da * da * db * db))
+            u, lam = ks * b / db, LAMBDA_SLACK
+            for ck, cm, cn in curves[j:]:
+                den = cm + cn * u
+                lam *= ck * cm / den / den
+                u = ck * u / den
+        else:  # φ = −t(y), T_j needed to reach y: concave; loss ≥ head⁻¹′(t(a))·(⌈t⌉ − t)
+            kt, mt, nt = self.to_j
+            da, db = kt - nt * a, kt - nt * b
+            if db <= 0:
+                return None
+            fa, fb = -q * mt * a // da, -q * mt * b // db
+            e = -(-q * n * kt * mt * (da * da - db * db) // (4 * da * da * db * db))
+            u, lam = mt * a / da, LAMBDA_SLACK
+            for ck, cm, cn in reversed(curves[:j]):
+                v = cm * u / (ck - cn * u)
+                den = cm + cn * v
+                lam *= den * den / (ck * cm)
+                u = v
+        # q·φ(a + t) lies in [fa + p·t − 1, that + width]: the chord, its rounding, and how far a concave
+        # φ rises above its chord, at most (φ′(a) − φ′(b))·n/4
+        width = n + 3 + e
+        if width * 64 >= q:
+            return None
+        p = (fb - fa) // n % q
+        g = gcd(p, q)
+        return _Line(a, q, p, (fa - 1 + width) % q, width, lam, g, pow(p // g, -1, q // g) if p else 0)
+
+    def run(self, y_start: float) -> None:
+        """Search outward from y_start in rings of growing width until the window lies inside."""
+        if self.y_max < 1:
+            return
+        y0 = min(max(int(y_start), 1), self.y_max)
+        self.evaluate(y0)
+        if self.window is None:
+            return
+        self.peak = self.find_peak()
+        radius = SMALL // 2
+        if not self.search(y0 - radius, y0 + radius, y0):
+            return
+        while (window := self.window) is not None and (window[0] < y0 - radius or window[1] > y0 + radius):
+            wider = 4 * radius
+            if not (self.search(y0 + radius + 1, y0 + wider, y0) and self.search(y0 - wider, y0 - radius - 1, y0)):
+                return
+            radius = wider
+
+    def search(self, a: int, b: int, y0: int) -> bool:
+        """Branch and bound over [a, b]: halves ruled out by their bound are dropped, the rest split
+        down to SMALL points, which are evaluated; the half nearer y0 first. False when the budget
+        ran out (the open intervals are kept)."""
+        stack: list[tuple[int, int, tuple[int, int], float, int, _Line | None]] = []
+        self.push(stack, a, b)
+        while stack:
+            a, b, (num, den), loss, target, line = stack.pop()
+            window = self.window
+            if window is None:
+                return True
+            a, b = max(a, window[0]), min(b, window[1])
+            excess = (num - (self.profit + 1) * den) / den * (1 + 1e-12)  # sup Φ − (profit + 1), rounded up
+            if a > b or excess < loss:
+                continue
+            if b - a < SMALL:  # each y whose own rounding loss does not rule it out
+                points = [y for y in range(a, b + 1) if y not in self.seen and (line is None or excess >= line.loss(y))]
+            else:
+                points = [target] if a <= target <= b and target not in self.seen else []
+            for y in points:
+                window = self.window
+                if window is None:
+                    return True
+                if window[0] <= y <= window[1]:
+                    if self.evaluations >= self.budget:
+                        self.open = [(a, b), *((s[0], s[1]) for s in stack)]
+                        return False
+                    self.evaluate(y)
+            if b - a >= SMALL:  # split around the target, now evaluated, else at y0 or the middle
+                if a <= target <= b:
+                    halves = [(a, target - 1), (target + 1, b)]
+                else:
+                    mid = min(max(y0, a), b - 1) if a <= y0 <= b else (a + b) // 2
+                    halves = [(a, mid), (mid + 1, b)]
+                if halves[0][1] >= y0:
+                    halves.reverse()
+                for half in halves:  # the half nearer y0 is pushed last, so searched first
+                    self.push(stack, *half)
+        return True
+
+    def least(self, line: _Line, a: int, b: int) -> tuple[int, int]:
+        """(least ((p·t + start) mod q) for y = line.a + t in [a, b], the offset from a where it is)."""
+        q, p = line.q, line.p
+        start = (line.start + p * (a - line.a)) % q
+        least = min_mod_linear(b - a + 1, q, p, start)
+        g = line.g  # p·t ≡ least − start (mod q)
+        return least, ((least - start) // g * line.inverse % (q // g) if p else 0)
+
+    def push(self, stack: list[tuple[int, int, tuple[int, int], float, int, _Line | None]], a: int, b: int) -> None:
+        """Stack [a, b] with its bound (sup Φ, the least rounding loss) and the y where that loss is
+        least, unless the bound already rules it out."""
+        window = self.window
+        if window is None:
+            return
+        a, b = max(a, window[0]), min(b, window[1])
+        if a > b:
+            return
+        sup = self.sup_phi(a, b)
+        loss, target = 0.0, -1
+        line = self.line(a, b) if b > a else None
+        if line is not None:
+            least, offset = self.least(line, a, b)
+            loss = line.lam * (least - line.width) / line.q if least > line.width else 0.0
+            target = a + offset
+        num, den = sup
+        if (num - (self.profit + 1) * den) / den * (1 + 1e-12) < loss:  # sup Φ − (profit + 1) < loss
+            return
+        stack.append((a, b, sup, loss, target, line))
+
+    def gap(self) -> int:
+        """0 when nothing is left to search; else how much more than the best the rest could earn."""
+        if not self.open or self.window is None:
+            return 0
+        big_k, big_m, big_n = compose(self.upto, self.after)
+        return max((big_k + big_m - 2 * isqrt(big_k * big_m)) // big_n - self.profit, 0)
+
+
+def optimize(curves: Sequence[Mobius], caps: Sequence[int], x_hint: float | None = None,
+             budget: int = 1024) -> V2Optimum | None:
+    """The exact integer input that maximises the exact profit around V2 hops given as Möbius curves
+    (`caps`: the largest input each hop takes); None when no input has a positive exact profit.
+
+    `x_hint` (the continuous optimum, when the caller has it) is where the search starts; `budget`
+    caps the exact evaluations (the result's `gap` then bounds what it may miss).
+    """
+    if not x_hint or x_hint <= 0:
+        big_k, big_m, big_n = 1.0, 1.0, 0.0  # the closed form in floats: only where to start
+        for ck, cm, cn in curves:
+            big_k, big_m, big_n = big_k * ck, big_m * cm, cm * big_n + cn * big_k
+        if big_k < big_m * (1 - 1e-9) or big_n <= 0:
+            return None  # (√K − √M)² < 0 with room for float error: no input profits
+        x_hint = (sqrt(big_k) * sqrt(big_m) - big_m) / big_n
+    k, j, y_start = _plan(curves, max(x_hint, 1.0))
+    search = _Search(curves, caps, k, j, budget)
+    big_k, big_m, big_n = compose(search.upto, search.after)
+    if big_k <= big_m or big_n <= 0:
+        return None
+    search.run(y_start)
+    if search.best is None:
+        return None
+    amount_in, amounts = search.best
+    return V2Optimum(amount_in, amounts, search.profit, search.gap(), search.evaluations)
+
+
+def optimize_cycles(cycles: Sequence[Sequence[tuple[int, int, int]]], budget: int = 1024) -> list[V2Optimum | None]:
+    """`optimize` over many cycles given as plain numbers: each hop (reserve in, reserve out, fee bps)."""
+    out: list[V2Optimum | None] = []
+    for hops in cycles:
+        curves = [v2_curve(r_in, r_out, fee) for r_in, r_out, fee in hops]
+        out.append(optimize(curves, [MAX_RESERVE - r_in for r_in, _, _ in hops], None, budget))
+    return out
