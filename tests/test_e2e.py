@@ -14,9 +14,9 @@ from web3 import HTTPProvider, Web3
 
 from actors.demo import local_config, searcher_key_file, wait_for_block
 from actors.launcher import launch
-from scanner.chain import artifacts
 from scanner.serve.client import QueryClient, Subscriber
 from scanner.sim.market import Market, MarketSpec
+from scanner.submit.calibrate import execute_fn
 from scanner.submit.journal import Journal
 
 from live import tagged_processes
@@ -26,10 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def live(local_ray, anvil, tmp_path):
-    """A deployed market and the whole pipeline scanning it; everything stopped afterwards."""
+def live(request, local_ray, anvil, tmp_path):
+    """A deployed market (V2 only, or with V3 pools when parametrized "v3") and the whole pipeline
+    scanning it; everything stopped afterwards."""
     w3 = Web3(HTTPProvider(anvil.url))
-    market = Market(w3, MarketSpec(seed=5))
+    spec = MarketSpec.with_v3(seed=5) if getattr(request, "param", "v2") == "v3" else MarketSpec(seed=5)
+    market = Market(w3, spec)
     dep = market.deploy()
     config = local_config(anvil, dep, tmp_path / "journal.sqlite", searcher_key_file(tmp_path))
     symbols = {addr: sym for sym, addr in dep.tokens.items()}
@@ -47,7 +49,10 @@ def _run_blocks(market, client, blocks):
     return out
 
 
+@pytest.mark.parametrize("live", ["v3"], indirect=True)
 def test_pipeline_ranks_every_gap_the_market_opened_and_proves_the_top(live):
+    """On a market with V2 and V3 pools: mixed cycles are ranked, live V3 state is exact (the best
+    opportunity of every block pays on chain exactly what was predicted)."""
     market, pipeline, config, w3 = live
     client = QueryClient(pipeline.endpoints["query"], timeout_s=5.0)
     with Subscriber(pipeline.endpoints["publish"], timeout_s=10.0) as sub:
@@ -61,8 +66,8 @@ def test_pipeline_ranks_every_gap_the_market_opened_and_proves_the_top(live):
     streamed = [b for b in streamed if b >= first]
     assert streamed == list(range(first, ranked[-1][0].number + 1))
 
-    executor = artifacts.at(w3, "ArbExecutor", config.submitter.executor)
-    matched = two_hop = 0
+    v3_factories = [d.factory for d in config.dexes if d.kind == "uniswap-v3"]
+    matched = two_hop = mixed = 0
     for summary, top in ranked:
         assert top.block == summary.number
         truth = {frozenset((g.pool_buy.lower(), g.pool_sell.lower())) for g in summary.gaps}
@@ -71,15 +76,15 @@ def test_pipeline_ranks_every_gap_the_market_opened_and_proves_the_top(live):
         # No false positives: every 2-pool opportunity is a gap the market really opened.
         assert found <= truth, (summary.number, found - truth)
         matched += len(found)
+        mixed += sum(len(set(o["kinds"])) == 2 for o in top.opportunities)
         if top.opportunities:
             best = top.opportunities[0]
-            profit = executor.functions.execute([Web3.to_checksum_address(p) for p in best["pools"]], best["zero_for_one"], best["fees_bps"],
-                                                best["amount_in"], 0).call(
-                {"from": market.searcher}, block_identifier=summary.number)
+            fn = execute_fn(w3, config.submitter.executor, best, v3_factories=v3_factories)
+            profit = fn.call({"from": market.searcher}, block_identifier=summary.number)
             assert profit == best["gross_profit"]  # to the wei
     # The gaps show up: most blocks carry some, and the ranking finds 2-pool ones among them.
     assert sum(1 for s, _ in ranked if s.gaps) >= 6
-    assert matched >= 6
+    assert matched >= 6 and mixed >= 6
     last = ranked[-1][1]
     if last.opportunities:  # `get` serves one opportunity of the current block with every number
         assert client.get(last.opportunities[0]["id"]) == last.opportunities[0]
