@@ -25,27 +25,26 @@ from web3 import HTTPProvider
 from web3.types import RPCEndpoint
 
 from scanner.chain import artifacts
-from scanner.chain.discovery import discover
-from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC
+from scanner.chain.discovery import POOL_CREATED_TOPIC, discover
+from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC, V3_BURN_TOPIC, V3_MINT_TOPIC, V3_SWAP_TOPIC
 from scanner.chain.rpc import ChainClient
 from scanner.config import DexConfig
 from scanner.errors import ChainError, ConfigError
 from scanner.history.store import HEADERS_SCHEMA, LOGS_SCHEMA, POOLS_SCHEMA, TICKS_SCHEMA, Capture, Chunk, Store, load
 
 
-def _topic(signature: str) -> bytes:
-    return keccak(text=signature)
+def _topic(hex_topic: str) -> bytes:
+    return bytes.fromhex(hex_topic[2:])
 
 
 V2, V3 = "uniswap-v2", "uniswap-v3"
-PAIR_CREATED = _topic("PairCreated(address,address,address,uint256)")
-POOL_CREATED = _topic("PoolCreated(address,address,uint24,int24,address)")
+PAIR_CREATED = keccak(text="PairCreated(address,address,address,uint256)")
+POOL_CREATED = _topic(POOL_CREATED_TOPIC)
 CREATION_TOPIC = {V2: PAIR_CREATED, V3: POOL_CREATED}
-V3_MINT = _topic("Mint(address,address,int24,int24,uint128,uint256,uint256)")
+V3_MINT = _topic(V3_MINT_TOPIC)
 POOL_TOPICS = {
-    V2: {bytes.fromhex(SYNC_TOPIC[2:]), bytes.fromhex(SWAP_TOPIC[2:])},
-    V3: {_topic("Initialize(uint160,int24)"), _topic("Swap(address,address,int256,int256,uint160,uint128,int24)"), V3_MINT,
-         _topic("Burn(address,int24,int24,uint128,uint256,uint256)")},
+    V2: {_topic(SYNC_TOPIC), _topic(SWAP_TOPIC)},
+    V3: {keccak(text="Initialize(uint160,int24)"), _topic(V3_SWAP_TOPIC), V3_MINT, _topic(V3_BURN_TOPIC)},
 }
 ALL_TOPICS = sorted({PAIR_CREATED, POOL_CREATED} | POOL_TOPICS[V2] | POOL_TOPICS[V3])
 
