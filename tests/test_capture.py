@@ -252,7 +252,7 @@ def test_killed_at_any_point_and_restarted_it_ends_with_the_same_data(chain, tmp
 def test_resuming_with_other_arguments_is_refused(chain, tmp_path):
     _capture(chain, tmp_path / "c", to=chain.first + 5)
     client = ChainClient(chain.anvil.url)
-    with pytest.raises(ConfigError, match="same --from"):
+    with pytest.raises(ConfigError, match="resume it with its --from"):
         capture(client, chain.dexes, chain.first + 1, chain.first + 9, str(tmp_path / "c"), progress=False)
     with pytest.raises(ConfigError, match="above the node's head"):
         capture(client, chain.dexes, chain.first, 10**9, str(tmp_path / "c"), progress=False)

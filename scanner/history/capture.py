@@ -159,8 +159,9 @@ def capture(
             state_hash = bytes(client.get_block(first - 1)["hash"]).hex()
             store.commit_state({**wanted, "state_block_hash": state_hash}, pools, ticks)
         elif {k: found.get(k) for k in wanted} != wanted:
-            raise ConfigError(f"{out} holds a capture of chain {found['chain_id']} from block {found['from_block']} of other "
-                              "DEXes or another chain: resume it with the same --from and --config, or pass a new --out")
+            raise ConfigError(f"{out} holds a capture of chain {found['chain_id']} from block {found['from_block']} of DEXes "
+                              f"{[d['factory'] for d in found['dexes']]}, not of chain {wanted['chain_id']} from block {first} "
+                              f"of {[d.factory for d in dexes]}: resume it with its --from and --config, or pass a new --out")
         stored = load(out)
         tracked = tracked_pools(stored, dexes)
         parent = _last_hash(stored)
