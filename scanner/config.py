@@ -32,6 +32,16 @@ class ChainConfig:
     request_timeout_s: float = 10.0
     max_retries: int = 6
 
+    def resolved_rpc_url(self, key: str = "chain") -> str:
+        """`rpc_url`, or the value of the variable `rpc_url_env` names (an error naming `key` when unset)."""
+        if self.rpc_url_env:
+            value = os.environ.get(self.rpc_url_env, "")
+            if not value:
+                raise ConfigError(f"{key}.rpc_url_env names {self.rpc_url_env}, which is not set: export it to "
+                                  "your node's URL")
+            return value
+        return self.rpc_url
+
 
 DEX_KINDS = ("uniswap-v2", "uniswap-v3")
 """The pool kinds arbscan quotes exactly: constant product (V2 and its forks), concentrated liquidity (V3)."""
@@ -69,6 +79,41 @@ class TokensConfig:
     base: list[str] = field(default_factory=list)
     max_pools: int = 0
     price_oracle: str = ""
+
+
+FEE_RULES = ("ethereum", "optimism", "base", "arbitrum")
+"""Named base-fee rules (`scanner.gas.fees`: ETHEREUM, OPTIMISM, BASE, ARBITRUM, sources there)."""
+L1_FEES = ("none", "op-stack", "arbitrum")
+"""What a transaction pays for L1 besides its L2 gas: nothing, the OP-stack Fjord data fee
+(`scanner.gas.l1fee`, read from the chain's L1Block predeploy), or Arbitrum's L1 pricing."""
+DEFAULT_CHAIN = "main"
+STALE_BLOCKS = 10
+"""The name of the one chain of a single-chain config (`[chain]`, `[[dexes]]`, `[tokens]`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChainSpec(ChainConfig):
+    """One `[[chains]]` table: a chain's node (the `[chain]` keys), its fee rules, DEXes and base tokens.
+
+    `eip1559` names the base-fee rules (one of `FEE_RULES`); `eip1559_elasticity` and
+    `eip1559_denominator` (both > 0) replace them with EIP-1559 at those numbers. `block_time_s` is
+    how often the chain makes a block: a chain silent for `STALE_BLOCKS` of them is reported degraded.
+    """
+
+    name: str
+    chain_id: int = field()  # required here (an explicit field, not the inherited default)
+    block_time_s: float = 12.0
+    eip1559: str = "ethereum"
+    eip1559_elasticity: int = 0
+    eip1559_denominator: int = 0
+    l1_fee: str = "none"
+    dexes: list[DexConfig] = field(default_factory=list)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
+
+    @property
+    def node(self) -> ChainConfig:
+        """The `[chain]` part: where and how to reach the node."""
+        return ChainConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ChainConfig)})
 
 
 @dataclass(frozen=True)
@@ -159,17 +204,19 @@ class Config:
     sockets: SocketsConfig = field(default_factory=SocketsConfig)
     submitter: SubmitterConfig = field(default_factory=SubmitterConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    # Several chains: one table each. With them, `chain`, `dexes` and `tokens` are the first one's
+    # (the default chain); without them, those three are the one chain, named `DEFAULT_CHAIN`.
+    chains: list[ChainSpec] = field(default_factory=list)
 
     @property
     def rpc_url(self) -> str:
-        if self.chain.rpc_url_env:
-            value = os.environ.get(self.chain.rpc_url_env, "")
-            if not value:
-                raise ConfigError(
-                    f"chain.rpc_url_env names {self.chain.rpc_url_env}, which is not set: export it to your node's URL"
-                )
-            return value
-        return self.chain.rpc_url
+        return self.chain.resolved_rpc_url("chain" if not self.chains else "chains[0]")
+
+    def networks(self) -> list[ChainSpec]:
+        """Every chain to scan, the default one first."""
+        if self.chains:
+            return list(self.chains)
+        return [ChainSpec(**dataclasses.asdict(self.chain), name=DEFAULT_CHAIN, dexes=self.dexes, tokens=self.tokens)]
 
 
 def _type_name(tp) -> str:
@@ -216,8 +263,19 @@ def _build(cls, data: dict, prefix: str = ""):
     return cls(**kwargs)
 
 
+SINGLE_CHAIN_SECTIONS = ("chain", "dexes", "tokens")
+
+
 def from_dict(data: dict) -> Config:
     config = _build(Config, data)
+    if config.chains:
+        mixed = [s for s in SINGLE_CHAIN_SECTIONS if s in data]
+        if mixed:
+            raise ConfigError(f"{', '.join(mixed)}: with [[chains]] tables, each chain carries its own node keys, "
+                              "[[chains.dexes]] and [chains.tokens]; move these into the chains they belong to "
+                              "(a config without [[chains]] is the one chain they describe)")
+        first = config.chains[0]
+        config = dataclasses.replace(config, chain=first.node, dexes=first.dexes, tokens=first.tokens)
     validate(config)
     return config
 
@@ -243,20 +301,37 @@ def _toml_value(value) -> str:
     return "[" + ", ".join(_toml_value(v) for v in value) + "]"
 
 
+def _dump_table(obj, header: str, lines: list[str]) -> None:
+    """`obj`'s plain keys under `header`, then its tables and arrays of tables under dotted names."""
+    lines.append(header)
+    nested = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value) or (isinstance(value, list) and value and dataclasses.is_dataclass(value[0])):
+            nested.append((f.name, value))
+        else:
+            lines.append(f"{f.name} = {_toml_value(value)}")
+    lines.append("")
+    prefix = header.strip("[]")
+    for name, value in nested:
+        for item in value if isinstance(value, list) else [value]:
+            kind = "[[{}]]" if isinstance(value, list) else "[{}]"
+            _dump_table(item, kind.format(f"{prefix}.{name}" if prefix else name), lines)
+
+
 def dump(config: Config) -> str:
     """`config` as TOML that `load` reads back to an equal Config."""
     lines: list[str] = []
+    skip = SINGLE_CHAIN_SECTIONS if config.chains else ()  # they are the first chain's, written there
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if isinstance(value, list):  # arrays of tables: [[dexes]]
-            for item in value:
-                lines.append(f"[[{f.name}]]")
-                lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(item).items()]
-                lines.append("")
+        if f.name in skip:
             continue
-        lines.append(f"[{f.name}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(value).items()]
-        lines.append("")
+        if isinstance(value, list):  # arrays of tables: [[dexes]], [[chains]]
+            for item in value:
+                _dump_table(item, f"[[{f.name}]]", lines)
+            continue
+        _dump_table(value, f"[{f.name}]", lines)
     return "\n".join(lines)
 
 
@@ -290,15 +365,68 @@ def _validate_dex(key: str, dex: DexConfig) -> None:
         raise ConfigError(f"{key}.from_block must be >= 0, got {dex.from_block}")
 
 
+def _validate_chain(spec: ChainSpec, node: str, dexes: str, tokens: str) -> None:
+    """One chain's rules; `node`, `dexes` and `tokens` are where its keys live (`chain` or `chains[1]`)."""
+    for key, value in (("poll_interval_s", spec.poll_interval_s), ("request_timeout_s", spec.request_timeout_s),
+                       ("chain_id", spec.chain_id), ("block_time_s", spec.block_time_s)):
+        if value <= 0:
+            raise ConfigError(f"{node}.{key} must be > 0, got {value}")
+    for key, value in (("max_retries", spec.max_retries), ("eip1559_elasticity", spec.eip1559_elasticity),
+                       ("eip1559_denominator", spec.eip1559_denominator)):
+        if value < 0:
+            raise ConfigError(f"{node}.{key} must be >= 0, got {value}")
+    if spec.tokens.max_pools < 0:
+        raise ConfigError(f"{tokens}.max_pools must be >= 0, got {spec.tokens.max_pools}")
+    if spec.eip1559 not in FEE_RULES:
+        raise ConfigError(f"{node}.eip1559 {spec.eip1559!r} is not a known fee rule: use one of {', '.join(FEE_RULES)}, "
+                          "or set eip1559_elasticity and eip1559_denominator")
+    if (spec.eip1559_elasticity > 0) != (spec.eip1559_denominator > 0):
+        raise ConfigError(f"{node}.eip1559_elasticity and eip1559_denominator go together: set both (> 0) for "
+                          f"EIP-1559 at those numbers, or neither for the {spec.eip1559!r} rules")
+    if spec.l1_fee not in L1_FEES:
+        raise ConfigError(f"{node}.l1_fee {spec.l1_fee!r} is not a known L1 fee rule: use one of {', '.join(L1_FEES)}")
+    addresses = {f"{tokens}.base[{i}]": a for i, a in enumerate(spec.tokens.base)}
+    addresses |= {f"{dexes}[{i}].factory": d.factory for i, d in enumerate(spec.dexes)}
+    if spec.tokens.price_oracle:
+        addresses[f"{tokens}.price_oracle"] = spec.tokens.price_oracle
+    for key, address in addresses.items():
+        if not is_address(address):
+            raise ConfigError(f"{key} must be a 0x-prefixed 20-byte address (0x + 40 hex digits), got {address!r}")
+    names = [d.name for d in spec.dexes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{dexes}: names must be unique, got {names}")
+    for i, dex in enumerate(spec.dexes):
+        _validate_dex(f"{dexes}[{i}]", dex)
+
+
+def _validate_chains(chains: list[ChainSpec]) -> None:
+    """Every [[chains]] table, and what makes them distinct: a name and a chain id each."""
+    seen_ids: dict[int, int] = {}
+    seen_names: dict[str, int] = {}
+    for i, spec in enumerate(chains):
+        key = f"chains[{i}]"
+        if not spec.name or not all(c.isalnum() or c in "-_" for c in spec.name):
+            raise ConfigError(f"{key}.name {spec.name!r} must be letters, digits, - or _ (it names the chain's actors "
+                              "and `arbscan top --chain NAME`)")
+        if spec.name in seen_names:
+            raise ConfigError(f"{key}.name {spec.name!r} is also chains[{seen_names[spec.name]}]'s: names must be unique")
+        if spec.chain_id in seen_ids:
+            raise ConfigError(f"{key}.chain_id {spec.chain_id} is also chains[{seen_ids[spec.chain_id]}].chain_id: "
+                              "each [[chains]] table is one chain; merge their dexes or fix the id")
+        seen_names[spec.name], seen_ids[spec.chain_id] = i, i
+        _validate_chain(spec, key, f"{key}.dexes", f"{key}.tokens")
+
+
 def validate(config: Config) -> None:
     """Cross-field rules that types alone cannot say."""
+    if config.chains:
+        _validate_chains(config.chains)
+    else:
+        _validate_chain(config.networks()[0], "chain", "dexes", "tokens")
     positive = {
         "watchers.shards": config.watchers.shards,
         "inference.max_batch": config.inference.max_batch,
         "aggregator.top_n": config.aggregator.top_n,
-        "chain.poll_interval_s": config.chain.poll_interval_s,
-        "chain.request_timeout_s": config.chain.request_timeout_s,
-        "chain.chain_id": config.chain.chain_id,
         "gas.history_blocks": config.gas.history_blocks,
         "watchers.backfill_max_blocks": config.watchers.backfill_max_blocks,
         "aggregator.shard_timeout_s": config.aggregator.shard_timeout_s,
@@ -308,8 +436,6 @@ def validate(config: Config) -> None:
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
     not_negative = {
-        "chain.max_retries": config.chain.max_retries,
-        "tokens.max_pools": config.tokens.max_pools,
         "inference.max_delay_ms": config.inference.max_delay_ms,
         "aggregator.failed_attempt_gas": config.aggregator.failed_attempt_gas,
         "submitter.tip_gwei": config.submitter.tip_gwei,
@@ -321,13 +447,9 @@ def validate(config: Config) -> None:
     percentiles = config.gas.percentiles
     if len(percentiles) != 3 or sorted(percentiles) != percentiles or not all(0 <= p <= 100 for p in percentiles):
         raise ConfigError(f"gas.percentiles must be three ascending numbers in [0, 100], got {percentiles}")
-    addresses = {f"tokens.base[{i}]": a for i, a in enumerate(config.tokens.base)}
-    addresses |= {f"gas.feeds[{i}]": a for i, a in enumerate(config.gas.feeds)}
-    addresses |= {f"dexes[{i}].factory": d.factory for i, d in enumerate(config.dexes)}
+    addresses = {f"gas.feeds[{i}]": a for i, a in enumerate(config.gas.feeds)}
     if config.submitter.executor:
         addresses["submitter.executor"] = config.submitter.executor
-    if config.tokens.price_oracle:
-        addresses["tokens.price_oracle"] = config.tokens.price_oracle
     for key, address in addresses.items():
         if not is_address(address):
             raise ConfigError(f"{key} must be a 0x-prefixed 20-byte address (0x + 40 hex digits), got {address!r}")
@@ -335,11 +457,6 @@ def validate(config: Config) -> None:
         raise ConfigError('ray.aggregator_node is empty: use "head", a node IP or a Ray node id')
     if config.inference.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"inference.device must be 'auto', 'cpu' or 'cuda', got {config.inference.device!r}")
-    names = [d.name for d in config.dexes]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"dexes: names must be unique, got {names}")
-    for i, dex in enumerate(config.dexes):
-        _validate_dex(f"dexes[{i}]", dex)
     for key in ("query", "publish"):
         endpoint = getattr(config.sockets, key)
         if not is_loopback(endpoint) and not config.sockets.curve_secret_key_file:

@@ -16,6 +16,8 @@ from scanner.config import Config, ConfigError, dump, from_dict, load
 
 REPO = Path(__file__).resolve().parents[1]
 DEX = {"name": "uni", "factory": "0x" + "11" * 20}
+CHAIN = {"name": "base", "chain_id": 8453}
+ARRAYS = {"dexes": DEX, "chains": CHAIN}  # arrays of tables, and a valid item of each
 
 # What the error message calls each annotation, and a value of some other type.
 EXPECTED = {int: ("an integer", "seven"), float: ("a number", "fast"), str: ("str", 12), bool: ("bool", "yes")}
@@ -38,22 +40,28 @@ def _leaf_keys() -> list[tuple[str, str, object]]:
 
 def _minimal(section: str, key: str, value) -> dict:
     """A config that is valid except for `section.key = value`."""
-    if section == "dexes":
-        return {"dexes": [dict(DEX, **{key: value})]}
+    if section in ARRAYS:
+        return {section: [dict(ARRAYS[section], **{key: value})]}
     return {section: {key: value}}
+
+
+def _where(section: str, key: str) -> str:
+    return f"{section}[0].{key}" if section in ARRAYS else f"{section}.{key}"
 
 
 def _wrong(tp) -> tuple[str, object]:
     if typing.get_origin(tp) is list:
         (item,) = typing.get_args(tp)
         return f"a list of {item.__name__}", "not-a-list"
+    if dataclasses.is_dataclass(tp):  # a table inside a table: [chains.tokens]
+        return "a table", 5
     return EXPECTED[tp]
 
 
 @pytest.mark.parametrize(("section", "key", "tp"), _leaf_keys(), ids=lambda v: v if isinstance(v, str) else "")
 def test_every_key_refuses_a_wrong_type_naming_the_key_and_the_type(section, key, tp):
     expected, value = _wrong(tp)
-    where = f"dexes[0].{key}" if section == "dexes" else f"{section}.{key}"
+    where = _where(section, key)
     with pytest.raises(ConfigError) as e:
         from_dict(_minimal(section, key, value))
     message = str(e.value)
@@ -64,8 +72,8 @@ def test_every_key_refuses_a_wrong_type_naming_the_key_and_the_type(section, key
                          [k for k in _leaf_keys() if typing.get_origin(k[2]) is list], ids=lambda v: v if isinstance(v, str) else "")
 def test_list_items_are_checked_one_by_one(section, key, tp):
     (item,) = typing.get_args(tp)
-    expected, wrong = EXPECTED[item]
-    where = f"dexes[0].{key}[0]" if section == "dexes" else f"{section}.{key}[0]"
+    expected, wrong = _wrong(item)
+    where = _where(section, key) + "[0]"
     with pytest.raises(ConfigError) as e:
         from_dict(_minimal(section, key, [wrong]))
     assert where in str(e.value) and expected in str(e.value), str(e.value)
@@ -83,8 +91,8 @@ def test_every_section_must_be_a_table():
 
 @pytest.mark.parametrize("section", [s for s, _ in _sections()])
 def test_unknown_keys_are_named_with_the_known_ones(section):
-    data = {"dexes": [dict(DEX, colour="red")]} if section == "dexes" else {section: {"colour": "red"}}
-    where = "dexes[0].colour" if section == "dexes" else f"{section}.colour"
+    data = _minimal(section, "colour", "red")
+    where = _where(section, "colour")
     with pytest.raises(ConfigError) as e:
         from_dict(data)
     assert repr(where) in str(e.value) and "known keys here" in str(e.value)
@@ -219,3 +227,44 @@ def test_price_oracle_survives_dump_and_load(tmp_path):
     path = tmp_path / "oracle.toml"
     path.write_text(dump(config))
     assert load(path) == config and load(path).tokens.price_oracle == "0x" + "33" * 20
+
+
+def test_a_single_chain_config_is_the_one_default_chain():
+    config = load(REPO / "deploy/mainnet.example.toml")
+    (chain,) = config.networks()
+    assert chain.name == cfg.DEFAULT_CHAIN and chain.node == config.chain and chain.dexes == config.dexes
+    assert (chain.eip1559, chain.l1_fee, chain.tokens) == ("ethereum", "none", config.tokens)
+
+
+def test_chains_tables_load_with_the_first_as_default_and_round_trip(tmp_path):
+    config = load(REPO / "deploy/l2.example.toml")
+    assert [(c.name, c.chain_id, c.eip1559, c.l1_fee) for c in config.networks()] == [
+        ("arbitrum", 42161, "arbitrum", "arbitrum"), ("base", 8453, "base", "op-stack"),
+        ("optimism", 10, "optimism", "op-stack")]
+    assert config.chain == config.chains[0].node and config.dexes == config.chains[0].dexes  # the default chain
+    again = tmp_path / "again.toml"
+    again.write_text(dump(config))
+    assert load(again) == config
+
+
+@pytest.mark.parametrize(("chains", "extra", "message"), [
+    ([CHAIN, dict(CHAIN, name="base2")], {}, r"^chains\[1\]\.chain_id 8453 is also chains\[0\]\.chain_id"),
+    ([CHAIN, dict(CHAIN, chain_id=10)], {}, r"^chains\[1\]\.name 'base' is also chains\[0\]'s"),
+    ([CHAIN, dict(CHAIN, name="op", chain_id=10, eip1559="fast")], {}, r"^chains\[1\]\.eip1559 'fast' is not a known fee rule"),
+    ([dict(CHAIN, l1_fee="zk")], {}, r"^chains\[0\]\.l1_fee 'zk' is not a known L1 fee rule: use one of none, op-stack"),
+    ([dict(CHAIN, eip1559_elasticity=6)], {}, r"^chains\[0\]\.eip1559_elasticity and eip1559_denominator go together"),
+    ([dict(CHAIN, name="a b")], {}, r"^chains\[0\]\.name 'a b' must be letters"),
+    ([dict(CHAIN, dexes=[DEX, DEX])], {}, r"^chains\[0\]\.dexes: names must be unique"),
+    ([dict(CHAIN, tokens={"base": ["WETH"]})], {}, r"^chains\[0\]\.tokens\.base\[0\] must be"),
+    ([dict(CHAIN, block_time_s=0)], {}, r"^chains\[0\]\.block_time_s must be > 0"),
+    ([{"name": "base"}], {}, r"missing required config key 'chains\[0\]\.chain_id'"),
+    ([CHAIN], {"dexes": [DEX]}, r"^dexes: with \[\[chains\]\] tables, each chain carries its own"),
+])
+def test_bad_chains_are_named_by_table(chains, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict({"chains": chains, **extra})
+
+
+def test_custom_eip1559_numbers_are_accepted():
+    (chain,) = from_dict({"chains": [dict(CHAIN, eip1559_elasticity=6, eip1559_denominator=50)]}).networks()
+    assert (chain.eip1559_elasticity, chain.eip1559_denominator) == (6, 50)
