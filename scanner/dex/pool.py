@@ -77,6 +77,15 @@ class Pool(ABC):
         """The (virtual, for V3: at the current price and liquidity) reserve of the token sold:
         what a trade's size is compared with to say how far it moves the pool."""
 
+    def search_floats(self) -> tuple[float, ...]:
+        """(k, m, n, reserve in) of the zero-for-one direction, then of the other, as floats: all
+        the vectorised search reads of a pool, in one call (a scanner refreshes thousands a block)."""
+        out: list[float] = []
+        for zero_for_one in (True, False):
+            out += [float(v) for v in self.mobius(zero_for_one)]
+            out.append(float(self.reserve_in(zero_for_one)))
+        return tuple(out)
+
 
 class V3State(NamedTuple):
     """A V3 pool's swap state as the chain reports it: slot0's price and tick, the in-range

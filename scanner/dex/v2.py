@@ -86,3 +86,12 @@ class V2Pool(Pool):
             return DEAD_MOBIUS
         gamma = FEE_DENOMINATOR - self.fee_bps
         return gamma * r_out, FEE_DENOMINATOR * r_in, gamma
+
+    def search_floats(self) -> tuple[float, ...]:
+        """`Pool.search_floats` without the calls in between: the same numbers as `mobius`."""
+        r0, r1 = self.reserve0, self.reserve1
+        if r0 == 0 or r1 == 0:
+            return 0.0, 1.0, 0.0, float(r0), 0.0, 1.0, 0.0, float(r1)
+        gamma = FEE_DENOMINATOR - self.fee_bps
+        return (float(gamma * r1), float(FEE_DENOMINATOR * r0), float(gamma), float(r0),
+                float(gamma * r0), float(FEE_DENOMINATOR * r1), float(gamma), float(r1))

@@ -202,6 +202,7 @@ class Ranker:
         self._profit = np.zeros(len(graph))
         self._bound = np.zeros(len(graph))
         self._sized: dict[int, Sized | None] = {}
+        self._hit = np.zeros(len(graph), dtype=bool)
         self._rescore(np.arange(len(graph)))
 
     def _route_gas(self) -> np.ndarray:
@@ -214,18 +215,11 @@ class Ranker:
         return model.base + model.per_hop * graph.cycle_hops.astype(np.int64) + model.v3_extra * v3_hops
 
     def _set_curves(self, slots: list[int]) -> None:
-        edges, ks, ms, ns, reserves = [], [], [], [], []
-        for slot in slots:
-            pool = cast(Pool, self.graph.pools[slot])  # slots of live pools only
-            for edge, z41 in ((2 * slot, True), (2 * slot + 1, False)):
-                k, m, n = pool.mobius(z41)
-                edges.append(edge)
-                ks.append(float(k))
-                ms.append(float(m))
-                ns.append(float(n))
-                reserves.append(float(pool.reserve_in(z41)))
-        self._k[edges], self._m[edges], self._n[edges] = ks, ms, ns
-        self._reserve_in[edges] = reserves
+        pools = self.graph.pools
+        table = np.array([cast(Pool, pools[slot]).search_floats() for slot in slots],  # live slots only
+                         dtype=np.float64).reshape(len(slots) * 2, 4)
+        edges = (2 * np.asarray(slots, dtype=np.int64)[:, None] + np.arange(2)).ravel()
+        self._k[edges], self._m[edges], self._n[edges], self._reserve_in[edges] = table.T
 
     def _rescore(self, rows: np.ndarray) -> None:
         """Re-fold the given cycles and forget their exact sizings."""
@@ -235,9 +229,10 @@ class Ranker:
         self._bound[rows] = profit_upper_bound(x, profit)
         if self._sized:
             cached = np.fromiter(self._sized, dtype=np.int64, count=len(self._sized))
-            hit = np.zeros(len(self._x), bool)
-            hit[rows] = True
-            for row in cached[hit[cached]].tolist():
+            self._hit[rows] = True  # a scratch mask, all False between calls: no allocation per block
+            stale = cached[self._hit[cached]]
+            self._hit[rows] = False
+            for row in stale.tolist():
                 del self._sized[row]
 
     # -- ranking ------------------------------------------------------------------------------
