@@ -38,7 +38,11 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    if args.what == "scan":
+    if args.what == "scan" and args.sweep:
+        from scanner.bench.scan import sweep
+
+        result = sweep(seed=args.seed)
+    elif args.what == "scan":
         from scanner.bench.scan import run
 
         result = run(pools=args.pools or 10_000, changed=args.changed, seed=args.seed, v3_share=args.v3_share)

@@ -97,14 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=history.capture)
 
     p = sub.add_parser("bench", help="benchmarks; each prints its figures (and the naive way's) as one JSON line")
-    p.add_argument("what", choices=["scan", "inference", "e2e", "v3", "sizing"],
+    p.add_argument("what", choices=["scan", "inference", "e2e", "v3", "sizing", "sync"],
                    help="scan: re-score + rank; inference: LSTM batching; e2e: block mined to ranking served; "
-                        "v3: exact Uniswap V3 quotes; sizing: exact integer optimum of random V2 cycles")
-    p.add_argument("--pools", type=int, default=None, help="pools (default: scan 10000, e2e 1000)")
+                        "v3: exact Uniswap V3 quotes; sizing: exact integer optimum of random V2 cycles; "
+                        "sync: cold start (discovery + state of V2 pools) from a local anvil")
+    p.add_argument("--pools", type=int, default=None, help="pools (default: scan 10000, e2e 1000, sync 10000)")
     p.add_argument("--blocks", type=int, default=50, help="e2e: blocks to time (default 50)")
     p.add_argument("--changed", type=int, default=500, help="scan: pools changed per block (default 500)")
     p.add_argument("--v3-share", type=float, default=0.0,
                    help="scan: share of the pools that are Uniswap V3 pools, in [0, 1] (default 0)")
+    p.add_argument("--sweep", action="store_true",
+                   help="scan: median at 1k, 10k, 30k and 100k pools and the fitted cost exponent (minutes)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
     p.add_argument("--cycles", type=int, default=200, help="sizing: random cycles (default 200)")
     p.add_argument("--json", action="store_true", help="print one JSON line")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import resource
 import statistics
 import time
 from collections.abc import Sequence
@@ -178,22 +179,7 @@ def run(pools: int = 10_000, changed: int = 500, seed: int = 0, repeats: int = 3
         found = len(top)
 
     graph = scanner.graph
-    rows: Sequence[int] = range(len(graph))
-    if v3_share and len(graph) > naive_sample:  # a V3 quote walks ticks: time a sample, scale to every cycle
-        rows = sorted(random.Random(seed).sample(rows, naive_sample))
-    cycles = [(graph.hops_of(row), scanner.token_per_eth[int(graph.cycle_base[row])]) for row in rows]
-    scale = len(graph) / len(cycles)
-    naive_times: list[float] = []
-    prefiltered_times: list[float] = []
-    for _ in range(naive_repeats):
-        for prefilter, bucket in ((False, naive_times), (True, prefiltered_times)):
-            started = time.perf_counter()
-            naive_scan(cycles, GAS_PRICE, scanner.gas_model, scanner.top_n, prefilter)
-            bucket.append((time.perf_counter() - started) * 1e3 * scale)
-
-    median_ms = statistics.median(times)
-    naive_ms = statistics.median(naive_times)
-    return {
+    result = {
         "pools": len(market),
         "v3_pools": sum(isinstance(p, V3Pool) for p in market),
         "tokens": len({t for p in market for t in (p.token0, p.token1)}),
@@ -202,13 +188,56 @@ def run(pools: int = 10_000, changed: int = 500, seed: int = 0, repeats: int = 3
         "changed": changed,
         "affected_cycles": int(statistics.median(affected)),
         "repeats": repeats,
-        "median_ms": round(median_ms, 3),
+        "median_ms": round(statistics.median(times), 3),
         "p90_ms": round(float(np.percentile(times, 90)), 3),
         "full_rescan_ms": round(full_ms, 1),
         "scanner_build_s": round(build_s, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "opportunities": found,
-        "naive_median_ms": round(naive_ms, 1),
-        "naive_cycles_timed": len(cycles),
-        "naive_prefiltered_ms": round(statistics.median(prefiltered_times), 1),
-        "speedup": round(naive_ms / median_ms, 1),
     }
+    if naive_repeats:
+        result |= _naive(scanner, v3_share, naive_sample, naive_repeats, seed, result["median_ms"])
+    return result
+
+
+def _naive(scanner: Ranker, v3_share: float, naive_sample: int, repeats: int, seed: int, median_ms: float) -> dict:
+    """The naive full scan on the scanner's cycles (a sample, scaled, when V3 pools make it slow)."""
+    graph = scanner.graph
+    rows: Sequence[int] = range(len(graph))
+    if v3_share and len(graph) > naive_sample:  # a V3 quote walks ticks: time a sample, scale to every cycle
+        rows = sorted(random.Random(seed).sample(rows, naive_sample))
+    cycles = [(graph.hops_of(row), scanner.token_per_eth[int(graph.cycle_base[row])]) for row in rows]
+    scale = len(graph) / len(cycles)
+    naive_times: list[float] = []
+    prefiltered_times: list[float] = []
+    for _ in range(repeats):
+        for prefilter, bucket in ((False, naive_times), (True, prefiltered_times)):
+            started = time.perf_counter()
+            naive_scan(cycles, GAS_PRICE, scanner.gas_model, scanner.top_n, prefilter)
+            bucket.append((time.perf_counter() - started) * 1e3 * scale)
+    naive_ms = statistics.median(naive_times)
+    return {"naive_median_ms": round(naive_ms, 1), "naive_cycles_timed": len(cycles),
+            "naive_prefiltered_ms": round(statistics.median(prefiltered_times), 1),
+            "speedup": round(naive_ms / median_ms, 1)}
+
+
+SWEEP_POOLS = (1_000, 10_000, 30_000, 100_000)
+
+
+def sweep(seed: int = 0, repeats: int = 20, pools: Sequence[int] = SWEEP_POOLS) -> dict:
+    """Median re-score + rank at each market size (2 % of the pools changed per block), and the
+    exponent of a power law fitted to median ms against affected cycles: 1 or below means the
+    cost grows no faster than the work a block creates. Each size runs in a fresh process so one
+    size's memory does not weigh on the next."""
+    import multiprocessing
+
+    points = []
+    context = multiprocessing.get_context("spawn")
+    for n in pools:
+        with context.Pool(1) as worker:
+            point = worker.apply(run, (n, max(20, n // 50), seed, repeats, 0))
+        points.append({k: point[k] for k in ("pools", "cycles", "changed", "affected_cycles", "median_ms",
+                                             "p90_ms", "peak_rss_mb")})
+    slope = float(np.polyfit(np.log([p["affected_cycles"] for p in points]),
+                             np.log([p["median_ms"] for p in points]), 1)[0])
+    return {"sizes": points, "exponent_vs_affected_cycles": round(slope, 3)}
