@@ -94,11 +94,14 @@ def _receive(receiver: dict[int, V3Pool], message: BlockUpdate | Withdraw) -> No
         receiver[pool_id].update(*state)
 
 
-def test_discovery_finds_initialized_pools_and_skips_the_rest(world):
+def test_discovery_finds_initialized_pools_and_skips_the_rest(world, caplog):
     w3, _me, factory, _harness, pools = world
     client = ChainClient(w3.provider.endpoint_uri)  # type: ignore[attr-defined]
-    found = discover(client, [DexConfig("v3", factory.address, kind="uniswap-v3", fees=[500, 3000])], progress=False)
+    with caplog.at_level("WARNING", logger="scanner.chain.discovery"):
+        found = discover(client, [DexConfig("v3", factory.address, kind="uniswap-v3", fees=[500, 3000])],
+                         progress=False)
     assert sorted(p.address for p in found) == sorted(p.address.lower() for p in pools)
+    assert [r.getMessage() for r in caplog.records if "is not initialized" in r.getMessage()], caplog.text
     for info in found:
         assert _state(make_pool(info)) == _chain_state(w3, info.address, w3.eth.block_number)
     only_500 = discover(client, [DexConfig("v3", factory.address, kind="uniswap-v3", fees=[500])], progress=False)
