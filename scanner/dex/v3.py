@@ -462,10 +462,11 @@ class V3Pool(Pool):
             raise InvalidPool(self.address, f"sqrtPriceX96 {sqrt_price_x96} is outside [MIN_SQRT_RATIO, MAX_SQRT_RATIO)")
         if not MIN_TICK <= tick <= MAX_TICK:
             raise InvalidPool(self.address, f"tick {tick} is outside [{MIN_TICK}, {MAX_TICK}]")
-        # the contract's tick is tick_at(price), or one below after crossing down onto a tick's price
-        expected = tick_at_sqrt_ratio(sqrt_price_x96)
-        if tick != expected and not (tick == expected - 1 and sqrt_price_x96 == sqrt_ratio_at_tick(expected)):
-            raise InvalidPool(self.address, f"tick {tick} does not match sqrtPriceX96 {sqrt_price_x96} (tick {expected})")
+        # the contract's tick is tick_at(price), or one below after crossing down onto a tick's price:
+        # either way the price lies in [ratio(tick), ratio(tick + 1)] (cached ratios, no log search)
+        if tick == MAX_TICK or not sqrt_ratio_at_tick(tick) <= sqrt_price_x96 <= sqrt_ratio_at_tick(tick + 1):
+            raise InvalidPool(self.address, f"tick {tick} does not match sqrtPriceX96 {sqrt_price_x96} "
+                                            f"(tick {tick_at_sqrt_ratio(sqrt_price_x96)})")
         if not 0 <= liquidity <= UINT128_MAX:
             raise InvalidPool(self.address, f"liquidity {liquidity} is outside uint128")
         if replace_ticks:
