@@ -57,6 +57,10 @@ def bench(args: argparse.Namespace) -> int:
         from scanner.bench.v3 import run
 
         result = run()
+    elif args.what == "sync":
+        from scanner.bench.sync import run
+
+        result = run(pools=args.pools or 10_000, seed=args.seed)
     elif args.what == "sizing":
         from scanner.bench.sizing import run
 

@@ -3,14 +3,18 @@ and batched reserve reads through a lens never deployed.
 
 `PoolLens`'s runtime code is placed at an unused address with an `eth_call` state override, so
 one call reads a few hundred pools on any node that supports overrides (geth, erigon, reth,
-anvil) without deploying anything on a real chain.
+anvil) without deploying anything on a real chain. A cold start sends those calls raw, a few
+at a time (`DISCOVERY_WORKERS`), all pinned to one block number, and decodes the answers by
+slicing: web3's contract layer and address checksumming cost more than the node's work.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
 from tqdm import tqdm
@@ -30,6 +34,13 @@ POOL_CREATED_TOPIC = "0x" + keccak(text="PoolCreated(address,address,uint24,int2
 LENS_ADDRESS = to_checksum_address("0x000000000000000000000000000000000a4b5ca1")
 
 
+DISCOVERY_BATCH = 200  # pairs per lens call: 3 to 4M gas, far below the eth_call gas caps of public nodes (50M in geth)
+DISCOVERY_WORKERS = 4  # lens calls in flight at once: the node runs them in parallel, bounded for a shared node
+_PAIRS_OF = keccak(text="pairsOf(address,uint256,uint256)")[:4]
+_ALL_PAIRS_LENGTH = keccak(text="allPairsLength()")[:4]
+_PAIR_ROW = 5 * 32  # PoolLens.PoolInfo: pair, token0, token1, reserve0, reserve1, one word each
+
+
 class PoolLens:
     """Calls to `PoolLens` with its code overridden in at `LENS_ADDRESS`."""
 
@@ -39,9 +50,10 @@ class PoolLens:
         self._contract = client.w3.eth.contract(address=LENS_ADDRESS, abi=artifact.abi)
         self._override = {LENS_ADDRESS: {"code": artifact.deployed_bytecode}}
 
-    def pairs_of(self, factory: str, start: int, end: int, block: int | str = "latest") -> list[tuple]:
-        fn = self._contract.functions.pairsOf(to_checksum_address(factory), start, end)
-        return self.client.call(fn.call, block_identifier=block, state_override=self._override)
+    def pairs_of_request(self, factory: str, start: int, end: int, block: int) -> tuple[str, list[Any]]:
+        """The raw `eth_call` of `pairsOf(factory, start, end)` at `block` (for `ChainClient.rpc_many`)."""
+        data = _PAIRS_OF + abi_encode(["address", "uint256", "uint256"], [to_checksum_address(factory), start, end])
+        return "eth_call", [{"to": LENS_ADDRESS, "data": "0x" + data.hex()}, hex(block), self._override]
 
     def reserves_of(self, pools: list[str], block: int | str = "latest") -> tuple[int, list[tuple[int, int]]]:
         """(block number the reserves are from, [(reserve0, reserve1)]) for `pools`, in order."""
@@ -50,38 +62,62 @@ class PoolLens:
         return number, [(int(r0), int(r1)) for r0, r1 in out]
 
 
-def pairs_count(client: ChainClient, factory: str) -> int:
-    fn = artifacts.at(client.w3, "UniswapV2Factory", factory).functions.allPairsLength()
-    return int(client.call(fn.call))
+def decode_pairs(result: str) -> list[tuple[str, str, str, int, int]]:
+    """`pairsOf`'s answer as (pair, token0, token1, reserve0, reserve1) rows, addresses lower case."""
+    raw = HexBytes(result)
+    n = int.from_bytes(raw[32:64], "big") if len(raw) >= 64 else -1
+    if n < 0 or int.from_bytes(raw[:32], "big") != 32 or len(raw) != 64 + n * _PAIR_ROW:
+        raise ChainError(f"PoolLens.pairsOf returned {len(raw)} bytes that are not a PoolInfo[]: "
+                         "the node may not apply eth_call state overrides")
+    rows = []
+    for at in range(64, len(raw), _PAIR_ROW):
+        w = raw[at:at + _PAIR_ROW]
+        rows.append(("0x" + w[12:32].hex(), "0x" + w[44:64].hex(), "0x" + w[76:96].hex(),
+                     int.from_bytes(w[96:128], "big"), int.from_bytes(w[128:160], "big")))
+    return rows
+
+
+def pairs_count(client: ChainClient, factory: str, block: int | str = "latest") -> int:
+    tag = hex(block) if isinstance(block, int) else block
+    return int(client.rpc("eth_call", {"to": to_checksum_address(factory), "data": "0x" + _ALL_PAIRS_LENGTH.hex()}, tag), 16)
 
 
 def discover(
     client: ChainClient,
     dexes: Iterable[DexConfig],
     *,
-    batch: int = 200,
+    batch: int = DISCOVERY_BATCH,
     max_pools: int = 0,
     block: int | str = "latest",
     progress: bool = True,
 ) -> list[PoolInfo]:
-    """Every pool of every configured DEX (up to `max_pools` each), with its state at `block`."""
+    """Every pool of every configured DEX (up to `max_pools` each), with its state at `block`.
+
+    A block tag is resolved to its number once, so every pool's state is of the same block.
+    """
+    number = block if isinstance(block, int) else int(client.rpc("eth_getBlockByNumber", block, False)["number"], 16)
     lens = PoolLens(client)
     found: list[PoolInfo] = []
     for dex in dexes:
         if dex.kind == "uniswap-v3":
-            found += discover_v3(client, dex, max_pools=max_pools, block=block, progress=progress)
+            found += discover_v3(client, dex, max_pools=max_pools, block=number, progress=progress)
             continue
-        total = pairs_count(client, dex.factory)
+        total = pairs_count(client, dex.factory, number)
         if max_pools:
             total = min(total, max_pools)
-        bar = tqdm(total=total, desc=f"discovering {dex.name} pools", unit="pool", disable=not progress)
-        for start in range(0, total, batch):
-            rows = lens.pairs_of(dex.factory, start, min(total, start + batch), block)
-            for pair, t0, t1, r0, r1 in rows:
-                found.append(PoolInfo(pair.lower(), t0.lower(), t1.lower(), int(r0), int(r1), dex.name, dex.fee_bps))
-            bar.update(len(rows))
-        bar.close()
+        ranges = [(start, min(total, start + batch)) for start in range(0, total, batch)]
+        with tqdm(total=total, desc=f"discovering {dex.name} pools", unit="pool", disable=not progress) as bar:
+            answers = client.rpc_many([lens.pairs_of_request(dex.factory, s, e, number) for s, e in ranges],
+                                      DISCOVERY_WORKERS, on_result=_progress(bar, [e - s for s, e in ranges]))
+        for answer in answers:
+            for pair, t0, t1, r0, r1 in decode_pairs(answer):
+                found.append(PoolInfo(pair, t0, t1, r0, r1, dex.name, dex.fee_bps))
     return found
+
+
+def _progress(bar: tqdm, sizes: list[int]) -> Callable[[int], None]:
+    """Advance `bar` by request i's pools when its answer arrives."""
+    return lambda i: bar.update(sizes[i])
 
 
 def discover_v3(client: ChainClient, dex: DexConfig, *, max_pools: int = 0, block: int | str = "latest",
