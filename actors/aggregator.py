@@ -67,6 +67,7 @@ class Aggregator:
         remember_address(f"{run}/query", self.server.query_endpoint)
         remember_address(f"{run}/publish", self.server.publish_endpoint)
         self.counts = {"blocks_ranked": 0, "withdrawals": 0}
+        self._served: tuple[int, str, list[dict]] | None = None  # the mined ranking served now (block, hash, rows)
         self.last_latency_ms = 0.0
         self.peers = PeerHealth([f"watcher-{i}" for i in range(shards)] + ["gas-oracle", "inference", "submitter"])
         if ray.get_runtime_context().was_current_actor_reconstructed:
@@ -104,9 +105,18 @@ class Aggregator:
                 self.metrics.count(self.metrics.reorgs, 1)
         for block in ranked + self.core.tick():
             self._publish(block)
+        if self.core.rank_pending() and self._served is not None:
+            self.server.update(self._served[0], self._served[2] + self._backruns(*self._served[:2]))
+
+    def _backruns(self, number: int, block_hash: str) -> list[dict]:
+        """The backruns of pending transactions ranked on block `number`, served next to its ranking."""
+        return [opportunity_dict(o, self.symbols) | {"block_hash": block_hash}
+                for o in self.core.backrun_opportunities(number)]
 
     def _publish(self, block: RankedBlock) -> None:
         ranking = [opportunity_dict(o, self.symbols) | {"block_hash": block.hash} for o in block.opportunities]
+        self._served = (block.number, block.hash, ranking)
+        ranking = ranking + self._backruns(block.number, block.hash)
         if self.store.block is not None and block.number < self.store.block:
             self.store.withdraw(block.number)
         self.server.update(block.number, ranking)
@@ -132,7 +142,8 @@ class Aggregator:
                 "shard_timeouts": c.shard_timeouts, "withdrawn_blocks": c.withdrawn_blocks,
                 "unsynced_dropped": c.unsynced_dropped, "peers": self.peers.statuses(), "pools": len(c.pools),
                 "cycles": len(c.ranker.graph), "risk_model": type(c.ranker.risk).__name__,
-                "frames_invalid": c.invalid_frames, "predictions": c.predictions} | self.counts
+                "frames_invalid": c.invalid_frames, "predictions": c.predictions,
+                "pending": dict(c.pending_counts), "backruns": len(c.backruns)} | self.counts
 
     def set_gas_model(self, base: int, per_hop: int) -> None:
         """The submitter's calibration of the executor's gas (eth_estimateGas of real routes)."""

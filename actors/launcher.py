@@ -18,6 +18,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors.aggregator import Aggregator
 from actors.gas_oracle import GasOracle
 from actors.inference import LstmInference, resolve_checkpoint
+from actors.pending_watcher import PendingWatcher
 from actors.pipeline import Pipeline
 from actors.ray_session import NAMESPACE
 from actors.submitter import SimSubmitter
@@ -46,6 +47,7 @@ ROLES: dict[str, RoleSpec] = {
     "inference": RoleSpec(num_cpus=0.5),
     "aggregator": RoleSpec(num_cpus=0.5),
     "submitter": RoleSpec(num_cpus=0.25),
+    "pending-watcher": RoleSpec(num_cpus=0.25),
 }
 
 
@@ -69,8 +71,9 @@ def _options(role: str, name: str, **extra) -> dict:
 
 
 def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: tuple[int, int] | None = None,
-           progress: bool = True, ready_timeout_s: float = 120.0) -> Pipeline:
-    """Discover pools, place the roles on the cluster's nodes, start them and wait until each answers."""
+           progress: bool = True, ready_timeout_s: float = 120.0, pending: bool = False) -> Pipeline:
+    """Discover pools, place the roles on the cluster's nodes, start them and wait until each answers;
+    with `pending`, also a PendingWatcher whose pending swaps the aggregator ranks backruns on."""
     if not config.dexes:
         raise ConfigError("no [[dexes]] configured: add at least one factory to scan")
     if not config.tokens.base:
@@ -116,6 +119,10 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
                                                                     scheduling_strategy=spread)).remote(
             config.chain, config.rpc_url, shard, shard_pools, endpoints["features"], endpoints["ingest"],
             endpoints["gas"], config.watchers.backfill_max_blocks, config.tokens.price_oracle)
+    if pending:
+        actors["pending-watcher"] = PendingWatcher.options(**_options(
+            "pending-watcher", "pending-watcher", scheduling_strategy=spread)).remote(
+            config.chain, config.rpc_url, pools, endpoints["ingest"])
     if submitter:
         actors["submitter"] = SimSubmitter.options(**_options("submitter", "submitter", scheduling_strategy=hub)).remote(
             config.chain, config.rpc_url, config.submitter, endpoints["publish"],

@@ -61,6 +61,8 @@ class SimSubmitter:
                 latest, self.skipped = self.subscriber.recv(0.0), self.skipped + 1
         except QueryTimeout:
             pass
+        if latest is not None and latest.block is not None and latest.block == self.resume_after:
+            self.core.handle_backruns(latest.block, latest.opportunities)  # the block again, with new backruns
         if latest is None or latest.block is None or latest.block <= self.resume_after:
             self.core.check_pending()
             return

@@ -6,7 +6,7 @@ completeness rules are tested in-process.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -18,7 +18,7 @@ from scanner.gas.fees import GasModel, next_base_fee
 from scanner.rank.ranking import HeuristicRiskModel, Opportunity, Ranker, RiskModel
 from scanner.rank.risk import LstmRiskModel
 from scanner.wire.frames import PredictionFrame, WireError
-from scanner.wire.messages import BlockUpdate, GasUpdate, Withdraw, decode_ingest
+from scanner.wire.messages import BlockUpdate, GasUpdate, PendingUpdate, PendingWithdraw, Withdraw, decode_ingest
 
 
 @dataclass
@@ -57,6 +57,8 @@ class _Pending:
 STALE_AFTER_S = 30.0  # no ranked block for this long: health says degraded
 REPORTED_WINDOW = 256  # block hashes remembered per shard, to tell orphaned reports after a reorg
 ORPHANED_WINDOW = 1024  # orphaned block hashes remembered, to drop late reports built on them
+PENDING_QUEUE = 5000  # pending updates waiting to be ranked; beyond it the oldest are shed (counted)
+PENDING_BUDGET_S = 0.02  # ranking of pending updates per call of `rank_pending`: block updates come first
 
 
 def base_rates(pools: Iterable[PoolInfo], base_tokens: list[str]) -> dict[str, Fraction]:
@@ -137,6 +139,11 @@ class AggregatorCore:
         self.last_ranked_at = 0.0
 
     def ingest(self, data: bytes) -> tuple[list[RankedBlock], int | None]:
+        # Backruns: pending post-states queue here and are ranked in what time the mined blocks leave
+        # (`rank_pending`), each on a what-if of the mined state that is undone at once.
+        self.pending_queue: deque[PendingUpdate | PendingWithdraw] = deque()
+        self.backruns: dict[str, tuple[int, list[Opportunity]]] = {}  # trigger -> (mined block it is on, ranking)
+        self.pending_counts: Counter[str] = Counter()
         """One frame of the ingest socket: (blocks ranked now, the fork block when it was a withdrawal).
 
         A malformed frame is counted and dropped: one bad sender must not stop the ranking.
@@ -154,8 +161,57 @@ class AggregatorCore:
             return [], self.on_withdraw(msg)
         return [], None
 
+        elif isinstance(msg, (PendingUpdate, PendingWithdraw)):
+            self.on_pending(msg)
     def on_predictions(self, frame: PredictionFrame) -> None:
         """The LSTM's newest per-pool predictions: an LSTM risk model prices the next ranking with them."""
+    def on_pending(self, msg: PendingUpdate | PendingWithdraw) -> None:
+        """Queue a pending post-state or withdrawal for `rank_pending`; a full queue sheds its oldest."""
+        if len(self.pending_queue) >= PENDING_QUEUE:
+            self.pending_queue.popleft()
+            self.pending_counts["shed"] += 1
+        self.pending_queue.append(msg)
+        self.pending_counts["received"] += 1
+
+    def rank_pending(self, budget_s: float = PENDING_BUDGET_S) -> bool:
+        """Rank queued pending post-states for at most `budget_s` (withdrawals apply at once); returns
+        whether the backruns served changed. An update waits until its mined block is ranked (the
+        pools here must be the ones it was simulated on) and is dropped once a later block is."""
+        changed = False
+        for trigger in [t for t, (block, _) in self.backruns.items() if block != self.last_ranked]:
+            del self.backruns[trigger]  # an older (or orphaned) block's: the watcher re-sends it on the new head
+            self.pending_counts["expired"] += 1
+            changed = True
+        deadline = self.clock() + budget_s
+        while self.pending_queue and self.clock() < deadline:
+            msg = self.pending_queue[0]
+            if isinstance(msg, PendingUpdate) and msg.base_block > self.last_ranked:
+                break
+            self.pending_queue.popleft()
+            if isinstance(msg, PendingWithdraw):
+                for trigger in msg.triggers:
+                    changed |= self.backruns.pop(trigger, None) is not None
+                continue
+            if msg.base_block < self.last_ranked:
+                self.pending_counts["stale"] += 1
+                continue
+            try:
+                updates = {self.address[i]: s for i, s in msg.states.items()}
+                ranked = self.ranker.what_if(updates, msg.base_block, msg.trigger)
+            except (KeyError, ValueError):  # a pool id not ours, or a state no pool takes: one bad message
+                self.pending_counts["invalid"] += 1
+                continue
+            self.pending_counts["ranked"] += 1
+            if ranked or msg.trigger in self.backruns:
+                self.backruns[msg.trigger] = (msg.base_block, ranked)
+                changed = True
+        return changed
+
+    def backrun_opportunities(self, block: int) -> list[Opportunity]:
+        """Every ranked backrun on the mined state of `block`, best first."""
+        out = [o for b, ranked in self.backruns.values() if b == block for o in ranked]
+        return sorted(out, key=lambda o: o.expected_value_eth, reverse=True)
+
         self.predictions += len(frame)
         risk = self.ranker.risk
         if isinstance(risk, LstmRiskModel):

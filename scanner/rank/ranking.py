@@ -18,7 +18,8 @@ from typing import Protocol, cast
 
 import numpy as np
 
-from scanner.dex.pool import Pool
+from scanner.dex.pool import Pool, V3State
+from scanner.dex.v3 import V3Pool
 from scanner.gas.fees import GasModel, gas_cost_in_token
 from scanner.route.graph import PAD, TokenGraph
 from scanner.route.sizing import Sized, fold, optimum, profit_upper_bound, refine
@@ -60,6 +61,7 @@ class Opportunity:
     expected_value: float
     eth_per_token: float
     kinds: tuple[str, ...] = ()  # each hop's DEX kind ("uniswap-v2", "uniswap-v3"); () = all V2
+    trigger: str = ""  # "" when ranked on the mined state of `block`; else the pending tx hash it backruns
 
     @property
     def expected_value_eth(self) -> float:
@@ -72,9 +74,12 @@ class Opportunity:
                        expected_value=float(ev))
 
 
-def opportunity_id(block: int, pools: Iterable[str], zero_for_one: Iterable[bool]) -> str:
-    """Stable across processes: the same cycle at the same block always has the same id."""
+def opportunity_id(block: int, pools: Iterable[str], zero_for_one: Iterable[bool], trigger: str = "") -> str:
+    """Stable across processes: the same cycle at the same block (behind the same pending `trigger`)
+    always has the same id, and a backrun never shares one with the mined-state opportunity."""
     key = f"{block}|{','.join(pools)}|{''.join('1' if z else '0' for z in zero_for_one)}"
+    if trigger:
+        key += f"|{trigger}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -180,6 +185,40 @@ class Ranker:
             self.gas_price = gas_price
         return self.ranking(block)
 
+    def what_if(self, updates: Mapping[str, tuple], block: int, trigger: str) -> list[Opportunity]:
+        """The top N cycles through the pools in `updates` as if those states held, each marked with
+        `trigger` (the pending transaction that would make them); then every pool, curve, score and
+        cached sizing is as it was, so the mined state is never touched by a pending one."""
+        slots = []
+        for address in updates:
+            slot = self.graph.slots.get(address)
+            if slot is None:
+                raise KeyError(f"pool {address} is not watched by this scanner")
+            slots.append(slot)
+        pools = [cast(Pool, self.graph.pools[slot]) for slot in slots]
+        saved_states = [_state_of(pool, state) for pool, state in zip(pools, updates.values())]
+        rows = self.graph.cycles_of(np.asarray(slots, dtype=np.int64))
+        edges = np.asarray([e for slot in slots for e in (2 * slot, 2 * slot + 1)], dtype=np.int64)
+        curves = [a[edges].copy() for a in (self._k, self._m, self._n, self._reserve_in)]
+        scores = [a[rows].copy() for a in (self._x, self._profit, self._bound)]
+        sized = {r: self._sized[r] for r in rows.tolist() if r in self._sized}
+        try:
+            for pool, state in zip(pools, updates.values()):
+                pool.update(*state)
+            self._set_curves(slots)
+            self._rescore(rows)
+            return self.ranking(block, within=rows, trigger=trigger)
+        finally:
+            for pool, state in zip(pools, saved_states):
+                pool.update(*state)
+            for a, saved in zip((self._k, self._m, self._n, self._reserve_in), curves):
+                a[edges] = saved
+            for a, saved in zip((self._x, self._profit, self._bound), scores):
+                a[rows] = saved
+            for r in rows.tolist():
+                self._sized.pop(r, None)
+            self._sized.update(sized)
+
     def full_rescan(self, block: int | None = None) -> list[Opportunity]:
         """Score every cycle from scratch and return the top N (what `apply_updates` must match)."""
         self._reset()
@@ -237,11 +276,15 @@ class Ranker:
 
     # -- ranking ------------------------------------------------------------------------------
 
-    def ranking(self, block: int) -> list[Opportunity]:
-        """The top N opportunities by expected value (only positive net profit and value)."""
-        self.block = block
+    def ranking(self, block: int, *, within: np.ndarray | None = None, trigger: str = "") -> list[Opportunity]:
+        """The top N opportunities by expected value (only positive net profit and value), among the
+        cycles `within` when given (a pending transaction's, marked with its `trigger`)."""
         cost = self._gas_units * float(self.gas_price) * self._token_per_eth * (1 - FLOAT_MARGIN)
-        rows = np.flatnonzero(self._bound > cost)
+        if within is None:
+            self.block = block
+            rows = np.flatnonzero(self._bound > cost)
+        else:
+            rows = within[self._bound[within] > cost[within]]
         if len(rows) == 0:
             return []
         probability, slippage = self.risk.assess(self._risk_inputs(rows))
@@ -255,7 +298,7 @@ class Ranker:
             if len(best) == self.top_n and best[0][0] > bound[i]:
                 break
             row = int(rows[i])
-            opportunity = self._opportunity(row, block, float(probability[i]), int(slippage[i]))
+            opportunity = self._opportunity(row, block, float(probability[i]), int(slippage[i]), trigger)
             if opportunity is None:
                 continue
             entry = (opportunity.expected_value_eth, -row, opportunity)
@@ -270,7 +313,7 @@ class Ranker:
             self._sized[row] = refine(self.graph.hops_of(row), float(self._x[row]), self.refine_budget)
         return self._sized[row]
 
-    def _opportunity(self, row: int, block: int, probability: float, slippage: int) -> Opportunity | None:
+    def _opportunity(self, row: int, block: int, probability: float, slippage: int, trigger: str = "") -> Opportunity | None:
         sized = self._sizing(row)
         if sized is None:
             return None
@@ -286,7 +329,7 @@ class Ranker:
         directions = tuple(z41 for _, z41 in hops)
         tokens = self.graph.tokens_of(row)
         return Opportunity(
-            id=opportunity_id(block, pools, directions),
+            id=opportunity_id(block, pools, directions, trigger),
             block=block,
             base_token=tokens[0],
             tokens=tokens,
@@ -307,6 +350,7 @@ class Ranker:
             expected_value=ev,
             eth_per_token=float(self._eth_per_token[row]),
             kinds=tuple(pool.kind for pool, _ in hops),
+            trigger=trigger,
         )
 
     def _risk_inputs(self, rows: np.ndarray) -> RiskInputs:
@@ -326,3 +370,13 @@ class Ranker:
             reserve_in=np.where(edges == PAD, np.inf, self._reserve_in[edges]),
             profit=self._profit[rows],
         )
+
+
+def _state_of(pool: Pool, update: tuple) -> tuple:
+    """The `update` arguments that put `pool` back as it is now: a V3 pool's slot0 and liquidity (all
+    its ticks too when `update`, a `V3State`, changes ticks), or any other pool's reserves."""
+    if isinstance(pool, V3Pool):
+        if len(update) > 3 and (update[3] or update[4]):
+            return pool.state()
+        return V3State(pool.sqrt_price_x96, pool.tick, pool.liquidity, {})
+    return (pool.reserve_in(True), pool.reserve_in(False))

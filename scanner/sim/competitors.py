@@ -104,13 +104,32 @@ class Competitors:
         idle = [a for a in self.accounts if a not in {p.account for p in self.pending}]
         worth = []
         for i, trade in enumerate(trades):
-            tip = int(rng.uniform(*spec.arb_tip_gwei) * GWEI)
+            tip = self.size_tip(trade.profit_wei) if spec.mempool and trade is not None \
+                else int(rng.uniform(*spec.arb_tip_gwei) * GWEI)
             hurdle = rng.uniform(*spec.arb_profit_multiple) * self.gas_used * (base_fee + tip)
             if i not in planned and trade is not None and trade.profit_wei > hurdle:
                 worth.append((trade.profit_wei, i, tip))
         for (_, i, tip), account in zip(sorted(worth, reverse=True), rng.permutation(idle)):
             latency = int(rng.geometric(1 / (1 + spec.arb_latency_mean_blocks))) - 1
             self.pending.append(PlannedArb(mined + 1 + latency, i, str(account), tip))
+
+    def size_tip(self, profit_wei: float) -> int:
+        """Mempool mode's bid: a random share of the profit per unit of gas, so a bigger opportunity
+        draws a higher tip (the bid curve a tip-bidding model has to learn)."""
+        return max(1, int(self.rng.uniform(*self.spec.bid_share) * max(profit_wei, 0.0) / self.gas_used))
+
+    def backrun(self, trade: ClosingTrade | None, trigger_tip: int, base_fee: int, busy: set[str]) -> tuple[str, int] | None:
+        """Whether an idle competitor backruns a pending swap whose post-swap closing trade is `trade`:
+        (account, tip) or None. The tip stays below the trigger's, so the fee-ordered block runs the
+        trigger first; the competitor goes only when that still pays its gas times its margin."""
+        spec, rng = self.spec, self.rng
+        idle = [a for a in self.accounts if a not in busy]
+        if trade is None or not idle or rng.random() >= spec.backrun_prob:
+            return None
+        tip = min(self.size_tip(trade.profit_wei), trigger_tip - 1)
+        if tip <= 0 or trade.profit_wei <= rng.uniform(*spec.arb_profit_multiple) * self.gas_used * (base_fee + tip):
+            return None
+        return str(idle[int(rng.integers(len(idle)))]), tip
 
     def due(self, number: int, trade_of: Callable[[int], ClosingTrade | None]) -> list[tuple[PlannedArb, ClosingTrade]]:
         """The plans due in block `number` (one per competitor; the rest wait a block), each with the

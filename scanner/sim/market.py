@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import cast
 
 import numpy as np
@@ -25,9 +26,9 @@ from web3.types import RPCEndpoint
 from scanner.chain import artifacts
 from scanner.chain.discovery import PoolLens
 from scanner.chain.rpc import ChainClient
-from scanner.dex.v2 import FEE_DENOMINATOR
+from scanner.dex.v2 import FEE_DENOMINATOR, amount_out
 from scanner.sim.competitors import ClosingTrade, Competitors, closing_trade, closing_trade_v3
-from scanner.sim.spec import GWEI, WAD, BlockSummary, DeployedPool, DeployedV3Pool, Deployment, Gap, MarketSpec
+from scanner.sim.spec import GWEI, WAD, BlockSummary, CompetitorBid, DeployedPool, DeployedV3Pool, Deployment, Gap, MarketSpec
 from scanner.sim.v3_market import V3Market
 
 
@@ -69,6 +70,8 @@ class Market:
         self._reserves: list[tuple[int, int]] = []
         self._nonces: dict[str, int] = {}
         self.last_mined_at = 0.0  # monotonic time the last step's block was mined (latency benchmarks)
+        self._noise_sent: list[tuple[str, int, bool, int, int]] = []  # this block's V2 noise: (hash, pool, z41, size, tip)
+        self._bids: list[tuple[str, CompetitorBid]] = []  # mempool mode: this block's competitor bids by tx hash
 
     # ----- set-up -------------------------------------------------------------------------
     def deploy(self) -> Deployment:
@@ -158,11 +161,14 @@ class Market:
         return self.deployment
 
     # ----- one block ----------------------------------------------------------------------
-    def step(self, on_mined: Callable[[int], None] | None = None) -> BlockSummary:
+    def step(self, on_mined: Callable[[int], None] | None = None,
+             on_pending: Callable[[], None] | None = None) -> BlockSummary:
         """Queue this block's transactions (noise, competitor arbs, spam, feed) and mine it.
 
         `on_mined(number)` runs right after mining, before the market's own bookkeeping, so a
-        latency benchmark times the scanner and not the simulator sharing its CPU.
+        latency benchmark times the scanner and not the simulator sharing its CPU. In mempool mode
+        `on_pending()` runs while the block's transactions wait in the pool (within the wait, which it
+        shortens), so an in-process scanner can backrun them before the competitors do.
         """
         if self.deployment is None:
             raise RuntimeError("Market.step() before Market.deploy()")
@@ -179,13 +185,22 @@ class Market:
         answer = base_fee + int(rng.integers(1, 3)) * GWEI
         self._send(self.deployer, self._feed.address, self._feed.encode_abi("update", [answer]), self.FEED_GAS, 0, base_fee)
         self._send_prices(base_fee)
+        if self.spec.mempool:  # the block's transactions wait in the pool, then the bots that saw them backrun
+            until = time.monotonic() + self.spec.mempool_window_s
+            if on_pending is not None:
+                on_pending()
+            time.sleep(max(0.0, until - time.monotonic()))
+            arb_hashes += self._send_backruns(number, base_fee)
 
         self._rpc("evm_mine")
         self.last_mined_at = time.monotonic()
         if on_mined is not None:
             on_mined(number)
         block = self.w3.eth.get_block("latest")
-        reverted = sum(1 for h in arb_hashes if self.w3.eth.get_transaction_receipt(h)["status"] == 0)
+        status = {h: self.w3.eth.get_transaction_receipt(h)["status"] for h in arb_hashes}
+        reverted = sum(1 for s in status.values() if s == 0)
+        bids = [replace(bid, landed=status.get(h) == 1) for h, bid in self._bids]
+        self._bids = []
         self._refresh_reserves()
         self.v3.follow(block["number"])
         fair = self.fair_prices()
@@ -205,6 +220,7 @@ class Market:
             gaps=gaps,
             v3_trades=v3_trades,
             lp_moves=lp_moves,
+            bids=bids,
         )
 
     def run(
@@ -316,9 +332,35 @@ class Market:
             zero_for_one = bool(rng.random() < 0.5)
             r_in = self._reserves[i][0 if zero_for_one else 1]
             size = max(1, int(r_in * spec.noise_fraction(rng)))
-            tip = int(rng.uniform(0.05, 1.5) * GWEI)
-            self._swap(self.traders[int(trader)], i, zero_for_one, size, 0, tip, base_fee)
+            tip = int(rng.uniform(*(spec.trader_tip_gwei if spec.mempool else (0.05, 1.5))) * GWEI)
+            tx_hash = self._swap(self.traders[int(trader)], i, zero_for_one, size, 0, tip, base_fee)
+            if spec.mempool:
+                self._noise_sent.append((tx_hash, i, zero_for_one, size, tip))
         return n, {int(t) for t in picked}
+
+    def _send_backruns(self, number: int, base_fee: int) -> list:
+        """Mempool mode: competitors backrun the block's pending V2 noise swaps, each priced on the
+        mined reserves plus that one swap (what a mempool bot simulates); one transaction per sender."""
+        dep, fair = cast(Deployment, self.deployment), self.fair_prices()
+        busy = {bid.account for _, bid in self._bids}
+        hashes = []
+        for trigger, i, zero_for_one, size, tip in self._noise_sent:
+            r0, r1 = self._reserves[i]
+            r_in, r_out = (r0, r1) if zero_for_one else (r1, r0)
+            out = amount_out(size, r_in, r_out, dep.pools[i].fee_bps)
+            after = (r0 + size, r1 - out) if zero_for_one else (r0 - out, r1 + size)
+            trade = closing_trade(dep.pools[i], after, fair, dep.decimals)
+            bid = self.competitors.backrun(trade, tip, base_fee, busy)
+            if bid is None or trade is None:
+                continue
+            account, arb_tip = bid
+            busy.add(account)
+            tx_hash = self._swap(account, i, trade.zero_for_one, trade.size, trade.expected_out * 995 // 1000, arb_tip, base_fee)
+            self._bids.append((tx_hash, CompetitorBid(number, "backrun", dep.pools[i].address, account, arb_tip,
+                                                      trade.profit_wei, trigger)))
+            hashes.append(tx_hash)
+        self._noise_sent = []
+        return hashes
 
     def _send_due_arbs(self, number: int, base_fee: int) -> list:
         n, fair = len(cast(Deployment, self.deployment).pools), self.fair_prices()
@@ -330,6 +372,9 @@ class Market:
                 continue
             min_out = trade.expected_out * 995 // 1000  # reverts if someone moved the pool first
             hashes.append(self._swap(arb.account, arb.pool_index, trade.zero_for_one, trade.size, min_out, arb.tip, base_fee))
+            if self.spec.mempool:
+                self._bids.append((hashes[-1], CompetitorBid(number, "mined", cast(Deployment, self.deployment).pools[
+                    arb.pool_index].address, arb.account, arb.tip, trade.profit_wei)))
         return hashes
 
     def _send_prices(self, base_fee: int) -> None:

@@ -122,6 +122,16 @@ class MarketSpec:
     v3_exact_output_prob: float = 0.3
     v3_lps: int = 2  # LP accounts; each moves one of its positions with this probability per block
     lp_move_prob: float = 0.3
+    # Mempool mode (off by default: the default market, the recordings and the shipped model stay as
+    # they are). Each block's transactions then wait `mempool_window_s` in the node's pool before it is
+    # mined, so a pending-transaction watcher sees them; noise traders pay tips for fast inclusion;
+    # competitors also backrun pending V2 noise swaps, and every competitor's tip is a share of the
+    # opportunity's profit per gas (a bid curve that depends on its size, recorded in `BlockSummary.bids`).
+    mempool: bool = False
+    mempool_window_s: float = 0.4
+    trader_tip_gwei: tuple[float, float] = (5.0, 20.0)  # mempool mode: noise traders' tips
+    backrun_prob: float = 0.5  # chance a competitor sees a pending noise swap in time to backrun it
+    bid_share: tuple[float, float] = (0.01, 0.2)  # mempool mode: tip = share × profit / gas, share from here
 
     @classmethod
     def with_v3(cls, seed: int = 0, **overrides) -> MarketSpec:
@@ -234,6 +244,24 @@ class Gap:
     gap_bps: float  # price ratio beyond the round-trip fee
 
 
+@dataclass(frozen=True)
+class CompetitorBid:
+    """One competitor's bid in mempool mode: what a tip-bidding model learns P(win | tip, size) from.
+
+    `kind` is "backrun" (behind the pending swap `trigger`) or "mined" (a gap of the last mined block);
+    `tip` is the priority fee per gas in wei; `profit_wei` the opportunity's size at fair prices;
+    `landed` whether its transaction succeeded (False: reverted, someone else was first)."""
+
+    block: int
+    kind: str
+    pool: str
+    account: str
+    tip: int
+    profit_wei: float
+    trigger: str = ""
+    landed: bool = False
+
+
 @dataclass
 class BlockSummary:
     number: int
@@ -248,6 +276,7 @@ class BlockSummary:
     gaps: list[Gap] = field(default_factory=list)
     v3_trades: int = 0  # of the noise trades, those on V3 pools
     lp_moves: int = 0  # V3 positions burned or minted again around the price
+    bids: list[CompetitorBid] = field(default_factory=list)  # mempool mode: every competitor's bid, with outcome
 
     def line(self) -> str:
         return (

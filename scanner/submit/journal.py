@@ -84,6 +84,22 @@ class SimulationRecord:
 
 
 @dataclass(frozen=True)
+class BundleRecord:
+    """A backrun as a relay would take it: the `eth_sendBundle` transactions (the pending `trigger`,
+    then ours, signed), the block they target and our fee caps (below the trigger's, so a node that
+    orders by fee runs the trigger first)."""
+
+    STAGE: ClassVar[str] = "bundle"
+    id: str
+    block: int
+    trigger: str
+    txs: list[str]
+    target_block: int
+    tip: int
+    max_fee: int
+
+
+@dataclass(frozen=True)
 class OutcomeRecord:
     """What happened on chain: landed, beaten (a competitor got there first), reverted, or not_sent."""
 
@@ -100,7 +116,7 @@ class OutcomeRecord:
             raise ValueError(f"outcome status must be one of {OUTCOMES}, got {self.status!r}")
 
 
-Record = OpportunityRecord | PredictionRecord | SimulationRecord | OutcomeRecord
+Record = OpportunityRecord | PredictionRecord | SimulationRecord | BundleRecord | OutcomeRecord
 RECORDS: dict[str, type[Record]] = {cls.STAGE: cls for cls in typing.get_args(Record)}
 _KEY_FIELDS = ("id", "block")
 _RELEASE = "DELETE FROM inflight WHERE tx_hash = ?"

@@ -4,11 +4,17 @@ For each ranked block: `eth_call` and `eth_estimateGas` of `ArbExecutor.execute`
 (the call returns the realized profit, so it IS the simulation), the signed transaction and the
 `eth_sendBundle` payload a relay would take. Only on the local chain (`LOCAL_CHAIN_ID`) may the best one
 be sent, so that its outcome (landed, beaten by a competitor, reverted) becomes a label.
+
+A backrun (an opportunity with a `trigger`: ranked on a pending transaction's post-state) is proven
+by `eth_simulateV1` of the trigger, then ours, in one simulated block on the ranked block's state; its
+bundle (trigger + ours) is journaled, and on the local chain ours is sent with fee caps below the
+trigger's, so the node's fee-ordered block runs them in that order.
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -20,17 +26,29 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import TxParams
 
 from scanner.chain import artifacts
-from scanner.chain.follow import SWAP_TOPIC
+from scanner.chain.follow import SWAP_TOPIC, V3_SWAP_TOPIC
 from scanner.chain.rpc import ChainClient
 from scanner.config import LOCAL_CHAIN_ID
 from scanner.errors import ArbscanError, ChainError
 from scanner.gas.fees import GasModel
-from scanner.submit.calibrate import execute_fn, measure
-from scanner.submit.journal import Journal, OpportunityRecord, OutcomeRecord, PredictionRecord, SimulationRecord, scrub
+from scanner.submit.calibrate import execute_args, execute_fn, measure
+from scanner.submit.journal import (
+    BundleRecord,
+    Journal,
+    OpportunityRecord,
+    OutcomeRecord,
+    PredictionRecord,
+    SimulationRecord,
+    scrub,
+)
 
 log = logging.getLogger(__name__)
 GAS_HEADROOM = 1.2  # gas limit over the estimate: reserves moved by others cost a little more
+# A backrun's gas comes from eth_simulateV1's gasUsed, which is net of the refunds (up to a fifth of
+# the total) that the gas limit must still cover while the transaction runs.
+BACKRUN_GAS_HEADROOM = 1.5
 DROPPED_AFTER_BLOCKS = 5  # a sent transaction not mined this many blocks after its target: the node dropped it
+BACKRUNS_REMEMBERED = 10_000  # triggers already handled (each pending transaction is backrun once)
 
 
 class BroadcastRefused(ArbscanError):
@@ -55,6 +73,13 @@ class SubmitStats:
     beaten: int = 0
     reverted: int = 0
     realized_profit: int = 0
+    # Of the above, backruns of pending transactions (the rest were ranked on a mined block's state).
+    backruns_simulated: int = 0
+    backruns_exact: int = 0
+    backruns_sent: int = 0
+    backruns_landed: int = 0
+    backruns_beaten: int = 0
+    backruns_reverted: int = 0
     last_bundle: dict = field(default_factory=dict)
 
 
@@ -104,13 +129,17 @@ class SubmitterCore:
         self._gas_samples: dict[int, int] = {}  # hops -> the first measured route's gas
         self.gas_model: GasModel | None = None  # calibrated once routes of two hop counts were measured
         self.on_calibrated = on_calibrated  # called with it then (the actor hands it to the aggregator)
+        self._backrun_done: OrderedDict[str, None] = OrderedDict()  # triggers handled, oldest first
+        # Target block -> the lowest maxFeePerGas we sent for it: a node drops a sender's later nonce that
+        # bids more than its earlier one, so each further transaction for that block bids at most this.
+        self._max_fee_at: dict[int, int] = {}
 
     # -- per ranked block -----------------------------------------------------------------------
     def handle(self, block: int, opportunities: list[dict]) -> None:
         """Simulate the block's best opportunities and journal them: every stage of every one of them
         in one SQLite transaction, when the outcome of the one sent (if any) is known."""
         self.check_pending()
-        best = opportunities[: self.top_k]
+        best = [o for o in opportunities if not o.get("trigger")][: self.top_k]
         records: list = []
         sent = None
         for rank, opp in enumerate(best):
@@ -134,6 +163,61 @@ class SubmitterCore:
                 self.journal.hold(sent, block, best[0], records)  # now with the other candidates' rows
         elif records:
             self.journal.write(*records)
+        self.handle_backruns(block, opportunities)
+
+    def handle_backruns(self, block: int, opportunities: list[dict]) -> None:
+        """Prove and journal the best backrun of each pending trigger not handled yet (at most `top_k`
+        triggers a call); send it on the local chain, right behind its trigger."""
+        done = 0
+        for opp in opportunities:
+            trigger = opp.get("trigger")
+            if not trigger or trigger in self._backrun_done or done == self.top_k:
+                continue
+            self._backrun_done[trigger] = None
+            while len(self._backrun_done) > BACKRUNS_REMEMBERED:
+                self._backrun_done.popitem(last=False)
+            done += 1
+            records: list = [
+                OpportunityRecord(opp["id"], block, list(opp["tokens"]), list(opp["pools"]),
+                                  [opp["amount_in"], *opp["amounts"]], opp["gas_cost"], opp["net_profit"], opp["ev"]),
+                PredictionRecord(opp["id"], block, opp["success_probability"], opp["expected_slippage"])]
+            sim, trigger_tx = self.simulate_backrun(opp, block)
+            records.append(SimulationRecord(opp["id"], block, sim.ok, sim.profit, sim.gas_estimate, sim.error))
+            outcome = self._submit(opp, block, sim, records, trigger_tx) if sim.ok and trigger_tx else \
+                OutcomeRecord(opp["id"], block, "not_sent")
+            if isinstance(outcome, OutcomeRecord):
+                self.journal.write(*records, outcome)
+            else:
+                self._pending[outcome] = (opp, block, records)
+
+    def simulate_backrun(self, opp: dict, block: int) -> tuple[Simulation, dict | None]:
+        """The trigger, then our executor call, in one `eth_simulateV1` block on the state of `block`:
+        our call's profit (which must equal the predicted gross profit to the wei) and gas used, and
+        the trigger transaction as the node has it (None when it is no longer pending)."""
+        self.stats.backruns_simulated += 1
+        trigger = self.client.rpc("eth_getTransactionByHash", opp["trigger"])
+        if trigger is None or trigger.get("blockNumber") is not None:
+            return Simulation(False, None, None, f"trigger {opp['trigger']} is no longer pending (mined or dropped)"), None
+        data = self.executor.encode_abi("execute", execute_args(opp, v3_factories=self.v3_factories))
+        calls = [{"from": trigger["from"], "to": trigger["to"], "input": trigger["input"], "gas": trigger["gas"],
+                  "value": trigger.get("value", "0x0")},
+                 {"from": self.account.address, "to": self.executor.address, "input": data}]
+        try:
+            (result,) = self.client.rpc("eth_simulateV1", {"blockStateCalls": [{"calls": calls}]}, hex(block))
+        except ChainError as e:
+            return Simulation(False, None, None, scrub(str(e))), trigger
+        first, ours = result["calls"]
+        if int(first["status"], 16) != 1:
+            return Simulation(False, None, None, f"the trigger {opp['trigger']} reverts on the state of block {block}"), trigger
+        if int(ours["status"], 16) != 1:
+            reason = ours.get("error", {}).get("message", "reverted") if isinstance(ours.get("error"), dict) else "reverted"
+            return Simulation(False, None, None, scrub(f"the backrun reverts after its trigger: {reason}")), trigger
+        profit = int(ours["returnData"], 16)
+        self.stats.backruns_exact += profit == opp["gross_profit"]
+        self.stats.simulated += 1
+        self.stats.simulation_ok += 1
+        self.stats.exact += profit == opp["gross_profit"]
+        return Simulation(True, profit, int(int(ours["gasUsed"], 16) * BACKRUN_GAS_HEADROOM / GAS_HEADROOM)), trigger
 
     def simulate(self, opp: dict, block: int) -> Simulation:
         """eth_call of the executor at `block` from the searcher, and its gas as the next block runs it."""
@@ -203,30 +287,49 @@ class SubmitterCore:
                 return False
             time.sleep(0.02)
 
-    def bundle(self, opp: dict, block: int, gas_limit: int, base_fee: int) -> tuple[str, dict]:
-        """The signed transaction and the `eth_sendBundle` request that targets block + 1."""
+    def fee_caps(self, block: int, base_fee: int, trigger: dict | None = None) -> tuple[int, int]:
+        """(maxPriorityFeePerGas, maxFeePerGas) of our transaction for block + 1: the configured tip, kept
+        below a `trigger`'s fee cap (the node orders its pool by maxFeePerGas, ties by arrival) and at most
+        what we already sent for that block (a sender's later nonce may not bid more than its earlier one)."""
+        max_fee = 2 * base_fee + self.tip_wei
+        if trigger is not None:
+            max_fee = min(max_fee, int(trigger.get("maxFeePerGas") or trigger["gasPrice"], 16) - 1)
+        max_fee = min(max_fee, self._max_fee_at.get(block + 1, max_fee))
+        return min(self.tip_wei, max_fee), max_fee
+
+    def bundle(self, opp: dict, block: int, gas_limit: int, base_fee: int,
+               trigger: dict | None = None) -> tuple[str, dict]:
+        """The signed transaction and the `eth_sendBundle` request that targets block + 1; behind a pending
+        `trigger` (its node transaction), the bundle is [trigger, ours] and our fee caps stay below its own."""
+        tip, max_fee = self.fee_caps(block, base_fee, trigger)
+        before = [self.client.rpc("eth_getRawTransactionByHash", trigger["hash"])] if trigger is not None else []
         if self._nonce is None:
             self._nonce = self.client.call(self.client.w3.eth.get_transaction_count, self.account.address, "pending")
         fn = execute_fn(self.client.w3, self.executor.address, opp, min_profit=1, v3_factories=self.v3_factories)
         tx = fn.build_transaction(cast(TxParams, {
             "from": self.account.address, "nonce": self._nonce, "gas": gas_limit, "chainId": self.chain_id,
-            "maxPriorityFeePerGas": self.tip_wei, "maxFeePerGas": 2 * base_fee + self.tip_wei,
+            "maxPriorityFeePerGas": tip, "maxFeePerGas": max_fee,
         }))
         raw = self.account.sign_transaction(cast(dict[str, Any], tx)).raw_transaction.to_0x_hex()
         payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_sendBundle",
-                   "params": [{"txs": [raw], "blockNumber": hex(block + 1)}]}
+                   "params": [{"txs": [*before, raw], "blockNumber": hex(block + 1)}]}
         return raw, payload
 
-    def _submit(self, opp: dict, block: int, sim: Simulation, records: list | tuple = ()) -> OutcomeRecord | str:
+    def _submit(self, opp: dict, block: int, sim: Simulation, records: list | tuple = (),
+                trigger: dict | None = None) -> OutcomeRecord | str:
         """Build the bundle and, on the local chain, send it: the outcome if final, else the tx hash.
 
         The transaction is held in the journal before it leaves (write-ahead), so being killed right
-        after the send cannot lose it: the restarted submitter finds and resolves it."""
+        after the send cannot lose it: the restarted submitter finds and resolves it. A backrun's bundle
+        is journaled too (appended to `records`)."""
         head = self.client.get_block("latest")
         if sim.gas_estimate is None:  # only ok simulations (which have an estimate) are submitted
             raise TypeError(f"simulation of {opp['id']} has no gas estimate")
-        raw, payload = self.bundle(opp, block, int(sim.gas_estimate * GAS_HEADROOM), int(head["baseFeePerGas"]))
+        raw, payload = self.bundle(opp, block, int(sim.gas_estimate * GAS_HEADROOM), int(head["baseFeePerGas"]), trigger)
         self.stats.last_bundle = payload
+        fees = self.fee_caps(block, int(head["baseFeePerGas"]), trigger)
+        if trigger is not None and isinstance(records, list):
+            records.append(BundleRecord(opp["id"], block, trigger["hash"], payload["params"][0]["txs"], block + 1, *fees))
         if not self.send:
             return OutcomeRecord(opp["id"], block, "not_sent")
         self.broadcast_guard()
@@ -241,7 +344,11 @@ class SubmitterCore:
         if sent_hash != tx_hash:
             raise RuntimeError(f"the node names the sent transaction {sent_hash}, its signed bytes hash to {tx_hash}")
         self._nonce = cast(int, self._nonce) + 1  # bundle() set it
+        self._max_fee_at[block + 1] = fees[1]
+        while len(self._max_fee_at) > DROPPED_AFTER_BLOCKS:
+            del self._max_fee_at[min(self._max_fee_at)]
         self.stats.sent += 1
+        self.stats.backruns_sent += trigger is not None
         return tx_hash
 
     def broadcast_guard(self) -> None:
@@ -268,23 +375,44 @@ class SubmitterCore:
                                        release=tx_hash)
                 continue
             del self._pending[tx_hash]
+            backrun = bool(opp.get("trigger"))
             if receipt["status"] == 1:
                 arb = self.executor.events.Arb().process_receipt(receipt)
                 profit = int(arb[0]["args"]["profit"]) if arb else None
                 self.stats.landed += 1
+                self.stats.backruns_landed += backrun
                 self.stats.realized_profit += profit or 0
                 self.journal.write(*records, OutcomeRecord(opp["id"], block, "landed", profit, tx_hash), release=tx_hash)
             else:
-                status = "beaten" if self._touched_first(opp, receipt) else "reverted"
+                missing = self._trigger_missing(opp, receipt) if backrun else ""
+                status = "beaten" if not missing and self._touched_first(opp, receipt, opp.get("trigger")) else "reverted"
                 setattr(self.stats, status, getattr(self.stats, status) + 1)
-                self.journal.write(*records, OutcomeRecord(opp["id"], block, status, 0, tx_hash), release=tx_hash)
+                if backrun:
+                    setattr(self.stats, f"backruns_{status}", getattr(self.stats, f"backruns_{status}") + 1)
+                self.journal.write(*records, OutcomeRecord(opp["id"], block, status, 0, tx_hash, missing), release=tx_hash)
 
     def _mined(self, tx_hash: str) -> bool:
         reply = self.client.rpc("eth_getTransactionReceipt", tx_hash)
         return reply is not None
 
-    def _touched_first(self, opp: dict, receipt) -> bool:
-        """Did another transaction swap one of our pools earlier in the same block?"""
-        logs = self.client.get_logs({"blockHash": receipt["blockHash"], "topics": [SWAP_TOPIC],
+    def _touched_first(self, opp: dict, receipt, trigger: str | None = None) -> bool:
+        """Did another transaction (not our backrun's `trigger`) swap one of our pools earlier in the same block?"""
+        logs = self.client.get_logs({"blockHash": receipt["blockHash"], "topics": [[SWAP_TOPIC, V3_SWAP_TOPIC]],
                                      "address": [to_checksum_address(p) for p in opp["pools"]]})
-        return any(int(entry["transactionIndex"]) < int(receipt["transactionIndex"]) for entry in logs)
+        return any(int(entry["transactionIndex"]) < int(receipt["transactionIndex"])
+                   and _hex(entry["transactionHash"]) != trigger for entry in logs)
+
+    def _trigger_missing(self, opp: dict, receipt) -> str:
+        """Why a reverted backrun ran without its trigger before it ("" when the trigger did run first)."""
+        trigger = self.client.rpc("eth_getTransactionReceipt", opp["trigger"])
+        if trigger is None:
+            return f"trigger {opp['trigger']} was not mined with it"
+        if trigger["blockHash"] != _hex(receipt["blockHash"]):
+            return f"trigger {opp['trigger']} was mined in block {int(trigger['blockNumber'], 16)}, not with it"
+        if int(trigger["transactionIndex"], 16) > int(receipt["transactionIndex"]):
+            return f"trigger {opp['trigger']} was mined after it"
+        return ""
+
+
+def _hex(value) -> str:
+    return value.to_0x_hex() if hasattr(value, "to_0x_hex") else str(value)

@@ -93,6 +93,49 @@ class Withdraw(_PoolStates):
 
 
 @dataclass(frozen=True)
+class PendingUpdate(_PoolStates):
+    """The post-state of the watched pools a pending transaction (`trigger`) swaps, simulated on the
+    mined state of block `base_block`: what a backrun of it would trade against.
+
+    `sender` and `nonce` identify it across replacements (same sender and nonce, higher fee: the old
+    trigger is withdrawn); `tip` and `max_fee` are its fee caps (a node orders its pool by them, so a
+    backrun bids below); `seen_at` is the wall-clock time the watcher first saw it (latency figures).
+    """
+
+    trigger: str
+    sender: str
+    nonce: int
+    tip: int
+    max_fee: int
+    base_block: int
+    seen_at: float
+    reserves: dict[int, tuple[int, int]] = field(default_factory=dict)
+    v3: dict[int, V3State] = field(default_factory=dict)
+
+    KIND = "pending"
+
+    def encode(self) -> bytes:
+        return msgpack.packb({
+            "kind": self.KIND, "trigger": self.trigger, "sender": self.sender, "nonce": self.nonce,
+            "tip": _int_to_bytes(self.tip), "max_fee": _int_to_bytes(self.max_fee), "base": self.base_block,
+            "seen": self.seen_at, **_state_columns(self.reserves, self.v3),
+        })
+
+
+@dataclass(frozen=True)
+class PendingWithdraw:
+    """Pending transactions that no longer stand (mined, dropped, replaced): their backruns go."""
+
+    triggers: tuple[str, ...]
+    reason: str  # "mined", "dropped", "replaced"
+
+    KIND = "pending_withdraw"
+
+    def encode(self) -> bytes:
+        return msgpack.packb({"kind": self.KIND, "triggers": list(self.triggers), "reason": self.reason})
+
+
+@dataclass(frozen=True)
 class GasUpdate:
     """The gas market after one block: what a transaction in the next block will pay."""
 
@@ -102,6 +145,9 @@ class GasUpdate:
     tips: tuple[int, int, int]  # 25th, 50th, 75th percentile priority fee of recent blocks
     gas_used_ratio: float
     feed_answer: int = 0  # the configured AggregatorV3 gas feed, 0 when none
+    # OP-stack chains: the L1Block values the L1 data fee is computed from (l1 base fee, blob base
+    # fee, base fee scalar, blob base fee scalar: `scanner.gas.l1fee.FjordFeeParams`); () elsewhere
+    l1: tuple[int, ...] = ()
 
     KIND = "gas"
 
@@ -109,7 +155,7 @@ class GasUpdate:
         return msgpack.packb({
             "kind": self.KIND, "number": self.number, "base_fee": self.base_fee,
             "next_base_fee": self.next_base_fee, "tips": list(self.tips),
-            "ratio": self.gas_used_ratio, "feed": self.feed_answer,
+            "ratio": self.gas_used_ratio, "feed": self.feed_answer, "l1": [str(v) for v in self.l1],
         })
 
 
@@ -129,7 +175,10 @@ def _v3_states(msg: dict) -> dict[int, V3State]:
     return out
 
 
-def decode(data: bytes) -> BlockUpdate | Withdraw | GasUpdate:
+Message = BlockUpdate | Withdraw | GasUpdate | PendingUpdate | PendingWithdraw
+
+
+def decode(data: bytes) -> Message:
     """Any of the messages above; `WireError` for anything else."""
     try:
         msg = msgpack.unpackb(data, raw=False)
@@ -139,9 +188,15 @@ def decode(data: bytes) -> BlockUpdate | Withdraw | GasUpdate:
                                msg["gas_used"], msg["gas_limit"], msg["ts"], _reserves(msg), _v3_states(msg))
         if kind == Withdraw.KIND:
             return Withdraw(msg["shard"], msg["fork"], msg["depth"], _reserves(msg), _v3_states(msg))
+        if kind == PendingUpdate.KIND:
+            return PendingUpdate(str(msg["trigger"]), str(msg["sender"]), int(msg["nonce"]), _int_from_bytes(msg["tip"]),
+                                 _int_from_bytes(msg["max_fee"]), int(msg["base"]), float(msg["seen"]), _reserves(msg),
+                                 _v3_states(msg))
+        if kind == PendingWithdraw.KIND:
+            return PendingWithdraw(tuple(str(t) for t in msg["triggers"]), str(msg["reason"]))
         if kind == GasUpdate.KIND:
             return GasUpdate(msg["number"], msg["base_fee"], msg["next_base_fee"], tuple(msg["tips"]),
-                             float(msg["ratio"]), msg["feed"])
+                             float(msg["ratio"]), msg["feed"], tuple(int(v) for v in msg.get("l1", ())))
     except WireError:
         raise
     except Exception as e:
@@ -149,7 +204,7 @@ def decode(data: bytes) -> BlockUpdate | Withdraw | GasUpdate:
     raise WireError(f"unknown message kind {kind!r}")
 
 
-def decode_ingest(data: bytes) -> BlockUpdate | Withdraw | GasUpdate | PredictionFrame:
+def decode_ingest(data: bytes) -> Message | PredictionFrame:
     """A message above or a prediction frame (the aggregator's ingest carries both), by its kind."""
     try:
         msg = msgpack.unpackb(data, raw=False)
