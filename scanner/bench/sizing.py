@@ -81,11 +81,13 @@ def _continuous(hops: Sequence[PlainHop], k: int, y: int) -> Fraction | None:
     return out - need
 
 
-def certified_best(hops: Sequence[PlainHop], claimed: int) -> int | None:
+def certified_best(hops: Sequence[PlainHop], claimed: int, limit: int = REFERENCE_LIMIT) -> int | None:
     """The best exact profit (0: none positive), given one already found (`claimed`): every plateau
     start of some token k (A(y), the smallest input buying y of it) inside the window of y where the
     continuous profit Φ(y) ≥ claimed + 1 is evaluated; outside it, Φ < claimed + 1 bounds every input.
-    The token whose window holds the fewest integers is used; None when that is over REFERENCE_LIMIT."""
+    The token whose window holds the fewest integers is used; None when that is over `limit` (cycles
+    whose every token is finer than the base token, where the continuous bound alone leaves a wide
+    window: the optimizer's own proof counts their roundings, this reference does not)."""
     c = claimed + 1
     windows = []
     for k in range(len(hops)):
@@ -119,7 +121,7 @@ def certified_best(hops: Sequence[PlainHop], claimed: int) -> int | None:
             ends.append(inside)
         windows.append((ends[1] - ends[0], k, ends[0], ends[1]))
     width, k, lo, hi = min(windows)
-    if width > REFERENCE_LIMIT:
+    if width > limit:
         return None
     best = claimed
     for y in range(lo, hi + 1):

@@ -10,23 +10,26 @@ base token (the input x), T_1 … T_{n−1} in the middle, T_n = the base token 
    T_k is the coarsest token (the one whose unit costs the most input at the continuous optimum): the
    sawtooth of its floors becomes the grid itself.
 2. The window. P(y) ≤ Φ(y) = after(y) − upto⁻¹(y), the continuous profit of reaching y (floors only
-   lose, ceilings only add), and Φ is concave. So once an input with profit p is known, only the y
-   with Φ(y) ≥ p + 1 can do better (profits are integers): an interval, solved exactly as the integer
-   roots of a quadratic (`_Search.window`). It shrinks each time p improves.
-3. The second coarsest token T_j. When it is coarse too (USDC → USDT), its floors make P jagged by up
-   to one of its units across the window, and the window can hold thousands of y. A subinterval
-   I of the window is dropped without evaluating it when sup Φ(I) − λ·min frac < p + 1, where frac is
-   how much of a T_j unit the rounding at T_j loses (the fractional part of the continuous T_j amount
-   when j > k, the deficit to the next unit when j < k) and λ ≤ what one unit of T_j is worth there.
-   The continuous T_j amount is a Möbius function of y, concave, so on I it lies within a proven
-   distance of its chord; the least fractional part of a line over I is found exactly by a Euclid-
-   like recursion (`min_mod_linear`). Subintervals that survive are halved, nearest the peak first,
-   down to a few points, which are evaluated.
+   lose, ceilings only add), and Φ is concave, at most Φ* = (√K − √M)²/N. Once an input with profit
+   p is known, only the y with Φ(y) ≥ p + 1 can do better (profits are integers): none when p + 1 > Φ*,
+   else an interval, the integer roots of a quadratic (`_Search.solve_window`).
+3. Roundings. The other roundings make P jagged across the window: when a middle token is coarse too
+   (USDC → USDT) by up to one of its units, and the window can hold thousands of y. Two of them are
+   subtracted from the bound: the coarsest rounding after T_k (a middle token's floor, or the output's)
+   and the coarsest before it (a middle token's ceiling, or the input's). Each is λ·r(y), where r is
+   the fractional part of the continuous amount of that token (a floor), or its deficit to the next
+   unit (a ceiling), and λ is at most what one unit of it is worth there (concavity). That amount is
+   a Möbius function of y, concave (after) or convex (before), so on an interval it lies within a
+   proven distance of its chord, and the least fractional part of a line over an interval is exact
+   arithmetic (`min_mod_linear`, Euclid's steps). An interval I is dropped when sup Φ(I) minus those
+   least losses is below p + 1. Surviving intervals evaluate the y where a rounding costs least and
+   split around it, nearest the continuous optimum first; intervals of up to SMALL y are checked y by
+   y. The search runs outward in rings from the continuous optimum until the window lies inside.
 
-Amounts, Φ, windows and fractional parts are exact integers; floats only pick T_k, T_j and where to
-start, and give λ (a derivative, taken 1e-9 smaller than computed, which only weakens the bound).
-The search stops at `budget` exact evaluations; then `gap` bounds what the optimum could add (0:
-proven optimal).
+Amounts, Φ, Φ*, windows and fractional parts are exact integers; floats only choose T_k, the roundings
+and where to start, and give λ (a derivative, taken 1e-9 smaller than computed, so the bound stays
+a bound). The search stops at `budget` exact evaluations; then `gap` bounds what the optimum could
+add (0: proven optimal).
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from scanner.dex.pool import Mobius
 from scanner.dex.v2 import FEE_DENOMINATOR, MAX_RESERVE
 
 IDENTITY: Mobius = (1, 1, 0)
-SMALL = 64  # intervals of at most this many y are evaluated rather than bounded
+SMALL = 64  # intervals of at most this many y are checked y by y rather than split
 LAMBDA_SLACK = 1 - 1e-9  # λ is a float derivative: taken smaller than computed, so the bound stays a bound
 
 
@@ -53,8 +56,8 @@ class V2Optimum(NamedTuple):
 
 
 class _Line(NamedTuple):
-    """T_j's rounding on y ≥ a as a line: q·frac(φ(a + t)) ≥ ((p·t + start) mod q) − width, and λ at most
-    what one T_j unit is worth there (see `_Search.line`)."""
+    """One rounding over y ≥ a as a line: q·r(a + t) ≥ ((p·t + start) mod q) − width, with λ at most what
+    one unit of the rounded token is worth there (see `_Search.line`)."""
 
     a: int
     q: int
@@ -66,9 +69,18 @@ class _Line(NamedTuple):
     inverse: int  # of p / g modulo q / g
 
     def loss(self, y: int) -> float:
-        """A lower bound on what the rounding at T_j takes from y."""
+        """A lower bound on what this rounding takes from y."""
         least = (self.p * (y - self.a) + self.start) % self.q
         return self.lam * (least - self.width) / self.q if least > self.width else 0.0
+
+    def least(self, a: int, b: int) -> tuple[float, int]:
+        """(a lower bound on what this rounding takes from every y in [a, b], the y where it is least)."""
+        q, p = self.q, self.p
+        start = (self.start + p * (a - self.a)) % q
+        least = min_mod_linear(b - a + 1, q, p, start)
+        g = self.g  # p·t ≡ least − start (mod q)
+        t = (least - start) // g * self.inverse % (q // g) if p else 0
+        return (self.lam * (least - self.width) / q if least > self.width else 0.0), a + t
 
 
 def compose(first: Mobius, second: Mobius) -> Mobius:
@@ -110,9 +122,16 @@ def min_mod_linear(count: int, modulus: int, a: int, b: int) -> int:
     return best
 
 
-def _plan(curves: Sequence[Mobius], x: float) -> tuple[int, int, float]:
-    """(k, j, y at x): the coarsest token and the second coarsest, by the input one unit of each
-    costs at input x (floats: only choose the search variable, never decide)."""
+def _plan(curves: Sequence[Mobius], x: float) -> tuple[int, tuple[int, ...], float]:
+    """(k, the roundings to subtract, y at x). Floats: they choose, never decide.
+
+    T_k is the middle token whose unit costs the most input at input x (with two hops, the input
+    itself when it is coarser). The roundings are the costliest middle token after T_k, else the
+    output's floor, and the costliest before it, else the input's ceiling (none when y is the input).
+    The profit's own integrality covers one more: the output's floor when the input's ceiling is
+    subtracted or y is the input, else the input's ceiling. So with two or three hops every rounding
+    is counted; with four, one middle token's is not.
+    """
     n = len(curves)
     costs, amounts = [1.0], [x]
     slope, amount = 1.0, x
@@ -122,22 +141,21 @@ def _plan(curves: Sequence[Mobius], x: float) -> tuple[int, int, float]:
         amount = ck * amount / den
         costs.append(1 / slope if slope > 0 else 0.0)
         amounts.append(amount)
-    k = max(range(n), key=costs.__getitem__)
-    # T_j's rounding: a middle token; else the output's floor, which tracks Φ itself when y is the input
-    candidates = [h for h in range(1, n) if h != k] or [n]
-    costs.append(1.0)
-    j = max(candidates, key=costs.__getitem__)
-    return k, j, amounts[k]
+    k = max(range(0 if n == 2 else 1, n), key=costs.__getitem__)
+    if k == 0:
+        return k, (1,), amounts[k]
+    after = max(range(k + 1, n), key=costs.__getitem__) if k + 1 < n else n
+    before = max(range(1, k), key=costs.__getitem__) if k > 1 else 0
+    return k, (after, before), amounts[k]
 
 
 class _Search:
     """One cycle's search over y, the amount of T_k (see the module)."""
 
-    def __init__(self, curves: Sequence[Mobius], caps: Sequence[int], k: int, j: int, budget: int):
-        self.curves, self.caps, self.k, self.j, self.budget = curves, caps, k, j, budget
+    def __init__(self, curves: Sequence[Mobius], caps: Sequence[int], k: int, roundings: tuple[int, ...], budget: int):
+        self.curves, self.caps, self.k, self.roundings, self.budget = curves, caps, k, roundings, budget
         self.inverse = curves[:k][::-1]
         self.upto, self.after = compose_all(curves[:k]), compose_all(curves[k:])
-        self.to_j = compose_all(curves[k:j]) if j > k else compose_all(curves[j:k])  # y ↔ T_j
         ku, _, nu = self.upto
         self.y_max = (ku - 1) // nu if nu else MAX_RESERVE  # upto⁻¹ exists below ku / nu
         self.evaluations = 0
@@ -147,7 +165,7 @@ class _Search:
         self.stale = True  # the window is to be solved again (profit or y_max changed)
         self._window: tuple[int, int] | None = None
         self.peak = (0, 0)
-        self.open: list[tuple[int, int]] = []
+        self.open = False  # the budget ran out before the search ended
 
     @property
     def window(self) -> tuple[int, int] | None:
@@ -166,16 +184,21 @@ class _Search:
                 self.y_max, self.stale = y - 1, True
                 return
             x = -(-cm * x // d)
-        amounts = []
         u = x
         for (ck, cm, cn), cap in zip(self.curves, self.caps):
             if u > cap:
                 self.y_max, self.stale = y - 1, True
                 return
             u = ck * u // (cm + cn * u)
-            amounts.append(u)
         if u - x > self.profit:
-            self.profit, self.best, self.stale = u - x, (x, tuple(amounts)), True
+            self.profit, self.best, self.stale = u - x, (x, tuple(self.forward(x))), True
+
+    def forward(self, x: int) -> list[int]:
+        amounts = []
+        for ck, cm, cn in self.curves:
+            x = ck * x // (cm + cn * x)
+            amounts.append(x)
+        return amounts
 
     def phi(self, y: int) -> tuple[int, int]:
         """Φ(y) as (numerator, denominator > 0), for 0 < y ≤ y_max."""
@@ -183,6 +206,16 @@ class _Search:
         ka, ma, na = self.after
         d1, d2 = ma + na * y, ku - nu * y
         return y * (ka * d2 - mu * d1), d1 * d2
+
+    def admits(self, y: int, lines: list[_Line]) -> bool:
+        """Whether Φ(y) minus the roundings' losses at y reaches profit + 1."""
+        num, den = self.phi(y)
+        return (num - (self.profit + 1) * den) / den * (1 + 1e-12) >= sum(line.loss(y) for line in lines)
+
+    def phi_star(self) -> tuple[int, int]:
+        """An upper bound on Φ everywhere: (√K − √M)²/N ≤ (K + M − 2⌊√(KM)⌋)/N."""
+        big_k, big_m, big_n = compose(self.upto, self.after)
+        return big_k + big_m - 2 * isqrt(big_k * big_m), big_n
 
     def solve_window(self) -> tuple[int, int] | None:
         """The integers y in [1, y_max] with Φ(y) ≥ profit + 1, or None when there is none.
@@ -220,21 +253,20 @@ class _Search:
 
     def sup_phi(self, a: int, b: int) -> tuple[int, int]:
         """An upper bound on Φ over [a, b], as (numerator, denominator > 0)."""
-        peak = self.peak
-        if a >= peak[1]:
+        if a >= self.peak[1]:
             return self.phi(a)
-        if b <= peak[0]:
+        if b <= self.peak[0]:
             return self.phi(b)
-        big_k, big_m, big_n = compose(self.upto, self.after)  # (√K − √M)²/N ≤ (K + M − 2⌊√KM⌋)/N
-        return big_k + big_m - 2 * isqrt(big_k * big_m), big_n
+        return self.phi_star()
 
-    def line(self, a: int, b: int) -> _Line | None:
-        """T_j's rounding over [a, b] as a line (None where φ bends too much over it to help)."""
-        k, j, curves = self.k, self.j, self.curves
+    def line(self, j: int, a: int, b: int) -> _Line | None:
+        """The rounding at T_j over [a, b] (a < b) as a line; None where its amount bends too much over
+        [a, b] for the line to help."""
+        k, curves = self.k, self.curves
         n = b - a
         q = 1 << (n.bit_length() + 40)  # fractions in units of 1/q
-        if j > k:  # φ = s(y), T_j reached from y: concave; loss ≥ tail′(s(b))·frac(s)
-            ks, ms, ns = self.to_j
+        if j > k:  # φ = s(y), the amount of T_j (concave); loss ≥ λ·frac(s), λ the slope on from s(b)
+            ks, ms, ns = compose_all(curves[k:j])
             da, db = ms + ns * a, ms + ns * b
             fa, fb = q * ks * a // da, q * ks * b // db
             e = -(-q * n * ks * ms * (db * db - da * da) // (4 * da * da * db * db))
@@ -243,8 +275,8 @@ class _Search:
                 den = cm + cn * u
                 lam *= ck * cm / den / den
                 u = ck * u / den
-        else:  # φ = −t(y), T_j needed to reach y: concave; loss ≥ head⁻¹′(t(a))·(⌈t⌉ − t)
-            kt, mt, nt = self.to_j
+        else:  # φ = −t(y), t the T_j needed (convex); loss ≥ λ·(⌈t⌉ − t), λ the input per T_j at t(a)
+            kt, mt, nt = compose_all(curves[j:k])
             da, db = kt - nt * a, kt - nt * b
             if db <= 0:
                 return None
@@ -266,12 +298,16 @@ class _Search:
         return _Line(a, q, p, (fa - 1 + width) % q, width, lam, g, pow(p // g, -1, q // g) if p else 0)
 
     def run(self, y_start: float) -> None:
-        """Search outward from y_start in rings of growing width until the window lies inside."""
+        """Evaluate around y_start; unless that proves the best, search outward in rings of growing
+        width until the window lies inside."""
         if self.y_max < 1:
             return
         y0 = min(max(int(y_start), 1), self.y_max)
-        self.evaluate(y0)
-        if self.window is None:
+        for y in (y0, y0 + 1):
+            if y <= self.y_max and self.evaluations < self.budget:
+                self.evaluate(y)
+        num, den = self.phi_star()
+        if num < (self.profit + 1) * den or self.window is None:
             return
         self.peak = self.find_peak()
         radius = SMALL // 2
@@ -284,13 +320,11 @@ class _Search:
             radius = wider
 
     def search(self, a: int, b: int, y0: int) -> bool:
-        """Branch and bound over [a, b]: halves ruled out by their bound are dropped, the rest split
-        down to SMALL points, which are evaluated; the half nearer y0 first. False when the budget
-        ran out (the open intervals are kept)."""
-        stack: list[tuple[int, int, tuple[int, int], float, int, _Line | None]] = []
+        """Branch and bound over [a, b], the part nearer y0 first. False when the budget ran out."""
+        stack: list[tuple[int, int, tuple[int, int], float, list[int], list[_Line]]] = []
         self.push(stack, a, b)
         while stack:
-            a, b, (num, den), loss, target, line = stack.pop()
+            a, b, (num, den), loss, targets, lines = stack.pop()
             window = self.window
             if window is None:
                 return True
@@ -298,42 +332,36 @@ class _Search:
             excess = (num - (self.profit + 1) * den) / den * (1 + 1e-12)  # sup Φ − (profit + 1), rounded up
             if a > b or excess < loss:
                 continue
-            if b - a < SMALL:  # each y whose own rounding loss does not rule it out
-                points = [y for y in range(a, b + 1) if y not in self.seen and (line is None or excess >= line.loss(y))]
-            else:
-                points = [target] if a <= target <= b and target not in self.seen else []
+            if b - a < SMALL:  # each y whose own bound does not rule it out
+                points = [y for y in range(a, b + 1) if y not in self.seen and self.admits(y, lines)]
+            else:  # where a rounding costs least
+                points = [y for y in targets if a <= y <= b and y not in self.seen]
             for y in points:
                 window = self.window
                 if window is None:
                     return True
                 if window[0] <= y <= window[1]:
                     if self.evaluations >= self.budget:
-                        self.open = [(a, b), *((s[0], s[1]) for s in stack)]
+                        self.open = True
                         return False
                     self.evaluate(y)
-            if b - a >= SMALL:  # split around the target, now evaluated, else at y0 or the middle
-                if a <= target <= b:
-                    halves = [(a, target - 1), (target + 1, b)]
+            if b - a >= SMALL:  # split around the first target, now evaluated, unless it is near an end
+                cut = next((y for y in targets if a <= y <= b), -1)
+                quarter = (b - a) // 4
+                if a + quarter <= cut <= b - quarter:
+                    halves = [(a, cut - 1), (cut + 1, b)]
                 else:
                     mid = min(max(y0, a), b - 1) if a <= y0 <= b else (a + b) // 2
-                    halves = [(a, mid), (mid + 1, b)]
+                    halves = [(a + (cut == a), mid), (mid + 1, b - (cut == b))]
                 if halves[0][1] >= y0:
                     halves.reverse()
                 for half in halves:  # the half nearer y0 is pushed last, so searched first
                     self.push(stack, *half)
         return True
 
-    def least(self, line: _Line, a: int, b: int) -> tuple[int, int]:
-        """(least ((p·t + start) mod q) for y = line.a + t in [a, b], the offset from a where it is)."""
-        q, p = line.q, line.p
-        start = (line.start + p * (a - line.a)) % q
-        least = min_mod_linear(b - a + 1, q, p, start)
-        g = line.g  # p·t ≡ least − start (mod q)
-        return least, ((least - start) // g * line.inverse % (q // g) if p else 0)
-
-    def push(self, stack: list[tuple[int, int, tuple[int, int], float, int, _Line | None]], a: int, b: int) -> None:
-        """Stack [a, b] with its bound (sup Φ, the least rounding loss) and the y where that loss is
-        least, unless the bound already rules it out."""
+    def push(self, stack: list[tuple[int, int, tuple[int, int], float, list[int], list[_Line]]], a: int, b: int) -> None:
+        """Stack [a, b] with its bound (sup Φ, the least rounding losses), the y where each rounding is
+        least and the lines, unless the bound already rules it out."""
         window = self.window
         if window is None:
             return
@@ -341,23 +369,26 @@ class _Search:
         if a > b:
             return
         sup = self.sup_phi(a, b)
-        loss, target = 0.0, -1
-        line = self.line(a, b) if b > a else None
-        if line is not None:
-            least, offset = self.least(line, a, b)
-            loss = line.lam * (least - line.width) / line.q if least > line.width else 0.0
-            target = a + offset
+        loss, targets, lines = 0.0, [], []
+        if b > a:
+            for j in self.roundings:
+                line = self.line(j, a, b)
+                if line is not None:
+                    least, target = line.least(a, b)
+                    loss += least
+                    targets.append(target)
+                    lines.append(line)
         num, den = sup
         if (num - (self.profit + 1) * den) / den * (1 + 1e-12) < loss:  # sup Φ − (profit + 1) < loss
             return
-        stack.append((a, b, sup, loss, target, line))
+        stack.append((a, b, sup, loss, targets, lines))
 
     def gap(self) -> int:
         """0 when nothing is left to search; else how much more than the best the rest could earn."""
         if not self.open or self.window is None:
             return 0
-        big_k, big_m, big_n = compose(self.upto, self.after)
-        return max((big_k + big_m - 2 * isqrt(big_k * big_m)) // big_n - self.profit, 0)
+        num, den = self.phi_star()
+        return max(num // den - self.profit, 0)
 
 
 def optimize(curves: Sequence[Mobius], caps: Sequence[int], x_hint: float | None = None,
@@ -375,8 +406,8 @@ def optimize(curves: Sequence[Mobius], caps: Sequence[int], x_hint: float | None
         if big_k < big_m * (1 - 1e-9) or big_n <= 0:
             return None  # (√K − √M)² < 0 with room for float error: no input profits
         x_hint = (sqrt(big_k) * sqrt(big_m) - big_m) / big_n
-    k, j, y_start = _plan(curves, max(x_hint, 1.0))
-    search = _Search(curves, caps, k, j, budget)
+    k, roundings, y_start = _plan(curves, max(x_hint, 1.0))
+    search = _Search(curves, caps, k, roundings, budget)
     big_k, big_m, big_n = compose(search.upto, search.after)
     if big_k <= big_m or big_n <= 0:
         return None
