@@ -137,13 +137,13 @@ class AggregatorCore:
         self.predictions = 0
         self.invalid_frames = 0
         self.last_ranked_at = 0.0
-
-    def ingest(self, data: bytes) -> tuple[list[RankedBlock], int | None]:
         # Backruns: pending post-states queue here and are ranked in what time the mined blocks leave
         # (`rank_pending`), each on a what-if of the mined state that is undone at once.
         self.pending_queue: deque[PendingUpdate | PendingWithdraw] = deque()
         self.backruns: dict[str, tuple[int, list[Opportunity]]] = {}  # trigger -> (mined block it is on, ranking)
         self.pending_counts: Counter[str] = Counter()
+
+    def ingest(self, data: bytes) -> tuple[list[RankedBlock], int | None]:
         """One frame of the ingest socket: (blocks ranked now, the fork block when it was a withdrawal).
 
         A malformed frame is counted and dropped: one bad sender must not stop the ranking.
@@ -159,12 +159,10 @@ class AggregatorCore:
             return self.on_block(msg), None
         elif isinstance(msg, Withdraw):
             return [], self.on_withdraw(msg)
-        return [], None
-
         elif isinstance(msg, (PendingUpdate, PendingWithdraw)):
             self.on_pending(msg)
-    def on_predictions(self, frame: PredictionFrame) -> None:
-        """The LSTM's newest per-pool predictions: an LSTM risk model prices the next ranking with them."""
+        return [], None
+
     def on_pending(self, msg: PendingUpdate | PendingWithdraw) -> None:
         """Queue a pending post-state or withdrawal for `rank_pending`; a full queue sheds its oldest."""
         if len(self.pending_queue) >= PENDING_QUEUE:
@@ -212,6 +210,8 @@ class AggregatorCore:
         out = [o for b, ranked in self.backruns.values() if b == block for o in ranked]
         return sorted(out, key=lambda o: o.expected_value_eth, reverse=True)
 
+    def on_predictions(self, frame: PredictionFrame) -> None:
+        """The LSTM's newest per-pool predictions: an LSTM risk model prices the next ranking with them."""
         self.predictions += len(frame)
         risk = self.ranker.risk
         if isinstance(risk, LstmRiskModel):
