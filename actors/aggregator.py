@@ -39,7 +39,7 @@ class Aggregator:
         # With a trained checkpoint (the one inference serves), success probability and slippage come
         # from its per-pool predictions and the calibration stored with it; else the heuristic.
         risk = LstmRiskModel.from_checkpoint(Checkpoint.load(checkpoint)) if checkpoint else None
-        self.core = AggregatorCore(pools, base_tokens, shards, top_n=aggregator.top_n,
+        self.core = AggregatorCore(pools, base_tokens, shards, top_n=aggregator.top_n, max_hops=aggregator.max_hops,
                                    shard_timeout_s=aggregator.shard_timeout_s,
                                    gas_model=GasModel(*gas_model) if gas_model else GasModel(),
                                    **({"risk": risk} if risk else {}))

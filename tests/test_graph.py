@@ -25,11 +25,12 @@ def cycles(graph: TokenGraph) -> set[tuple[tuple[str, ...], tuple[str, ...]]]:
     }
 
 
-def brute_force_cycles(pools: list[V2Pool], bases: set[str]) -> set[tuple[tuple[str, ...], tuple[str, ...]]]:
-    """Every sequence of 2 or 3 distinct pools that walks from a base token back to it through
-    distinct tokens."""
+def brute_force_cycles(pools: list[V2Pool], bases: set[str],
+                       max_hops: int = 3) -> set[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Every sequence of 2 to `max_hops` distinct pools that walks from a base token back to it
+    through distinct tokens."""
     found = set()
-    for n in (2, 3):
+    for n in range(2, max_hops + 1):
         for seq in itertools.permutations(pools, n):
             for start in bases:
                 tokens, ok = [start], True
@@ -106,6 +107,22 @@ def test_random_graph_matches_brute_force():
     bases = {"T0", "T1", "T2"}
     graph = TokenGraph(sorted(bases), pools)
     assert cycles(graph) == brute_force_cycles(pools, bases)
+
+
+@pytest.mark.parametrize("max_hops", [2, 4, 5])
+def test_cycles_up_to_max_hops_match_brute_force(max_hops):
+    rng = random.Random(max_hops)
+    tokens = [f"T{i}" for i in range(7)]
+    pools = [pool(f"q{i}", *rng.sample(tokens, 2)) for i in range(16)]
+    bases = {"T0", "T1"}
+    graph = TokenGraph(sorted(bases), pools, max_hops=max_hops)
+    found = cycles(graph)
+    assert found == brute_force_cycles(pools, bases, max_hops)
+    assert max(len(path) - 1 for path, _ in found) == max_hops  # the longest cycles exist here
+    for slot in graph.slots.values():
+        assert graph.cycles_of([slot]).tolist() == [r for r in range(len(graph)) if slot in graph.cycle_pools[r]]
+    with pytest.raises(ValueError, match="max_hops"):
+        TokenGraph(["T0"], pools, max_hops=1)
 
 
 def test_adding_and_removing_pools_keeps_cycles_and_index_exact():

@@ -213,8 +213,10 @@ def test_incremental_updates_with_v3_pools_rank_exactly_like_a_full_rescan():
 
 def test_rankings_of_a_20k_pool_market_are_the_recorded_ones():
     """A seeded 20,000-pool market (a fifth of it V3), 8 blocks of 800 changed pools and a moving gas
-    price: every block's top 20 equals the one recorded before the scan path was optimised for
-    100k pools (tests/fixtures/make_ranking_golden.py wrote it; its header names the commit)."""
+    price: every block's top 20 (ids, gross and net profit, gas) equals the one recorded before the
+    scan path was optimised for 100k pools (tests/fixtures/make_ranking_golden.py wrote it; its
+    header names the commit). Inputs are not compared: where several inputs make the same exact
+    profit, the optimizer may return another of them."""
     import json
     from pathlib import Path
 
@@ -226,5 +228,9 @@ def test_rankings_of_a_20k_pool_market_are_the_recorded_ones():
     finally:
         sys.path.remove(str(golden.parent))
     recorded = json.loads(golden.read_text())["blocks"]
-    assert rankings() == recorded
+
+    def without_inputs(blocks: list) -> list:  # an input of the same exact profit may replace another
+        return [[[oid, *money] for oid, _amount_in, *money in block] for block in blocks]
+
+    assert without_inputs(rankings()) == without_inputs(recorded)
     assert sum(map(len, recorded)) >= 100

@@ -17,6 +17,7 @@ from scanner.errors import ConfigError
 from scanner.gas.fees import GasModel, next_base_fee
 from scanner.rank.ranking import HeuristicRiskModel, Opportunity, Ranker, RiskModel
 from scanner.rank.risk import LstmRiskModel
+from scanner.route.graph import MAX_HOPS
 from scanner.wire.frames import PredictionFrame, WireError
 from scanner.wire.messages import BlockUpdate, GasUpdate, PendingUpdate, PendingWithdraw, Withdraw, decode_ingest
 
@@ -107,6 +108,7 @@ class AggregatorCore:
         gas_model: GasModel = GasModel(),
         risk: RiskModel = HeuristicRiskModel(),
         clock: Callable[[], float] = time.monotonic,
+        max_hops: int = MAX_HOPS,
     ) -> None:
         self.pools = pools
         self.shards = shards
@@ -114,7 +116,7 @@ class AggregatorCore:
         self.clock = clock
         self.address = {i: p.address for i, p in pools.items()}
         self.ranker = Ranker([make_pool(p) for p in pools.values()], base_rates(pools.values(), base_tokens), gas_price=0,
-                               gas_model=gas_model, risk=risk, top_n=top_n)
+                               gas_model=gas_model, risk=risk, top_n=top_n, max_hops=max_hops)
         self.tip = 0
         self.last_reported: dict[int, int] = {}  # shard -> highest block it reported (on the chain it follows)
         self.first_reported: dict[int, int] = {}  # shard -> the block it bootstrapped at

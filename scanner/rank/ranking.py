@@ -21,7 +21,7 @@ import numpy as np
 from scanner.dex.pool import Pool, V3State
 from scanner.dex.v3 import V3Pool
 from scanner.gas.fees import GasModel, gas_cost_in_token
-from scanner.route.graph import PAD, TokenGraph
+from scanner.route.graph import MAX_HOPS, PAD, TokenGraph
 from scanner.route.sizing import Sized, fold, optimum, profit_upper_bound, refine
 
 FLOAT_MARGIN = 1e-12  # relative slack between float bounds and exact values
@@ -140,8 +140,9 @@ class Ranker:
         risk: RiskModel = HeuristicRiskModel(),
         top_n: int = 20,
         refine_budget: int = 32,
+        max_hops: int = MAX_HOPS,
     ):
-        self.graph = TokenGraph(base_tokens, pools)
+        self.graph = TokenGraph(base_tokens, pools, max_hops)
         self.token_per_eth = [Fraction(base_tokens[t]) for t in self.graph.base_tokens]
         self.gas_price = gas_price
         self.gas_model = gas_model

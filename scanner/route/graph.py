@@ -1,10 +1,15 @@
-"""The token graph: one edge per pool and direction, every 2- and 3-hop cycle through a base
-token, and the pool → cycles index that lets one block re-score only what it touched.
+"""The token graph: one edge per pool and direction, every cycle of 2 to `max_hops` hops through
+a base token, and the pool → cycles index that lets one block re-score only what it touched.
 
 Cycles live in numpy arrays so scoring is vectorised: `cycle_pools[c, h]` is the pool slot of
-hop h (PAD for the missing third hop of a 2-hop cycle) and `cycle_zero_for_one[c, h]` its
-direction. `cycle_edges` encodes both as 2·slot + (0 if zero_for_one else 1), with PAD kept as
--1 so that numpy gathers the last entry of an edge array, where callers keep an identity hop.
+hop h (PAD past a cycle's last hop) and `cycle_zero_for_one[c, h]` its direction. `cycle_edges`
+encodes both as 2·slot + (0 if zero_for_one else 1), with PAD kept as -1 so that numpy gathers
+the last entry of an edge array, where callers keep an identity hop.
+
+Longer cycles are many more (each hop multiplies by a token's neighbours and a pair's pools), so
+`max_hops` is 3 by default: the scan of 100k mainnet-like pools stays within a block. Cycles are
+not pruned by price when they are enumerated (prices move every block): the vectorised bound of
+each block does that, and only cycles whose bound beats their gas are sized exactly.
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ import numpy as np
 
 from scanner.dex.pool import InvalidPool, Pool
 
-MAX_HOPS = 3
+MAX_HOPS = 3  # the default longest cycle
+LONGEST = 6  # what `max_hops` may be: beyond it the cycles of even a small market do not fit in memory
 PAD = -1
 
 
@@ -37,10 +43,13 @@ class TokenGraph:
     different tokens, so they are different opportunities.
     """
 
-    def __init__(self, base_tokens: Iterable[str], pools: Iterable[Pool] = ()):
+    def __init__(self, base_tokens: Iterable[str], pools: Iterable[Pool] = (), max_hops: int = MAX_HOPS):
         self.base_tokens: tuple[str, ...] = tuple(dict.fromkeys(base_tokens))
         if not self.base_tokens:
             raise ValueError("a token graph needs at least one base token")
+        if not 2 <= max_hops <= LONGEST:
+            raise ValueError(f"max_hops must be in [2, {LONGEST}], got {max_hops}")
+        self.max_hops = max_hops
         self._base_index = {t: i for i, t in enumerate(self.base_tokens)}
         self.pools: list[Pool | None] = []  # slot → pool; None once removed (slots are never reused)
         self.slots: dict[str, int] = {}
@@ -50,7 +59,7 @@ class TokenGraph:
         self._new: list[tuple[int, ...]] = []  # rows not yet in the arrays
         self._removed: set[int] = set()
         self._dirty = False
-        self._set_arrays(np.zeros((0, MAX_HOPS), np.int32), np.zeros((0, MAX_HOPS), bool), np.zeros(0, np.int8),
+        self._set_arrays(np.zeros((0, max_hops), np.int32), np.zeros((0, max_hops), bool), np.zeros(0, np.int8),
                          np.zeros(0, np.int16))
         for pool in pools:
             try:
@@ -72,8 +81,11 @@ class TokenGraph:
         self.slots[pool.address] = slot
         a, b = pool.token0, pool.token1
         self._add_two_hop(slot, a, b)
-        for c in self._neighbours.get(a, set()) & self._neighbours.get(b, set()):
-            self._add_triangles(slot, a, b, c)
+        if self.max_hops >= 3:
+            for c in self._neighbours.get(a, set()) & self._neighbours.get(b, set()):
+                self._add_around(slot, a, b, (c,))
+        for middle in self._longer_paths(b, a):
+            self._add_around(slot, a, b, middle)
         self._pair_slots.setdefault(_pair(a, b), []).append(slot)
         self._neighbours.setdefault(a, set()).add(b)
         self._neighbours.setdefault(b, set()).add(a)
@@ -103,10 +115,26 @@ class TokenGraph:
                     self._add_cycle(start, ((slot, start), (other, end)))
                     self._add_cycle(start, ((other, start), (slot, end)))
 
-    def _add_triangles(self, slot: int, a: str, b: str, c: str) -> None:
-        """Cycles around triangle a-b-c that use the new pool (on a-b) and existing pools on b-c, c-a."""
-        for order in ((a, b, c), (b, a, c)):  # the two orientations
-            for shift in range(3):
+    def _longer_paths(self, start: str, end: str) -> list[tuple[str, ...]]:
+        """The tokens strictly between `start` and `end` on every simple path of 3 to max_hops − 1
+        edges between them (the paths that close 4-hop and longer cycles with the edge end-start)."""
+        found: list[tuple[str, ...]] = []
+        stack: list[tuple[str, ...]] = [(start,)]
+        while stack:
+            path = stack.pop()
+            for token in sorted(self._neighbours.get(path[-1], ())):
+                if token == end and len(path) >= 3:
+                    found.append(path[1:])
+                elif token not in path and token != end and len(path) < self.max_hops - 1:
+                    stack.append((*path, token))
+        return found
+
+    def _add_around(self, slot: int, a: str, b: str, middle: tuple[str, ...]) -> None:
+        """Cycles around the token loop a-b-middle… that use the new pool (on a-b) and existing
+        pools on every other pair, both ways round, from every base token on the loop."""
+        loop = (a, b, *middle)
+        for order in (loop, (b, a, *middle[::-1])):  # the two orientations
+            for shift in range(len(order)):
                 path = order[shift:] + order[:shift]
                 if path[0] not in self._base_index:
                     continue
@@ -119,10 +147,11 @@ class TokenGraph:
 
     def _add_cycle(self, base: str, hops: tuple[tuple[int, str], ...]) -> None:
         """`hops` is (pool slot, token sold) per hop."""
-        row = [PAD] * MAX_HOPS + [1] * MAX_HOPS
+        width = self.max_hops
+        row = [PAD] * width + [1] * width
         for h, (slot, token_in) in enumerate(hops):
             row[h] = slot
-            row[MAX_HOPS + h] = cast(Pool, self.pools[slot]).token0 == token_in
+            row[width + h] = cast(Pool, self.pools[slot]).token0 == token_in
         self._new.append((*row, len(hops), self._base_index[base]))
 
     # -- arrays and index -------------------------------------------------------------------
@@ -133,9 +162,10 @@ class TokenGraph:
             return
         pools, z41, hops, base = self._cycle_pools, self._cycle_z41, self._cycle_hops, self._cycle_base
         if self._new:
-            new = np.array(self._new, dtype=np.int64).reshape(-1, 2 * MAX_HOPS + 2)
-            pools = np.concatenate([pools, new[:, :MAX_HOPS].astype(np.int32)])
-            z41 = np.concatenate([z41, new[:, MAX_HOPS:2 * MAX_HOPS].astype(bool)])
+            width = self.max_hops
+            new = np.array(self._new, dtype=np.int64).reshape(-1, 2 * width + 2)
+            pools = np.concatenate([pools, new[:, :width].astype(np.int32)])
+            z41 = np.concatenate([z41, new[:, width:2 * width].astype(bool)])
             hops = np.concatenate([hops, new[:, -2].astype(np.int8)])
             base = np.concatenate([base, new[:, -1].astype(np.int16)])
         if self._removed:
@@ -150,7 +180,7 @@ class TokenGraph:
         self._cycle_pools, self._cycle_z41, self._cycle_hops, self._cycle_base = pools, z41, hops, base
         self._cycle_edges = np.where(pools == PAD, PAD, 2 * pools + (~z41).astype(np.int32)).astype(np.intp)
         flat = pools.ravel()
-        rows = np.repeat(np.arange(len(pools), dtype=np.int32), MAX_HOPS)
+        rows = np.repeat(np.arange(len(pools), dtype=np.int32), pools.shape[1])
         used = flat != PAD
         flat, rows = flat[used], rows[used]
         order = np.argsort(flat, kind="stable")
