@@ -157,6 +157,8 @@ def test_numbers_booleans_and_ints_are_not_confused():
     ({"watchers": {"backfill_max_blocks": 0}}, "watchers.backfill_max_blocks"),
     ({"aggregator": {"shard_timeout_s": 0.0}}, "aggregator.shard_timeout_s"),
     ({"aggregator": {"failed_attempt_gas": -5}}, "aggregator.failed_attempt_gas"),
+    ({"aggregator": {"max_hops": 1}}, "aggregator.max_hops"),
+    ({"aggregator": {"max_hops": 7}}, "aggregator.max_hops"),
     ({"inference": {"max_delay_ms": -0.5}}, "inference.max_delay_ms"),
     ({"submitter": {"top_k": 0}}, "submitter.top_k"),
     ({"submitter": {"tip_gwei": -1.0}}, "submitter.tip_gwei"),
