@@ -43,6 +43,7 @@ from scanner.dex.v2 import FEE_DENOMINATOR, MAX_RESERVE
 IDENTITY: Mobius = (1, 1, 0)
 SMALL = 64  # intervals of at most this many y are checked y by y rather than split
 LAMBDA_SLACK = 1 - 1e-9  # λ is a float derivative: taken smaller than computed, so the bound stays a bound
+MINOR = 1e-4  # a rounding whose unit is worth less than this share of the other's is not subtracted
 
 
 class V2Optimum(NamedTuple):
@@ -130,7 +131,8 @@ def _plan(curves: Sequence[Mobius], x: float) -> tuple[int, tuple[int, ...], flo
     output's floor, and the costliest before it, else the input's ceiling (none when y is the input).
     The profit's own integrality covers one more: the output's floor when the input's ceiling is
     subtracted or y is the input, else the input's ceiling. So with two or three hops every rounding
-    is counted; with four, one middle token's is not.
+    is counted; with four, one middle token's is not. A rounding worth less than MINOR of the other
+    is left out: where it could matter, the other's bound is already sharp enough.
     """
     n = len(curves)
     costs, amounts = [1.0], [x]
@@ -141,11 +143,16 @@ def _plan(curves: Sequence[Mobius], x: float) -> tuple[int, tuple[int, ...], flo
         amount = ck * amount / den
         costs.append(1 / slope if slope > 0 else 0.0)
         amounts.append(amount)
+    costs.append(1.0)  # the output: a base unit
     k = max(range(0 if n == 2 else 1, n), key=costs.__getitem__)
     if k == 0:
         return k, (1,), amounts[k]
     after = max(range(k + 1, n), key=costs.__getitem__) if k + 1 < n else n
     before = max(range(1, k), key=costs.__getitem__) if k > 1 else 0
+    if costs[before] < MINOR * costs[after]:
+        return k, (after,), amounts[k]
+    if costs[after] < MINOR * costs[before]:
+        return k, (before,), amounts[k]
     return k, (after, before), amounts[k]
 
 
@@ -156,15 +163,17 @@ class _Search:
         self.curves, self.caps, self.k, self.roundings, self.budget = curves, caps, k, roundings, budget
         self.inverse = curves[:k][::-1]
         self.upto, self.after = compose_all(curves[:k]), compose_all(curves[k:])
+        self.whole = compose(self.upto, self.after)
+        self._root: int | None = None
         ku, _, nu = self.upto
         self.y_max = (ku - 1) // nu if nu else MAX_RESERVE  # upto⁻¹ exists below ku / nu
         self.evaluations = 0
-        self.best: tuple[int, tuple[int, ...]] | None = None
+        self.best: int | None = None  # the input of the best profit
         self.profit = 0
         self.seen: set[int] = set()
         self.stale = True  # the window is to be solved again (profit or y_max changed)
         self._window: tuple[int, int] | None = None
-        self.peak = (0, 0)
+        self.peak = 0  # the integer y where Φ is largest
         self.open = False  # the budget ran out before the search ended
 
     @property
@@ -191,14 +200,15 @@ class _Search:
                 return
             u = ck * u // (cm + cn * u)
         if u - x > self.profit:
-            self.profit, self.best, self.stale = u - x, (x, tuple(self.forward(x))), True
+            self.profit, self.best, self.stale = u - x, x, True
 
-    def forward(self, x: int) -> list[int]:
+    def amounts(self, x: int) -> tuple[int, ...]:
+        """The exact output of every hop for input x."""
         amounts = []
         for ck, cm, cn in self.curves:
             x = ck * x // (cm + cn * x)
             amounts.append(x)
-        return amounts
+        return tuple(amounts)
 
     def phi(self, y: int) -> tuple[int, int]:
         """Φ(y) as (numerator, denominator > 0), for 0 < y ≤ y_max."""
@@ -207,15 +217,36 @@ class _Search:
         d1, d2 = ma + na * y, ku - nu * y
         return y * (ka * d2 - mu * d1), d1 * d2
 
-    def admits(self, y: int, lines: list[_Line]) -> bool:
-        """Whether Φ(y) minus the roundings' losses at y reaches profit + 1."""
+    def admits(self, y: int, excess: float, lines: list[_Line]) -> bool:
+        """Whether Φ(y) minus the roundings' losses at y reaches profit + 1 (`excess`: sup Φ − (profit + 1)
+        over an interval holding y, rounded up: the cheap test first)."""
+        loss = 0.0
+        for line in lines:
+            loss += line.loss(y)
+        if excess < loss:
+            return False
         num, den = self.phi(y)
-        return (num - (self.profit + 1) * den) / den * (1 + 1e-12) >= sum(line.loss(y) for line in lines)
+        return (num - (self.profit + 1) * den) / den * (1 + 1e-12) >= loss
+
+    @property
+    def root(self) -> int:
+        """⌊√(KM)⌋ of the whole cycle's curve (once: a square root of a thousand bits costs)."""
+        if self._root is None:
+            big_k, big_m, _ = self.whole
+            self._root = isqrt(big_k * big_m)
+        return self._root
 
     def phi_star(self) -> tuple[int, int]:
         """An upper bound on Φ everywhere: (√K − √M)²/N ≤ (K + M − 2⌊√(KM)⌋)/N."""
-        big_k, big_m, big_n = compose(self.upto, self.after)
-        return big_k + big_m - 2 * isqrt(big_k * big_m), big_n
+        big_k, big_m, big_n = self.whole
+        return big_k + big_m - 2 * self.root, big_n
+
+    def beats_phi_star(self) -> bool:
+        """Whether profit + 1 > Φ* = (√K − √M)²/N, so no y can do better (squared twice: no root)."""
+        big_k, big_m, big_n = self.whole
+        c = (self.profit + 1) * big_n
+        rest = big_k - big_m - c  # Φ* < c/N ⟺ rest < 2√(M·c)
+        return rest < 0 or rest * rest < 4 * big_m * c
 
     def solve_window(self) -> tuple[int, int] | None:
         """The integers y in [1, y_max] with Φ(y) ≥ profit + 1, or None when there is none.
@@ -243,21 +274,32 @@ class _Search:
         lo, hi = max(lo, 1), min(hi, self.y_max)
         return (lo, hi) if lo <= hi else None
 
-    def find_peak(self) -> tuple[int, int]:
-        """Integers around the continuous optimum y*: Φ rises up to the first, falls from the second."""
-        big_k, big_m, big_n = compose(self.upto, self.after)
-        x_lo = (isqrt(big_k * big_m) - big_m) // big_n  # x* − 1 − 1/N < x_lo ≤ x*
-        x_hi = x_lo + 2
-        ku, mu, nu = self.upto
-        return ku * x_lo // (mu + nu * x_lo), -(-ku * x_hi // (mu + nu * x_hi))
+    def find_peak(self, y: int) -> int:
+        """The integer y where Φ is largest. Φ is concave on the integers, so its steps Φ(y + 1) − Φ(y)
+        only fall, and the first that does not rise marks it: walked to from y, a float estimate, or
+        when that is more than a few steps off, from the exact continuous optimum y* = upto(x*)."""
+        def rise(y: int) -> bool:
+            (n1, d1), (n2, d2) = self.phi(y), self.phi(y + 1)
+            return n2 * d1 > n1 * d2
+
+        for attempt in range(2):
+            y = min(max(y, 1), self.y_max)
+            step = 1 if y < self.y_max and rise(y) else -1
+            for _ in range(4):
+                nxt = y + step
+                if not 1 <= nxt <= self.y_max or rise(min(y, nxt)) != (step > 0):
+                    return y
+                y = nxt
+            if attempt == 0:  # Φ′(y*) = 0: √(Ka·Ma)·(Ku − Nu·y*) = √(Mu·Ku)·(Ma + Na·y*)
+                ku, mu, nu = self.upto
+                ka, ma, na = self.after
+                s1, s2 = isqrt(ka * ma), isqrt(mu * ku)
+                y = (s1 * ku - s2 * ma) // (s1 * nu + s2 * na)
+        raise ArithmeticError(f"Φ's peak is not within 5 steps of y* = {y}")
 
     def sup_phi(self, a: int, b: int) -> tuple[int, int]:
-        """An upper bound on Φ over [a, b], as (numerator, denominator > 0)."""
-        if a >= self.peak[1]:
-            return self.phi(a)
-        if b <= self.peak[0]:
-            return self.phi(b)
-        return self.phi_star()
+        """The largest Φ over the integers of [a, b], as (numerator, denominator > 0)."""
+        return self.phi(min(max(self.peak, a), b))
 
     def line(self, j: int, a: int, b: int) -> _Line | None:
         """The rounding at T_j over [a, b] (a < b) as a line; None where its amount bends too much over
@@ -306,10 +348,11 @@ class _Search:
         for y in (y0, y0 + 1):
             if y <= self.y_max and self.evaluations < self.budget:
                 self.evaluate(y)
-        num, den = self.phi_star()
-        if num < (self.profit + 1) * den or self.window is None:
+                if self.beats_phi_star():
+                    return
+        if self.window is None:
             return
-        self.peak = self.find_peak()
+        self.peak = self.find_peak(y0)
         radius = SMALL // 2
         if not self.search(y0 - radius, y0 + radius, y0):
             return
@@ -333,7 +376,7 @@ class _Search:
             if a > b or excess < loss:
                 continue
             if b - a < SMALL:  # each y whose own bound does not rule it out
-                points = [y for y in range(a, b + 1) if y not in self.seen and self.admits(y, lines)]
+                points = [y for y in range(a, b + 1) if y not in self.seen and self.admits(y, excess, lines)]
             else:  # where a rounding costs least
                 points = [y for y in targets if a <= y <= b and y not in self.seen]
             for y in points:
@@ -345,18 +388,21 @@ class _Search:
                         self.open = True
                         return False
                     self.evaluate(y)
-            if b - a >= SMALL:  # split around the first target, now evaluated, unless it is near an end
-                cut = next((y for y in targets if a <= y <= b), -1)
+            if b - a >= SMALL:  # split around the first target (now evaluated), and at the middle
+                cut = next((y for y in targets if a <= y <= b), -1)  # too when it is near an end
                 quarter = (b - a) // 4
+                mid = min(max(y0, a), b - 1) if a <= y0 <= b else (a + b) // 2
                 if a + quarter <= cut <= b - quarter:
-                    halves = [(a, cut - 1), (cut + 1, b)]
+                    parts = [(a, cut - 1), (cut + 1, b)]
+                elif cut > mid:
+                    parts = [(a, mid), (mid + 1, cut - 1), (cut + 1, b)]
+                elif cut >= a:
+                    parts = [(a, cut - 1), (cut + 1, mid), (mid + 1, b)]
                 else:
-                    mid = min(max(y0, a), b - 1) if a <= y0 <= b else (a + b) // 2
-                    halves = [(a + (cut == a), mid), (mid + 1, b - (cut == b))]
-                if halves[0][1] >= y0:
-                    halves.reverse()
-                for half in halves:  # the half nearer y0 is pushed last, so searched first
-                    self.push(stack, *half)
+                    parts = [(a, mid), (mid + 1, b)]
+                parts.sort(key=lambda part: -abs(part[0] + part[1] - 2 * y0))
+                for part in parts:  # the part nearest y0 is pushed last, so searched first
+                    self.push(stack, *part)
         return True
 
     def push(self, stack: list[tuple[int, int, tuple[int, int], float, list[int], list[_Line]]], a: int, b: int) -> None:
@@ -408,14 +454,13 @@ def optimize(curves: Sequence[Mobius], caps: Sequence[int], x_hint: float | None
         x_hint = (sqrt(big_k) * sqrt(big_m) - big_m) / big_n
     k, roundings, y_start = _plan(curves, max(x_hint, 1.0))
     search = _Search(curves, caps, k, roundings, budget)
-    big_k, big_m, big_n = compose(search.upto, search.after)
+    big_k, big_m, big_n = search.whole
     if big_k <= big_m or big_n <= 0:
         return None
     search.run(y_start)
     if search.best is None:
         return None
-    amount_in, amounts = search.best
-    return V2Optimum(amount_in, amounts, search.profit, search.gap(), search.evaluations)
+    return V2Optimum(search.best, search.amounts(search.best), search.profit, search.gap(), search.evaluations)
 
 
 def optimize_cycles(cycles: Sequence[Sequence[tuple[int, int, int]]], budget: int = 1024) -> list[V2Optimum | None]:
