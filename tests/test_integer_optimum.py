@@ -155,7 +155,8 @@ def test_min_mod_linear_is_the_least_value(count, modulus, a, b):
 @given(realistic_cycles(), st.integers(1, 5000), st.floats(0.0, 1.0))
 def test_the_rounding_bound_never_exceeds_the_rounding(hops, length, where):
     """At every y of an interval, each line's bound on its rounding (in units of 1/q) is at most the exact
-    fractional part of the continuous amount of that token (after T_k), or its deficit (before T_k)."""
+    fractional part of the continuous amount of that token (after T_k), or its deficit (before T_k); and
+    the y the search evaluates for a line is where the line's least value is."""
     curves = [v2_curve(*hop) for hop in hops]
     big_k, big_m, big_n = compose_all(curves)
     if big_k <= big_m:
@@ -164,12 +165,15 @@ def test_the_rounding_bound_never_exceeds_the_rounding(hops, length, where):
     search = _Search(curves, [MAX_RESERVE - r for r, _, _ in hops], k, roundings, budget=1)
     a = max(int(y_star * (0.5 + where)), 1)
     b = min(a + length, search.y_max)
-    for j in roundings:
-        line = search.line(j, a, b) if b > a else None
+    if b <= a:
+        return
+    search.roundings_at(a, b)
+    for j, curve, lam in search.rounding_curves:
+        line = search.line(j, curve, lam, a, b)
         if line is None:
             continue
         event(f"rounding {'after' if j > k else 'before'} T_k")
-        kk, mm, nn = compose_all(curves[k:j]) if j > k else compose_all(curves[j:k])
+        kk, mm, nn = curve
         for y in range(a, b + 1, max((b - a) // 200, 1)):
             if j > k:
                 amount = Fraction(kk * y, mm + nn * y)
@@ -179,3 +183,6 @@ def test_the_rounding_bound_never_exceeds_the_rounding(hops, length, where):
                 rounding = -(-amount.numerator // amount.denominator) - amount
             least = (line.p * (y - line.a) + line.start) % line.q
             assert Fraction(least - line.width, line.q) <= rounding
+        least, value = line.least(a, b)
+        y = line.where(a, value)
+        assert a <= y <= b and (line.p * (y - line.a) + line.start) % line.q == value

@@ -66,8 +66,6 @@ class _Line(NamedTuple):
     start: int
     width: int
     lam: float
-    g: int  # gcd(p, q)
-    inverse: int  # of p / g modulo q / g
 
     def loss(self, y: int) -> float:
         """A lower bound on what this rounding takes from y."""
@@ -75,13 +73,19 @@ class _Line(NamedTuple):
         return self.lam * (least - self.width) / self.q if least > self.width else 0.0
 
     def least(self, a: int, b: int) -> tuple[float, int]:
-        """(a lower bound on what this rounding takes from every y in [a, b], the y where it is least)."""
+        """(a lower bound on what this rounding takes from every y in [a, b], the least line value)."""
+        q = self.q
+        least = min_mod_linear(b - a + 1, q, self.p, self.start + self.p * (a - self.a))
+        return (self.lam * (least - self.width) / q if least > self.width else 0.0), least
+
+    def where(self, a: int, least: int) -> int:
+        """The y ≥ a where the line takes the value `least` first (one of `least`'s results)."""
         q, p = self.q, self.p
         start = (self.start + p * (a - self.a)) % q
-        least = min_mod_linear(b - a + 1, q, p, start)
-        g = self.g  # p·t ≡ least − start (mod q)
-        t = (least - start) // g * self.inverse % (q // g) if p else 0
-        return (self.lam * (least - self.width) / q if least > self.width else 0.0), a + t
+        if not p:
+            return a
+        g = gcd(p, q)  # p·t ≡ least − start (mod q)
+        return a + (least - start) // g * pow(p // g, -1, q // g) % (q // g)
 
 
 def compose(first: Mobius, second: Mobius) -> Mobius:
@@ -301,43 +305,52 @@ class _Search:
         """The largest Φ over the integers of [a, b], as (numerator, denominator > 0)."""
         return self.phi(min(max(self.peak, a), b))
 
-    def line(self, j: int, a: int, b: int) -> _Line | None:
+    def roundings_at(self, lo: int, hi: int) -> None:
+        """For each rounding subtracted: its token's curve from or to y, and λ for every y in [lo, hi]
+        (the window, which only shrinks): the slope on from the most of T_j (after), or the input per
+        T_j at the least (before); floats, taken LAMBDA_SLACK smaller."""
+        k, curves = self.k, self.curves
+        self.rounding_curves = []
+        for j in self.roundings:
+            if j > k:
+                ks, ms, ns = curve = compose_all(curves[k:j])
+                u, lam = ks * hi / (ms + ns * hi), LAMBDA_SLACK
+                for ck, cm, cn in curves[j:]:
+                    den = cm + cn * u
+                    lam *= ck * cm / den / den
+                    u = ck * u / den
+            else:
+                kt, mt, nt = curve = compose_all(curves[j:k])
+                u, lam = mt * lo / (kt - nt * lo), LAMBDA_SLACK
+                for ck, cm, cn in reversed(curves[:j]):
+                    v = cm * u / (ck - cn * u)
+                    den = cm + cn * v
+                    lam *= den * den / (ck * cm)
+                    u = v
+            self.rounding_curves.append((j, curve, lam))
+
+    def line(self, j: int, curve: Mobius, lam: float, a: int, b: int) -> _Line | None:
         """The rounding at T_j over [a, b] (a < b) as a line; None where its amount bends too much over
         [a, b] for the line to help."""
-        k, curves = self.k, self.curves
         n = b - a
         q = 1 << (n.bit_length() + 40)  # fractions in units of 1/q
-        if j > k:  # φ = s(y), the amount of T_j (concave); loss ≥ λ·frac(s), λ the slope on from s(b)
-            ks, ms, ns = compose_all(curves[k:j])
-            da, db = ms + ns * a, ms + ns * b
-            fa, fb = q * ks * a // da, q * ks * b // db
-            e = -(-q * n * ks * ms * (db * db - da * da) // (4 * da * da * db * db))
-            u, lam = ks * b / db, LAMBDA_SLACK
-            for ck, cm, cn in curves[j:]:
-                den = cm + cn * u
-                lam *= ck * cm / den / den
-                u = ck * u / den
-        else:  # φ = −t(y), t the T_j needed (convex); loss ≥ λ·(⌈t⌉ − t), λ the input per T_j at t(a)
-            kt, mt, nt = compose_all(curves[j:k])
-            da, db = kt - nt * a, kt - nt * b
+        kk, mm, nn = curve
+        if j > self.k:  # φ = s(y), the amount of T_j (concave); loss ≥ λ·frac(s)
+            da, db = mm + nn * a, mm + nn * b
+            fa, fb = q * kk * a // da, q * kk * b // db
+            e = -(-q * n * kk * mm * (db * db - da * da) // (4 * da * da * db * db))
+        else:  # φ = −t(y), t the T_j needed (convex); loss ≥ λ·(⌈t⌉ − t)
+            da, db = kk - nn * a, kk - nn * b
             if db <= 0:
                 return None
-            fa, fb = -q * mt * a // da, -q * mt * b // db
-            e = -(-q * n * kt * mt * (da * da - db * db) // (4 * da * da * db * db))
-            u, lam = mt * a / da, LAMBDA_SLACK
-            for ck, cm, cn in reversed(curves[:j]):
-                v = cm * u / (ck - cn * u)
-                den = cm + cn * v
-                lam *= den * den / (ck * cm)
-                u = v
+            fa, fb = -q * mm * a // da, -q * mm * b // db
+            e = -(-q * n * kk * mm * (da * da - db * db) // (4 * da * da * db * db))
         # q·φ(a + t) lies in [fa + p·t − 1, that + width]: the chord, its rounding, and how far a concave
         # φ rises above its chord, at most (φ′(a) − φ′(b))·n/4
         width = n + 3 + e
         if width * 64 >= q:
             return None
-        p = (fb - fa) // n % q
-        g = gcd(p, q)
-        return _Line(a, q, p, (fa - 1 + width) % q, width, lam, g, pow(p // g, -1, q // g) if p else 0)
+        return _Line(a, q, (fb - fa) // n % q, (fa - 1 + width) % q, width, lam)
 
     def run(self, y_start: float) -> None:
         """Evaluate around y_start; unless that proves the best, search outward in rings of growing
@@ -350,9 +363,11 @@ class _Search:
                 self.evaluate(y)
                 if self.beats_phi_star():
                     return
-        if self.window is None:
+        window = self.window
+        if window is None:
             return
         self.peak = self.find_peak(y0)
+        self.roundings_at(*window)
         radius = SMALL // 2
         if not self.search(y0 - radius, y0 + radius, y0):
             return
@@ -364,20 +379,22 @@ class _Search:
 
     def search(self, a: int, b: int, y0: int) -> bool:
         """Branch and bound over [a, b], the part nearer y0 first. False when the budget ran out."""
-        stack: list[tuple[int, int, tuple[int, int], float, list[int], list[_Line]]] = []
+        stack: list[tuple[int, int, tuple[int, int], float, list[tuple[_Line, int]]]] = []
         self.push(stack, a, b)
         while stack:
-            a, b, (num, den), loss, targets, lines = stack.pop()
+            a0, b, (num, den), loss, lines = stack.pop()
             window = self.window
             if window is None:
                 return True
-            a, b = max(a, window[0]), min(b, window[1])
+            a, b = max(a0, window[0]), min(b, window[1])
             excess = (num - (self.profit + 1) * den) / den * (1 + 1e-12)  # sup Φ − (profit + 1), rounded up
             if a > b or excess < loss:
                 continue
             if b - a < SMALL:  # each y whose own bound does not rule it out
-                points = [y for y in range(a, b + 1) if y not in self.seen and self.admits(y, excess, lines)]
+                points = [y for y in range(a, b + 1)
+                          if y not in self.seen and self.admits(y, excess, [line for line, _ in lines])]
             else:  # where a rounding costs least
+                targets = [line.where(a0, value) for line, value in lines]
                 points = [y for y in targets if a <= y <= b and y not in self.seen]
             for y in points:
                 window = self.window
@@ -405,9 +422,9 @@ class _Search:
                     self.push(stack, *part)
         return True
 
-    def push(self, stack: list[tuple[int, int, tuple[int, int], float, list[int], list[_Line]]], a: int, b: int) -> None:
-        """Stack [a, b] with its bound (sup Φ, the least rounding losses), the y where each rounding is
-        least and the lines, unless the bound already rules it out."""
+    def push(self, stack: list[tuple[int, int, tuple[int, int], float, list[tuple[_Line, int]]]], a: int, b: int) -> None:
+        """Stack [a, b] with its bound (sup Φ, the least rounding losses) and each rounding's line with its
+        least value, unless the bound already rules it out."""
         window = self.window
         if window is None:
             return
@@ -415,19 +432,18 @@ class _Search:
         if a > b:
             return
         sup = self.sup_phi(a, b)
-        loss, targets, lines = 0.0, [], []
+        loss, lines = 0.0, []
         if b > a:
-            for j in self.roundings:
-                line = self.line(j, a, b)
+            for j, curve, lam in self.rounding_curves:
+                line = self.line(j, curve, lam, a, b)
                 if line is not None:
-                    least, target = line.least(a, b)
+                    least, value = line.least(a, b)
                     loss += least
-                    targets.append(target)
-                    lines.append(line)
+                    lines.append((line, value))
         num, den = sup
         if (num - (self.profit + 1) * den) / den * (1 + 1e-12) < loss:  # sup Φ − (profit + 1) < loss
             return
-        stack.append((a, b, sup, loss, targets, lines))
+        stack.append((a, b, sup, loss, lines))
 
     def gap(self) -> int:
         """0 when nothing is left to search; else how much more than the best the rest could earn."""
