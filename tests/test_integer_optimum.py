@@ -161,7 +161,8 @@ def test_the_rounding_bound_never_exceeds_the_rounding(hops, length, where):
     big_k, big_m, big_n = compose_all(curves)
     if big_k <= big_m:
         return
-    k, roundings, y_star = _plan(curves, (float(big_k) ** 0.5 * float(big_m) ** 0.5 - big_m) / big_n)
+    floats = [(float(ck), float(cm), float(cn)) for ck, cm, cn in curves]
+    k, roundings, y_star = _plan(floats, (float(big_k) ** 0.5 * float(big_m) ** 0.5 - big_m) / big_n)
     search = _Search(curves, [MAX_RESERVE - r for r, _, _ in hops], k, roundings, budget=1)
     a = max(int(y_star * (0.5 + where)), 1)
     b = min(a + length, search.y_max)

@@ -127,7 +127,7 @@ def min_mod_linear(count: int, modulus: int, a: int, b: int) -> int:
     return best
 
 
-def _plan(curves: Sequence[Mobius], x: float) -> tuple[int, tuple[int, ...], float]:
+def _plan(curves: Sequence[tuple[float, float, float]], x: float) -> tuple[int, tuple[int, ...], float]:
     """(k, the roundings to subtract, y at x). Floats: they choose, never decide.
 
     T_k is the middle token whose unit costs the most input at input x (with two hops, the input
@@ -141,18 +141,18 @@ def _plan(curves: Sequence[Mobius], x: float) -> tuple[int, tuple[int, ...], flo
     n = len(curves)
     costs, amounts = [1.0], [x]
     slope, amount = 1.0, x
-    for ck, cm, cn in curves[:-1]:
-        den = cm + cn * amount
-        slope *= ck * cm / den / den
-        amount = ck * amount / den
+    for fk, fm, fn in curves[:-1]:
+        den = fm + fn * amount
+        slope *= fk * fm / (den * den)
+        amount = fk * amount / den
         costs.append(1 / slope if slope > 0 else 0.0)
         amounts.append(amount)
     costs.append(1.0)  # the output: a base unit
-    k = max(range(0 if n == 2 else 1, n), key=costs.__getitem__)
+    k = _costliest(costs, 0 if n == 2 else 1, n)
     if k == 0:
-        return k, (1,), amounts[k]
-    after = max(range(k + 1, n), key=costs.__getitem__) if k + 1 < n else n
-    before = max(range(1, k), key=costs.__getitem__) if k > 1 else 0
+        return k, (1,), x
+    after = _costliest(costs, k + 1, n) if k + 1 < n else n
+    before = _costliest(costs, 1, k) if k > 1 else 0
     if costs[before] < MINOR * costs[after]:
         return k, (after,), amounts[k]
     if costs[after] < MINOR * costs[before]:
@@ -160,25 +160,34 @@ def _plan(curves: Sequence[Mobius], x: float) -> tuple[int, tuple[int, ...], flo
     return k, (after, before), amounts[k]
 
 
+def _costliest(costs: list[float], lo: int, hi: int) -> int:
+    """The index in [lo, hi) of the largest cost (the first of equals)."""
+    best = lo
+    for h in range(lo + 1, hi):
+        if costs[h] > costs[best]:
+            best = h
+    return best
+
+
 class _Search:
     """One cycle's search over y, the amount of T_k (see the module)."""
 
     def __init__(self, curves: Sequence[Mobius], caps: Sequence[int], k: int, roundings: tuple[int, ...], budget: int):
         self.curves, self.caps, self.k, self.roundings, self.budget = curves, caps, k, roundings, budget
-        self.inverse = curves[:k][::-1]
+        self.inverse = curves[k - 1::-1] if k else ()
         self.upto, self.after = compose_all(curves[:k]), compose_all(curves[k:])
         self.whole = compose(self.upto, self.after)
-        self._root: int | None = None
         ku, _, nu = self.upto
         self.y_max = (ku - 1) // nu if nu else MAX_RESERVE  # upto⁻¹ exists below ku / nu
-        self.evaluations = 0
+        self.evaluations = self.profit = 0
         self.best: int | None = None  # the input of the best profit
-        self.profit = 0
         self.seen: set[int] = set()
         self.stale = True  # the window is to be solved again (profit or y_max changed)
         self._window: tuple[int, int] | None = None
+        self._root: int | None = None
         self.peak = 0  # the integer y where Φ is largest
         self.open = False  # the budget ran out before the search ended
+        self.rounding_curves: list[tuple[int, Mobius, float]] = []
 
     @property
     def window(self) -> tuple[int, int] | None:
@@ -461,14 +470,15 @@ def optimize(curves: Sequence[Mobius], caps: Sequence[int], x_hint: float | None
     `x_hint` (the continuous optimum, when the caller has it) is where the search starts; `budget`
     caps the exact evaluations (the result's `gap` then bounds what it may miss).
     """
+    floats = [(float(ck), float(cm), float(cn)) for ck, cm, cn in curves]
     if not x_hint or x_hint <= 0:
         big_k, big_m, big_n = 1.0, 1.0, 0.0  # the closed form in floats: only where to start
-        for ck, cm, cn in curves:
-            big_k, big_m, big_n = big_k * ck, big_m * cm, cm * big_n + cn * big_k
+        for fk, fm, fn in floats:
+            big_k, big_m, big_n = big_k * fk, big_m * fm, fm * big_n + fn * big_k
         if big_k < big_m * (1 - 1e-9) or big_n <= 0:
             return None  # (√K − √M)² < 0 with room for float error: no input profits
         x_hint = (sqrt(big_k) * sqrt(big_m) - big_m) / big_n
-    k, roundings, y_start = _plan(curves, max(x_hint, 1.0))
+    k, roundings, y_start = _plan(floats, max(x_hint, 1.0))
     search = _Search(curves, caps, k, roundings, budget)
     big_k, big_m, big_n = search.whole
     if big_k <= big_m or big_n <= 0:
