@@ -381,7 +381,7 @@ class _Search:
         if not self.search(y0 - radius, y0 + radius, y0):
             return
         while (window := self.window) is not None and (window[0] < y0 - radius or window[1] > y0 + radius):
-            wider = 4 * radius
+            wider = 8 * radius
             if not (self.search(y0 + radius + 1, y0 + wider, y0) and self.search(y0 - wider, y0 - radius - 1, y0)):
                 return
             radius = wider
