@@ -56,16 +56,15 @@ class V2Optimum(NamedTuple):
     evaluations: int  # exact evaluations of the cycle made to find and prove it
 
 
-class _Line(NamedTuple):
+class _Line:
     """One rounding over y ≥ a as a line: q·r(a + t) ≥ ((p·t + start) mod q) − width, with λ at most what
     one unit of the rounded token is worth there (see `_Search.line`)."""
 
-    a: int
-    q: int
-    p: int
-    start: int
-    width: int
-    lam: float
+    __slots__ = ("a", "q", "p", "start", "width", "lam", "_solve")
+
+    def __init__(self, a: int, q: int, p: int, start: int, width: int, lam: float):
+        self.a, self.q, self.p, self.start, self.width, self.lam = a, q, p, start, width, lam
+        self._solve: tuple[int, int] | None = None  # (gcd(p, q), the inverse of p / gcd modulo q / gcd)
 
     def loss(self, y: int) -> float:
         """A lower bound on what this rounding takes from y."""
@@ -81,11 +80,14 @@ class _Line(NamedTuple):
     def where(self, a: int, least: int) -> int:
         """The y ≥ a where the line takes the value `least` first (one of `least`'s results)."""
         q, p = self.q, self.p
-        start = (self.start + p * (a - self.a)) % q
         if not p:
             return a
-        g = gcd(p, q)  # p·t ≡ least − start (mod q)
-        return a + (least - start) // g * pow(p // g, -1, q // g) % (q // g)
+        if self._solve is None:
+            g = gcd(p, q)
+            self._solve = g, pow(p // g, -1, q // g)
+        g, inverse = self._solve  # p·t ≡ least − start (mod q)
+        start = (self.start + p * (a - self.a)) % q
+        return a + (least - start) // g * inverse % (q // g)
 
 
 def compose(first: Mobius, second: Mobius) -> Mobius:
@@ -342,7 +344,7 @@ class _Search:
         """The rounding at T_j over [a, b] (a < b) as a line; None where its amount bends too much over
         [a, b] for the line to help."""
         n = b - a
-        q = 1 << (n.bit_length() + 40)  # fractions in units of 1/q
+        q = 1 << (n.bit_length() + 24)  # fractions in units of 1/q
         kk, mm, nn = curve
         if j > self.k:  # φ = s(y), the amount of T_j (concave); loss ≥ λ·frac(s)
             da, db = mm + nn * a, mm + nn * b
@@ -427,30 +429,34 @@ class _Search:
                 else:
                     parts = [(a, mid), (mid + 1, b)]
                 parts.sort(key=lambda part: -abs(part[0] + part[1] - 2 * y0))
+                kept = [line for line, _ in lines] if len(lines) == len(self.rounding_curves) else []
                 for part in parts:  # the part nearest y0 is pushed last, so searched first
-                    self.push(stack, *part)
+                    self.push(stack, *part, kept)
         return True
 
-    def push(self, stack: list[tuple[int, int, tuple[int, int], float, list[tuple[_Line, int]]]], a: int, b: int) -> None:
+    def push(self, stack: list[tuple[int, int, tuple[int, int], float, list[tuple[_Line, int]]]], a: int, b: int,
+             inherited: Sequence[_Line | None] = ()) -> None:
         """Stack [a, b] with its bound (sup Φ, the least rounding losses) and each rounding's line with its
-        least value, unless the bound already rules it out."""
+        least value, unless the bound already rules it out. A line of the interval [a, b] came from is
+        kept where its slack (λ·width/q) is small against sup Φ − (profit + 1); else one is drawn anew."""
         window = self.window
         if window is None:
             return
         a, b = max(a, window[0]), min(b, window[1])
         if a > b:
             return
-        sup = self.sup_phi(a, b)
+        sup = num, den = self.sup_phi(a, b)
+        excess = (num - (self.profit + 1) * den) / den * (1 + 1e-12)  # sup Φ − (profit + 1), rounded up
         loss, lines = 0.0, []
         if b > a:
-            for j, curve, lam in self.rounding_curves:
-                line = self.line(j, curve, lam, a, b)
+            for (j, curve, lam), line in zip(self.rounding_curves, inherited or [None] * len(self.rounding_curves)):
+                if line is None or line.lam * line.width > excess * line.q / 16:
+                    line = self.line(j, curve, lam, a, b)
                 if line is not None:
                     least, value = line.least(a, b)
                     loss += least
                     lines.append((line, value))
-        num, den = sup
-        if (num - (self.profit + 1) * den) / den * (1 + 1e-12) < loss:  # sup Φ − (profit + 1) < loss
+        if excess < loss:
             return
         stack.append((a, b, sup, loss, lines))
 
