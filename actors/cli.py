@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--n", type=int, default=10, help="opportunities to show (default 10)")
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.add_argument("--timeout", type=float, default=5.0 if name == "top" else 60.0, help="seconds to wait for an answer")
+        p.add_argument("--chain", default=None, metavar="NAME",
+                       help="only this chain's opportunities (a [[chains]] name; default: every chain the server serves)")
         if name == "top":
             p.add_argument("--min-ev", type=float, default=None, help="only opportunities with EV above this (wei)")
             p.add_argument("--token", default=None, help="only paths through this token (address or symbol)")

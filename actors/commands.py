@@ -104,7 +104,7 @@ def top(args: argparse.Namespace) -> int:
 
     query, _ = _endpoints(args)
     with QueryClient(query, timeout_s=args.timeout) as client:
-        top = client.top(n=args.n, min_ev=args.min_ev, token=args.token)
+        top = client.top(n=args.n, min_ev=args.min_ev, token=args.token, chain=args.chain)
     if args.json:
         print(json.dumps({"block": top.block, "opportunities": top.opportunities}, default=str))
     else:
@@ -117,7 +117,7 @@ def stream(args: argparse.Namespace) -> int:
     from scanner.serve.client import Subscriber
 
     _, publish = _endpoints(args)
-    with Subscriber(publish, timeout_s=args.timeout) as sub:
+    with Subscriber(publish, timeout_s=args.timeout, chain=args.chain) as sub:
         for i, top in enumerate(sub):
             if args.json:
                 print(json.dumps({"block": top.block, "opportunities": top.opportunities}, default=str), flush=True)

@@ -1,10 +1,12 @@
-"""GasOracle: the gas market after each block, published over ZMQ PUB to every subscriber."""
+"""GasOracle: the gas market after each block of one chain (its own fee rules, and on an OP-stack
+chain its L1Block values), published over ZMQ PUB to every subscriber."""
 from __future__ import annotations
 
 import ray
 import zmq
 
 from actors.loop import ActorLoop, Metrics
+from actors.pipeline import ChainRun
 from actors.ray_session import bind_address, remember_address
 from scanner.chain.gas import GasOracleCore
 from scanner.chain.rpc import ChainClient
@@ -13,11 +15,13 @@ from scanner.config import ChainConfig, GasConfig
 
 @ray.remote
 class GasOracle:
-    def __init__(self, chain: ChainConfig, rpc_url: str, gas: GasConfig, bind: str, key: str) -> None:
-        self.metrics = Metrics("gas-oracle")
+    def __init__(self, chain: ChainConfig, rpc_url: str, gas: GasConfig, bind: str, key: str,
+                 network: ChainRun = ChainRun()) -> None:
+        self.role = network.actor("gas-oracle")
+        self.metrics = Metrics(self.role)
         client = ChainClient(rpc_url, timeout_s=chain.request_timeout_s, max_retries=chain.max_retries)
-        self.core = GasOracleCore(client, history_blocks=gas.history_blocks,
-                                  percentiles=tuple(gas.percentiles), feeds=gas.feeds)
+        self.core = GasOracleCore(client, history_blocks=gas.history_blocks, percentiles=tuple(gas.percentiles),
+                                  feeds=gas.feeds, rules=network.rules, l1_block=network.l1_fee == "op-stack")
         self.ctx = zmq.Context()
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.sndhwm = 100
@@ -25,7 +29,7 @@ class GasOracle:
         self.pub.bind(bind_address(bind, key))
         self.endpoint = remember_address(key, self.pub.getsockopt_string(zmq.LAST_ENDPOINT))
         self.last = None
-        self.loop = ActorLoop("gas-oracle", self._step, chain.poll_interval_s)
+        self.loop = ActorLoop(self.role, self._step, chain.poll_interval_s)
         self.loop.start()
 
     def _step(self) -> None:
@@ -43,7 +47,7 @@ class GasOracle:
 
     def stats(self) -> dict:
         u = self.last
-        return {"role": "gas-oracle", "block": u.number if u else None, "base_fee": u.base_fee if u else None,
+        return {"role": self.role, "block": u.number if u else None, "base_fee": u.base_fee if u else None,
                 "next_base_fee": u.next_base_fee if u else None, "tips": list(u.tips) if u else None}
 
     def stop(self) -> None:

@@ -27,7 +27,9 @@ def resolve_checkpoint(inference: InferenceConfig) -> Path | None:
 
 @ray.remote
 class LstmInference:
-    def __init__(self, inference: InferenceConfig, bind: str, ingest_endpoint: str, key: str) -> None:
+    def __init__(self, inference: InferenceConfig, bind: str, ingest_endpoint: str, key: str,
+                 routes: dict[int, str] | None = None) -> None:
+        """`routes`: with several chains, each chain id's aggregator ingest (`ingest_endpoint` is the default's)."""
         self.metrics = Metrics("inference")
         path = resolve_checkpoint(inference)
         device = None if inference.device == "auto" else inference.device
@@ -38,7 +40,8 @@ class LstmInference:
             model = ArbLSTM().to(device or default_device()).eval()
             self.model_label = "untrained"
         config = ServerConfig(bind_address(bind, key), ingest_endpoint, bind_features=True, bind_predictions=False,
-                              max_batch=inference.max_batch, max_delay_s=inference.max_delay_ms / 1000)
+                              max_batch=inference.max_batch, max_delay_s=inference.max_delay_ms / 1000,
+                              routes=routes or {})
         self.server = InferenceServer(model, config)
         self.server.start()
         self.endpoint = remember_address(key, self.server.features_endpoint)

@@ -19,15 +19,17 @@ from actors.aggregator import Aggregator
 from actors.gas_oracle import GasOracle
 from actors.inference import LstmInference, resolve_checkpoint
 from actors.pending_watcher import PendingWatcher
-from actors.pipeline import Pipeline
+from actors.pipeline import ChainRun, Pipeline
 from actors.ray_session import NAMESPACE
 from actors.submitter import SimSubmitter
 from actors.watcher import PoolWatcher
 from scanner.chain.discovery import discover
-from scanner.chain.rpc import connect
-from scanner.cluster.placement import Node, plan_placement, plan_shards
-from scanner.config import Config
-from scanner.errors import ConfigError
+from scanner.chain.rpc import ChainClient, connect
+from scanner.cluster.placement import Node, chain_suffix, plan_placement, plan_shards
+from scanner.config import ChainSpec, Config
+from scanner.dex.pool import PoolInfo
+from scanner.errors import ChainError, ConfigError
+from scanner.gas.fees import chain_rules
 
 log = logging.getLogger(__name__)
 
@@ -64,69 +66,121 @@ def _pinned(node: Node) -> NodeAffinitySchedulingStrategy:
     return NodeAffinitySchedulingStrategy(node_id=node.id, soft=False)
 
 
-def _options(role: str, name: str, **extra) -> dict:
+def _options(role: str, name: str, chains: int = 1, **extra) -> dict:
+    """Ray options of one actor; a per-chain role's CPU share is split among the `chains`, so several
+    chains ask the cluster for no more CPU than one (their actors mostly wait on sockets)."""
     spec = ROLES[role]
-    return dict(name=name, namespace=NAMESPACE, num_cpus=spec.num_cpus, max_restarts=spec.max_restarts,
+    return dict(name=name, namespace=NAMESPACE, num_cpus=spec.num_cpus / chains, max_restarts=spec.max_restarts,
                 max_task_retries=spec.max_task_retries, **extra)
+
+
+def connect_chain(config: Config, chain: ChainSpec, key: str) -> ChainClient:
+    """`chain`'s node, checked to be the chain its table names (the error names the table, `chains[1]`)."""
+    try:
+        return connect(replace(config, chain=chain.node, chains=[]))
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("chain.", f"{key}.", 1) + f": point {key}.rpc_url at a node of that chain "
+                          "or fix its chain_id") from None
+    except ChainError as e:
+        raise ChainError(f"{key}: {e}") from None
+
+
+def _chain_runs(config: Config) -> list[ChainRun]:
+    """What each chain's actors are told; the default chain's aggregator serves them all."""
+    networks = config.networks()
+    names = tuple(c.name for c in networks)
+    return [ChainRun(c.name, c.chain_id, chain_suffix(c.name, len(networks)),
+                     chain_rules(c.eip1559, c.eip1559_elasticity, c.eip1559_denominator), c.l1_fee,
+                     config.submitter.executor if i == 0 else "",
+                     tuple(d.factory for d in c.dexes if d.kind == "uniswap-v3"), names if i == 0 else ())
+            for i, c in enumerate(networks)]
 
 
 def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: tuple[int, int] | None = None,
            progress: bool = True, ready_timeout_s: float = 120.0, pending: bool = False) -> Pipeline:
     """Discover pools, place the roles on the cluster's nodes, start them and wait until each answers;
-    with `pending`, also a PendingWatcher whose pending swaps the aggregator ranks backruns on."""
-    if not config.dexes:
-        raise ConfigError("no [[dexes]] configured: add at least one factory to scan")
-    if not config.tokens.base:
-        raise ConfigError("tokens.base is empty: name at least one base token address")
+    with `pending`, also a PendingWatcher whose pending swaps the aggregator ranks backruns on.
+
+    Every chain of the config gets its own gas oracle, aggregator and watchers (named with the chain
+    when there are several); one inference actor serves them all; the default chain's aggregator
+    hosts the query server, and the submitter and a PendingWatcher follow the default chain."""
+    networks = config.networks()
+    keys = ["chain"] if not config.chains else [f"chains[{i}]" for i in range(len(networks))]
+    for chain, key in zip(networks, keys):
+        if not chain.dexes:
+            raise ConfigError(f"no dexes configured for {key}: add at least one factory to scan "
+                              f"({'[[dexes]]' if key == 'chain' else f'[[chains.dexes]] in {key}'})")
+        if not chain.tokens.base:
+            where = "tokens.base" if key == "chain" else f"{key}.tokens.base"
+            raise ConfigError(f"{where} is empty: name at least one base token address")
     place = plan_placement(config, cluster_nodes(), ray.get_runtime_context().get_node_id())
-    client = connect(config)
-    found = discover(client, config.dexes, max_pools=config.tokens.max_pools, progress=progress)
-    if not found:
-        raise ConfigError(f"the configured factories have no pools on {config.rpc_url}")
-    pools = dict(enumerate(found))
-    shards, note = plan_shards(config.watchers.shards, len(pools))
+    runs = _chain_runs(config)
+    found: list[dict[int, PoolInfo]] = []  # per chain; pool ids unique over all chains (one inference serves them)
+    for chain, key in zip(networks, keys):
+        pools_of = discover(connect_chain(config, chain, key), chain.dexes, max_pools=chain.tokens.max_pools,
+                            progress=progress)
+        if not pools_of:
+            raise ConfigError(f"the factories of {key} have no pools on {chain.resolved_rpc_url(key)}")
+        offset = sum(len(f) for f in found)
+        found.append({offset + i: p for i, p in enumerate(pools_of)})
+    pools = {i: p for f in found for i, p in f.items()}
+    shards, note = plan_shards(config.watchers.shards, min(len(f) for f in found))
     checkpoint = resolve_checkpoint(config.inference)
     notes = list(place.notes) + ([note] if note else [])
     if checkpoint and not config.tokens.price_oracle:
         notes.append("tokens.price_oracle is empty: the LSTM's price-gap feature reads 0 for every pool, so its "
                      "success probabilities lose their main signal; configure an Aave-style price oracle")
+    notes += [f"{key}.l1_fee = 'arbitrum': Arbitrum's L1 pricing is not modelled yet, its profits leave it out"
+              for chain, key in zip(networks, keys) if chain.l1_fee == "arbitrum"]
     submitter = config.submitter.enabled and bool(config.submitter.executor)
     if config.submitter.enabled and not submitter:
         notes.append("submitter.executor is empty: no simulated submission (set it to your ArbExecutor)")
     for note in notes:  # said before the waits, so a start that times out still explains itself
         log.warning(note)
-    pipeline = Pipeline({}, pools, {}, notes, place.describe(shards, submitter))
+    pipeline = Pipeline({}, pools, {}, notes, place.describe(shards, submitter, tuple(r.suffix for r in runs)),
+                        runs)
     actors, endpoints = pipeline.actors, pipeline.endpoints
-    run = uuid.uuid4().hex[:12]  # names this launch's bound ports in Ray's KV
+    run_id = uuid.uuid4().hex[:12]  # names this launch's bound ports in Ray's KV
     bind = f"tcp://{place.data_host}:*"
     hub = _pinned(place.hub)
-    actors["gas-oracle"] = GasOracle.options(**_options("gas-oracle", "gas-oracle", scheduling_strategy=hub)).remote(
-        config.chain, config.rpc_url, config.gas, bind, f"{run}/gas")
-    endpoints |= pipeline.bound("gas-oracle", ready_timeout_s)
-    actors["aggregator"] = Aggregator.options(**_options("aggregator", "aggregator", scheduling_strategy=hub)).remote(
-        pools, config.tokens.base, shards, config.aggregator, config.sockets, bind, endpoints["gas"], run,
-        symbols, gas_model, str(checkpoint) if checkpoint else None)
-    endpoints |= pipeline.bound("aggregator", ready_timeout_s)
+    for run, chain in zip(runs, networks):
+        name = run.actor("gas-oracle")
+        actors[name] = GasOracle.options(**_options("gas-oracle", name, len(runs), scheduling_strategy=hub)).remote(
+            chain.node, chain.resolved_rpc_url(), config.gas, bind, f"{run_id}/gas{run.suffix}", run)
+        endpoints |= {f"gas{run.suffix}": pipeline.bound(name, ready_timeout_s)["gas"]}
+    for i, (run, chain, chain_pools) in enumerate(zip(runs, networks, found)):  # the default chain's (the host) first
+        name = run.actor("aggregator")
+        forward = None if i == 0 else {k: endpoints[k] for k in ("forwarded", "query", "publish")}
+        actors[name] = Aggregator.options(**_options("aggregator", name, len(runs), scheduling_strategy=hub)).remote(
+            chain_pools, chain.tokens.base, shards, config.aggregator, config.sockets, bind, endpoints[f"gas{run.suffix}"],
+            f"{run_id}{run.suffix}", symbols, gas_model, str(checkpoint) if checkpoint else None, run,
+            forward)
+        bound = pipeline.bound(name, ready_timeout_s)
+        endpoints |= {f"ingest{run.suffix}": bound["ingest"]} | ({} if forward else bound)
     inference = replace(config.inference, device=place.inference_device)
+    routes = {r.chain_id: endpoints[f"ingest{r.suffix}"] for r in runs} if len(runs) > 1 else None
     actors["inference"] = LstmInference.options(**_options(
         "inference", "inference", num_gpus=place.inference_gpus, resources=place.inference_resources,
-        scheduling_strategy=_pinned(place.inference))).remote(inference, bind, endpoints["ingest"], f"{run}/features")
+        scheduling_strategy=_pinned(place.inference))).remote(inference, bind, endpoints["ingest"],
+                                                              f"{run_id}/features", routes)
     endpoints |= pipeline.bound("inference", ready_timeout_s)
     spread = _pinned(place.watchers) if place.watchers else "SPREAD"
-    for shard in range(shards):
-        shard_pools = {i: p for i, p in pools.items() if i % shards == shard}
-        actors[f"watcher-{shard}"] = PoolWatcher.options(**_options("watcher", f"watcher-{shard}",
-                                                                    scheduling_strategy=spread)).remote(
-            config.chain, config.rpc_url, shard, shard_pools, endpoints["features"], endpoints["ingest"],
-            endpoints["gas"], config.watchers.backfill_max_blocks, config.tokens.price_oracle)
+    for run, chain, chain_pools in zip(runs, networks, found):
+        for shard in range(shards):
+            name = run.actor(f"watcher-{shard}")
+            shard_pools = {i: p for n, (i, p) in enumerate(chain_pools.items()) if n % shards == shard}
+            actors[name] = PoolWatcher.options(**_options("watcher", name, len(runs), scheduling_strategy=spread)).remote(
+                chain.node, chain.resolved_rpc_url(), shard, shard_pools, endpoints["features"],
+                endpoints[f"ingest{run.suffix}"], endpoints[f"gas{run.suffix}"], config.watchers.backfill_max_blocks,
+                chain.tokens.price_oracle, run)
     if pending:
         actors["pending-watcher"] = PendingWatcher.options(**_options(
             "pending-watcher", "pending-watcher", scheduling_strategy=spread)).remote(
-            config.chain, config.rpc_url, pools, endpoints["ingest"])
+            config.chain, config.rpc_url, found[0], endpoints["ingest"])
     if submitter:
         actors["submitter"] = SimSubmitter.options(**_options("submitter", "submitter", scheduling_strategy=hub)).remote(
             config.chain, config.rpc_url, config.submitter, endpoints["publish"],
-            [d.factory for d in config.dexes if d.kind == "uniswap-v3"])
+            [d.factory for d in config.dexes if d.kind == "uniswap-v3"], runs[0].actor("aggregator"), runs[0].name)
     log.info("placement: %s", pipeline.placement)
     pipeline.wait_ready(ready_timeout_s)
     return pipeline

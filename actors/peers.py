@@ -24,8 +24,9 @@ class PeerHealth:
     reach the node, a peer is restarting, or a peer's loop has stalled.
     """
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], suffix: str = "") -> None:
         self.names = names
+        self.suffix = suffix  # of this chain's actor names (several chains: "@name")
         self._handles: dict[str, ray.actor.ActorHandle] = {}
         self._missing_until: dict[str, float] = {}  # name -> when to look it up again
         self._inflight: dict[str, tuple[ray.ObjectRef, float]] = {}
@@ -73,8 +74,9 @@ class PeerHealth:
     def reasons(self) -> list[str]:
         out = []
         for name, h in sorted(self._last.items()):
+            detail = h.get("reason") or "; ".join(h.get("reasons") or ())  # an aggregator's are a list
             if h.get("status") != "ok":
-                out.append(f"{name}: {h.get('status')}{': ' + h['reason'] if h.get('reason') else ''}")
+                out.append(f"{name}: {h.get('status')}{': ' + detail if detail else ''}")
             elif (h.get("last_ok_age_s") or 0.0) > PEER_STALE_S:
                 out.append(f"{name}: no step completed for {h['last_ok_age_s']:.0f} s")
         return out
@@ -88,7 +90,8 @@ class PeerHealth:
                 continue
             self._resync_asked[shard] = now
             try:
-                ids = ray.get(ray.get_actor(f"watcher-{shard}", namespace=NAMESPACE).resync.remote(), timeout=5)
+                watcher = ray.get_actor(f"watcher-{shard}{self.suffix}", namespace=NAMESPACE)
+                ids = ray.get(watcher.resync.remote(), timeout=5)
             except Exception as e:  # that watcher is down or restarting: ask again later
                 log.warning("aggregator: shard %d did not take the resync request: %s", shard, e)
                 continue

@@ -1,4 +1,5 @@
-"""A launched arbscan pipeline: its actors by name, their endpoints, and control over them."""
+"""A launched arbscan pipeline: its actors by name, their endpoints, and control over them; and
+`ChainRun`, what each actor of a chain is told about its chain."""
 from __future__ import annotations
 
 import logging
@@ -7,10 +8,31 @@ from dataclasses import dataclass, field
 
 import ray
 
+from scanner.cluster.placement import actor_name
+from scanner.config import DEFAULT_CHAIN, LOCAL_CHAIN_ID
 from scanner.dex.pool import PoolInfo
 from scanner.errors import ConfigError
+from scanner.gas.fees import ETHEREUM, BaseFeeRules
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChainRun:
+    """One chain of a launch as its actors see it: its name and id, what its actors' names end with,
+    its fee rules, and which chains the query server its aggregator hosts serves."""
+
+    name: str = DEFAULT_CHAIN
+    chain_id: int = LOCAL_CHAIN_ID
+    suffix: str = ""  # of its actors' names: "" for the only chain, "@name" among several
+    rules: BaseFeeRules = ETHEREUM
+    l1_fee: str = "none"  # `scanner.config.L1_FEES`
+    executor: str = ""  # the ArbExecutor whose calldata an L1 data fee is computed for ("" = 0x0)
+    v3_factories: tuple[str, ...] = ()
+    serves: tuple[str, ...] = ()  # the query server's host: every chain's name, default first; else ()
+
+    def actor(self, role: str) -> str:
+        return actor_name(role, self.suffix)
 
 
 @dataclass
@@ -22,6 +44,7 @@ class Pipeline:
     endpoints: dict[str, str]
     notes: list[str] = field(default_factory=list)  # what the launcher decided instead of what was asked
     placement: dict[str, str] = field(default_factory=dict)  # actor name -> node id, or "SPREAD"
+    chains: list[ChainRun] = field(default_factory=list)  # the default chain first
 
     def health(self, timeout_s: float = 10.0) -> dict[str, dict]:
         refs = {name: a.health.remote() for name, a in self.actors.items()}

@@ -25,14 +25,15 @@ log = logging.getLogger(__name__)
 @ray.remote
 class SimSubmitter:
     def __init__(self, chain: ChainConfig, rpc_url: str, submitter: SubmitterConfig, publish_endpoint: str,
-                 v3_factories: list[str]) -> None:
+                 v3_factories: list[str], aggregator: str = "aggregator", chain_name: str | None = None) -> None:
+        self.aggregator = aggregator  # its chain's aggregator (the default chain's), which takes its gas calibration
         self.metrics = Metrics("submitter")
         self.client = ChainClient(rpc_url, timeout_s=chain.request_timeout_s, max_retries=chain.max_retries)
         self.config = submitter
         self.v3_factories = v3_factories
         self.account = load_key(os.environ.get(submitter.private_key_env), submitter.private_key_file)
         self.core: SubmitterCore | None = None  # built in the loop thread: SQLite connections stay on theirs
-        self.subscriber = Subscriber(publish_endpoint, timeout_s=0.2)
+        self.subscriber = Subscriber(publish_endpoint, timeout_s=0.2, chain=chain_name)  # its own chain's blocks
         self.blocks = 0
         self.skipped = 0
         self.gas_model_sent = False
@@ -83,7 +84,7 @@ class SimSubmitter:
         """Calibration is control, not data: a Ray call to the aggregator, done once it has taken it
         (a restarted aggregator asks for it again through `stats`)."""
         try:
-            ray.get(ray.get_actor("aggregator", namespace=NAMESPACE).set_gas_model.remote(model.base, model.per_hop),
+            ray.get(ray.get_actor(self.aggregator, namespace=NAMESPACE).set_gas_model.remote(model.base, model.per_hop),
                     timeout=5)
             self.gas_model_sent = True
         except Exception as e:  # the aggregator is restarting: again with the next block

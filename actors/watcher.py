@@ -13,6 +13,7 @@ import ray
 import zmq
 
 from actors.loop import ActorLoop, Metrics
+from actors.pipeline import ChainRun
 from scanner.chain.follow import ReorgTooDeep
 from scanner.chain.heads import HeadNotifier
 from scanner.chain.rpc import ChainClient
@@ -37,12 +38,12 @@ FEATURES_SNDBUF = 256 * 1024  # and a fixed kernel send buffer under them (autot
 class PoolWatcher:
     def __init__(self, chain: ChainConfig, rpc_url: str, shard: int, pools: dict[int, PoolInfo],
                  features_endpoint: str, ingest_endpoint: str, gas_endpoint: str,
-                 backfill_max_blocks: int = 256, price_oracle: str = "") -> None:
-        self.role = f"watcher-{shard}"
+                 backfill_max_blocks: int = 256, price_oracle: str = "", network: ChainRun = ChainRun()) -> None:
+        self.role = network.actor(f"watcher-{shard}")
         self.metrics = Metrics(self.role)
         self.client = ChainClient(rpc_url, timeout_s=chain.request_timeout_s, max_retries=chain.max_retries)
         self.core = PoolWatcherCore(self.client, pools, shard, backfill_max_blocks=backfill_max_blocks,
-                                    price_oracle=price_oracle)
+                                    price_oracle=price_oracle, chain_id=network.chain_id)
         self.ctx = zmq.Context()
         self.features = self._push(features_endpoint, FEATURES_HWM, FEATURES_SNDBUF)
         self.ingest = self._push(ingest_endpoint, SEND_HWM)

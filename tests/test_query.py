@@ -198,3 +198,23 @@ def test_replace_refuses_repeated_ids():
 def test_health_status_is_checked():
     with pytest.raises(ValueError, match="health status"):
         Health("fine")
+
+
+def test_a_store_of_several_chains_serves_each_apart_and_all_merged_by_ev():
+    store = RankingStore(("base", "op"))
+    store.replace(10, [opp("b1", 1.0, [WETH], block=10, chain="base"), opp("b9", 9.0, [WETH, A], block=10, chain="base")])
+    store.replace(500, [opp("o5", 5.0, [WETH, A], block=500, chain="op")], "op")
+    h = QueryHandler(store, stats=dict, health=lambda: Health("degraded", ["watcher-0@op: down"], {"base": "ok", "op": "down"}))
+    merged = result_of(ask(h, request("top", n=2)))
+    assert [o["id"] for o in merged["opportunities"]] == ["b9", "o5"] and merged["blocks"] == {"base": 10, "op": 500}
+    only_op = result_of(ask(h, request("top", chain="op", token=A.upper())))
+    assert only_op["block"] == 500 and [o["id"] for o in only_op["opportunities"]] == ["o5"]
+    reply = ask(h, request("top", chain="arb"))
+    assert reply["error"]["code"] == "bad_field" and "'arb'" in reply["error"]["message"] and "base, op" in reply["error"]["message"]
+    assert ask(h, request("top", chain=""))["error"]["code"] == "bad_field"
+    assert store.get("o5")["chain"] == "op"
+    assert store.withdraw(500, "op") and store.block == 10 and store.top(chain="op").opportunities == []
+    assert result_of(ask(h, request("health"))) == {"status": "degraded", "reasons": ["watcher-0@op: down"],
+                                                    "chains": {"base": "ok", "op": "down"}}
+    with pytest.raises(ValueError, match="health status"):
+        Health("ok", [], {"op": "gone"})

@@ -12,7 +12,7 @@ from scanner.config import SocketsConfig
 from scanner.errors import ConfigError
 from scanner.serve import keys as curve
 from scanner.serve.client import QueryClient, QueryTimeout, Subscriber
-from scanner.serve.query_server import QueryServer
+from scanner.serve.query_server import QueryServer, RankingForwarder
 from scanner.wire.query import Health, QueryError, RankingStore, pack, unpack
 
 LOCAL = SocketsConfig(query="tcp://127.0.0.1:*", publish="tcp://127.0.0.1:*")
@@ -182,3 +182,34 @@ def test_stops_within_2s_of_the_stop_event(serve):
     assert time.monotonic() - t0 < 2.0
     with pytest.raises(RuntimeError, match="after stop"):
         server.update(1, [])
+
+
+def test_another_chains_rankings_are_forwarded_served_and_streamed_under_its_name():
+    """The default chain's aggregator hosts the server; another chain's forwards its rankings (and
+    reorg withdrawals) to it, and clients pick a chain by `top(chain=)` and by stream topic."""
+    server = QueryServer(LOCAL, RankingStore(("main", "op")), stats=dict, health=lambda: Health("ok")).start()
+    context = zmq.Context()
+    inbox = context.socket(zmq.PULL)
+    inbox.linger = 0
+    inbox.bind("tcp://127.0.0.1:*")
+    forwarder = RankingForwarder("op", inbox.getsockopt_string(zmq.LAST_ENDPOINT), server.query_endpoint,
+                                 server.publish_endpoint)
+    try:
+        with Subscriber(server.publish_endpoint, timeout_s=2, chain="op") as op_only, \
+                QueryClient(server.query_endpoint, timeout_s=2) as client:
+            time.sleep(0.3)  # PUB/SUB slow joiner
+            server.update(5, ranking(5), "main")
+            forwarder.update(70, [dict(o, chain="op") for o in ranking(70, 2)])
+            assert inbox.poll(2000)
+            server.forwarded(inbox.recv())
+            assert op_only.recv().block == 70  # the main chain's block 5 is not on this topic
+            assert client.top(chain="op").block == 70 and client.top(chain="main").block == 5
+            assert client.top().blocks == {"main": 5, "op": 70}
+            assert forwarder.withdraw(70) and inbox.poll(2000)
+            server.forwarded(inbox.recv())
+            assert client.top(chain="op").opportunities == [] and client.top(chain="main").block == 5
+    finally:
+        forwarder.stop()
+        inbox.close()
+        context.term()
+        server.stop()

@@ -122,3 +122,12 @@ class OpStackOracle:
     def l1_gas_used(self, tx: bytes) -> int:
         """`getL1GasUsed(tx)`: pins the FastLZ length, one compressed byte ≈ 13 L1 gas."""
         return self.oracle.functions.getL1GasUsed(tx).call(_READ)
+
+
+def read_l1_block(w3: Web3, block: int) -> FjordFeeParams:
+    """The Fjord fee inputs as the chain's `L1Block` predeploy holds them at `block` (what the gas
+    oracle publishes each block, so that the ranking charges each route its L1 data fee)."""
+    f = w3.eth.contract(address=L1_BLOCK, abi=load_predeploy("L1Block").abi).functions
+    read: TxParams = {**_READ, "to": L1_BLOCK}
+    return FjordFeeParams(f.basefee().call(read, block), f.blobBaseFee().call(read, block),
+                          f.baseFeeScalar().call(read, block), f.blobBaseFeeScalar().call(read, block))

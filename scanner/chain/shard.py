@@ -55,9 +55,11 @@ class PoolWatcherCore:
         backfill_max_blocks: int = 256,
         reorg_window: int = 64,
         price_oracle: str = "",
+        chain_id: int = 0,
     ) -> None:
         self.client = client
         self.shard = shard
+        self.chain_id = chain_id  # marks every feature row: one inference actor serves every chain
         self.backfill_max_blocks = backfill_max_blocks
         self.ids = {p.address.lower(): i for i, p in pools.items()}
         self.addresses: list[str] = [to_checksum_address(p.address) for p in pools.values()]
@@ -157,7 +159,8 @@ class PoolWatcherCore:
             ids.append(self.ids[address])
             x.append(compute_features(obs))
         return FeatureFrame(np.array(ids, dtype=np.int64), np.full(len(ids), ref.number, dtype=np.int64),
-                            np.array(x, dtype=np.float32).reshape(len(ids), N_FEATURES))
+                            np.array(x, dtype=np.float32).reshape(len(ids), N_FEATURES),
+                            np.full(len(ids), self.chain_id, dtype=np.int64))
 
     def _fetch(self, number: int) -> BlockRef:
         return block_ref(self.client.get_block(number))

@@ -6,6 +6,10 @@
   node carrying `ray.inference_resource` when one is configured, else on CPU on the aggregator's node;
 - the watchers spread over the nodes (`scheduling_strategy="SPREAD"`).
 
+With several chains every chain has its own watchers, gas oracle and aggregator, named with the
+chain (`aggregator@base`, `watcher-0@base`: `actor_name`), placed by the same rules; one inference
+actor serves them all, and the submitter follows the default (first) chain.
+
 With `sockets.data_host = "node"` every binding actor binds on its node's own IP (multi-node
 clusters); with a fixed host (loopback by default) every binding actor runs on the aggregator's
 node, and with loopback on a multi-node cluster so do all the others. Plain data: the launcher
@@ -19,6 +23,16 @@ from scanner.config import LOOPBACK_HOSTS, Config, is_loopback
 from scanner.errors import ConfigError
 
 INFERENCE_RESOURCE_AMOUNT = 0.01  # of `ray.inference_resource`: lands on its node without using it up
+
+
+def chain_suffix(chain: str, chains: int) -> str:
+    """What a chain's actor names end with: "" when it is the only chain, "@name" among several."""
+    return f"@{chain}" if chains > 1 else ""
+
+
+def actor_name(role: str, suffix: str = "") -> str:
+    """The Ray actor name of a per-chain `role` ("aggregator", "watcher-0") of the chain with `suffix`."""
+    return role + suffix
 
 
 @dataclass(frozen=True)
@@ -65,11 +79,13 @@ class Placement:
     data_host: str = "127.0.0.1"  # "node" or a fixed host every binding actor binds on
     notes: list[str] = field(default_factory=list)
 
-    def describe(self, shards: int, submitter: bool) -> dict[str, str]:
-        """Actor name -> node id, or "SPREAD" for actors Ray spreads."""
-        out = {"aggregator": self.hub.id, "gas-oracle": self.hub.id, "inference": self.inference.id}
-        for shard in range(shards):
-            out[f"watcher-{shard}"] = self.watchers.id if self.watchers else "SPREAD"
+    def describe(self, shards: int, submitter: bool, suffixes: tuple[str, ...] = ("",)) -> dict[str, str]:
+        """Actor name -> node id, or "SPREAD" for actors Ray spreads; `suffixes`: one per chain."""
+        out = {"inference": self.inference.id}
+        for suffix in suffixes:
+            out |= {actor_name("aggregator", suffix): self.hub.id, actor_name("gas-oracle", suffix): self.hub.id}
+            for shard in range(shards):
+                out[actor_name(f"watcher-{shard}", suffix)] = self.watchers.id if self.watchers else "SPREAD"
         if submitter:
             out["submitter"] = self.hub.id
         return out

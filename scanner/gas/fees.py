@@ -90,6 +90,17 @@ BASE = Eip1559Rules(6, 250)
 ARBITRUM = FlooredBaseFee(floor=20_000_000)
 
 
+# By the names a [[chains]] table's `eip1559` takes (`scanner.config.FEE_RULES`).
+PRESETS: dict[str, BaseFeeRules] = {"ethereum": ETHEREUM, "optimism": OPTIMISM, "base": BASE, "arbitrum": ARBITRUM}
+
+
+def chain_rules(preset: str, elasticity: int = 0, denominator: int = 0) -> BaseFeeRules:
+    """A chain's base-fee rules: EIP-1559 at `elasticity`/`denominator` when both are set, else the preset."""
+    if elasticity and denominator:
+        return Eip1559Rules(elasticity, denominator)
+    return PRESETS[preset]
+
+
 def next_base_fee(parent_base_fee: int, parent_gas_used: int, parent_gas_limit: int,
                   rules: BaseFeeRules = ETHEREUM) -> int:
     """The base fee of the block after the parent under a chain's `rules` (Ethereum's by default)."""

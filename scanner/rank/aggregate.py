@@ -5,6 +5,7 @@ completeness rules are tested in-process.
 """
 from __future__ import annotations
 
+import heapq
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -14,7 +15,7 @@ from fractions import Fraction
 from scanner.dex.kinds import make_pool
 from scanner.dex.pool import PoolInfo
 from scanner.errors import ConfigError
-from scanner.gas.fees import GasModel, next_base_fee
+from scanner.gas.fees import ETHEREUM, BaseFeeRules, GasModel, next_base_fee
 from scanner.rank.ranking import HeuristicRiskModel, Opportunity, Ranker, RiskModel
 from scanner.rank.risk import LstmRiskModel
 from scanner.route.graph import MAX_HOPS
@@ -60,6 +61,7 @@ REPORTED_WINDOW = 256  # block hashes remembered per shard, to tell orphaned rep
 ORPHANED_WINDOW = 1024  # orphaned block hashes remembered, to drop late reports built on them
 PENDING_QUEUE = 5000  # pending updates waiting to be ranked; beyond it the oldest are shed (counted)
 PENDING_BUDGET_S = 0.02  # ranking of pending updates per call of `rank_pending`: block updates come first
+BACKRUNS_PER_TRIGGER = 3  # the best cycles kept per pending transaction (one of them is sent)
 
 
 def base_rates(pools: Iterable[PoolInfo], base_tokens: list[str]) -> dict[str, Fraction]:
@@ -106,6 +108,7 @@ class AggregatorCore:
         top_n: int = 10,
         shard_timeout_s: float = 2.0,
         gas_model: GasModel = GasModel(),
+        fee_rules: BaseFeeRules = ETHEREUM,  # the chain's: the next block's base fee from each header
         risk: RiskModel = HeuristicRiskModel(),
         clock: Callable[[], float] = time.monotonic,
         max_hops: int = MAX_HOPS,
@@ -118,6 +121,7 @@ class AggregatorCore:
         self.ranker = Ranker([make_pool(p) for p in pools.values()], base_rates(pools.values(), base_tokens), gas_price=0,
                                gas_model=gas_model, risk=risk, top_n=top_n, max_hops=max_hops)
         self.tip = 0
+        self.fee_rules = fee_rules
         self.last_reported: dict[int, int] = {}  # shard -> highest block it reported (on the chain it follows)
         self.first_reported: dict[int, int] = {}  # shard -> the block it bootstrapped at
         self.reported: dict[int, OrderedDict[int, str]] = {}  # shard -> block number -> hash it reported
@@ -203,14 +207,16 @@ class AggregatorCore:
                 continue
             self.pending_counts["ranked"] += 1
             if ranked or msg.trigger in self.backruns:
-                self.backruns[msg.trigger] = (msg.base_block, ranked)
+                self.backruns[msg.trigger] = (msg.base_block, ranked[:BACKRUNS_PER_TRIGGER])
                 changed = True
         return changed
 
-    def backrun_opportunities(self, block: int) -> list[Opportunity]:
-        """Every ranked backrun on the mined state of `block`, best first."""
-        out = [o for b, ranked in self.backruns.values() if b == block for o in ranked]
-        return sorted(out, key=lambda o: o.expected_value_eth, reverse=True)
+    def backrun_opportunities(self, block: int, limit: int | None = None) -> list[Opportunity]:
+        """The ranked backruns on the mined state of `block` (the best `limit` of them), best first."""
+        found = (o for b, ranked in self.backruns.values() if b == block for o in ranked)
+        if limit is not None:
+            return heapq.nlargest(limit, found, key=lambda o: o.expected_value_eth)
+        return sorted(found, key=lambda o: o.expected_value_eth, reverse=True)
 
     def on_predictions(self, frame: PredictionFrame) -> None:
         """The LSTM's newest per-pool predictions: an LSTM risk model prices the next ranking with them."""
@@ -354,7 +360,7 @@ class AggregatorCore:
 
     def _rank(self, entry: _Pending, complete: bool) -> RankedBlock:
         header = entry.header  # at a timeout with a reorg half seen: the chain the newest report named
-        gas_price = next_base_fee(header.base_fee, header.gas_used, header.gas_limit) + self.tip
+        gas_price = next_base_fee(header.base_fee, header.gas_used, header.gas_limit, self.fee_rules) + self.tip
         updates: dict[str, tuple] = {}
         other: dict[str, tuple] = {}
         for update in entry.updates.values():

@@ -23,8 +23,9 @@ def ranking_table(block: int | None, opportunities: Iterable[dict], *, limit: in
     if opportunities:
         lines.append(f"{'#':>2} {'path':<28} {'dex per hop':<18} {'input':>12} {'gross':>11} {'gas':>10} {'net':>11} "
                      f"{'P(ok)':>6} {'slip':>10} {'EV (ETH)':>11}  id")
+    several = len({o.get("chain") for o in opportunities}) > 1  # then each path says its chain
     for i, o in enumerate(opportunities, 1):
-        path = "→".join(o.get("symbols") or [t[:6] for t in o["tokens"]])
+        path = (f"{o['chain']}:" if several else "") + "→".join(o.get("symbols") or [t[:6] for t in o["tokens"]])
         lines.append(
             f"{i:>2} {path:<28} {hop_kinds(o):<18} {o['amount_in'] / WEI:>12.6f} {_eth(o['gross_profit']):>11} "
             f"{_eth(-o['gas_cost']):>10} {_eth(o['net_profit']):>11} {o['success_probability']:>6.2f} "

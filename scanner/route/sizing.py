@@ -139,13 +139,14 @@ def refine(hops: Sequence[Hop], x_hint: float, budget: int = 32) -> Sized | None
     has a positive exact profit (or, with a V3 hop, none was found).
 
     V2 cycles: `integer_optimum.optimize`, from `x_hint`, the continuous optimum of the fast path
-    (only where the search starts), with at most `budget` exact evaluations. A cycle with a V3 hop
-    goes to `refine_mixed`, which finds its own starting point.
+    (only where the search starts), with at most 4·budget exact evaluations, as `refine_mixed` (the
+    largest count seen on 2,000 random realistic cycles is 121; most take 1 or 2). A cycle with a V3
+    hop goes to `refine_mixed`, which finds its own starting point.
     """
     if any(isinstance(pool, V3Pool) for pool, _ in hops):
         return refine_mixed(hops, budget)
     found = optimize([pool.mobius(z41) for pool, z41 in hops], [pool.max_input(z41) for pool, z41 in hops],
-                     x_hint, budget)
+                     x_hint, 4 * budget)
     return None if found is None else Sized(found.amount_in, found.amounts, found.profit, found.gap)
 
 

@@ -161,7 +161,8 @@ class StreamingBatcher:
                 applied.append(rows)
                 values.append(self._advance(slots[rows], frame.x[rows]))
         rows = np.concatenate(applied)
-        return PredictionFrame(frame.pool[rows], frame.block[rows], *np.concatenate(values, axis=1))
+        mu, sigma, p_trade = np.concatenate(values, axis=1)
+        return PredictionFrame(frame.pool[rows], frame.block[rows], mu, sigma, p_trade, frame.chain[rows])
 
     @torch.inference_mode()
     def _advance(self, slots: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import zmq
 
 from scanner.errors import ArbscanError
 from scanner.serve.keys import ClientKeys
-from scanner.wire.query import TOPIC, Health, QueryError, Top, request, result_of, unpack
+from scanner.wire.query import TOPIC, Health, QueryError, Top, chain_topic, request, result_of, unpack
 
 __all__ = ["QueryClient", "QueryError", "QueryTimeout", "Subscriber"]
 
@@ -70,8 +70,10 @@ class QueryClient:
         raise QueryTimeout(f"no reply from {self.endpoint} to {op!r} within {self.timeout_s} s "
                            f"({self.retries + 1} tries): {_hint(self._curve)}")
 
-    def top(self, n: int | None = None, min_ev: float | None = None, token: str | None = None) -> Top:
-        return Top.from_wire(self.call("top", n=n, min_ev=min_ev, token=token))
+    def top(self, n: int | None = None, min_ev: float | None = None, token: str | None = None,
+            chain: str | None = None) -> Top:
+        """The best `n` opportunities; `chain` keeps one chain's (default: every chain served, by ev)."""
+        return Top.from_wire(self.call("top", n=n, min_ev=min_ev, token=token, chain=chain))
 
     def get(self, id: str) -> dict:
         return self.call("get", id=id)
@@ -80,20 +82,20 @@ class QueryClient:
         return self.call("stats")
 
     def health(self) -> Health:
-        result = self.call("health")
-        return Health(result["status"], result["reasons"])
+        return Health.from_wire(self.call("health"))
 
 
 class Subscriber:
-    """The top-N of each block as the server publishes it; misses what was sent before it joined."""
+    """The top-N of each block as the server publishes it; misses what was sent before it joined.
+    `chain` keeps one chain's (the server filters by topic); default: every chain's."""
 
     def __init__(self, endpoint: str, timeout_s: float = 30.0, curve: ClientKeys | None = None,
-                 context: zmq.Context | None = None):
+                 context: zmq.Context | None = None, chain: str | None = None):
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self._curve = curve
         self._sock = _socket(context or zmq.Context.instance(), zmq.SUB, endpoint, curve)
-        self._sock.subscribe(TOPIC)
+        self._sock.subscribe(chain_topic(chain) if chain else TOPIC)
 
     def __enter__(self) -> Subscriber:
         return self

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import cast
 
 import numpy as np
@@ -35,7 +35,7 @@ import zmq
 
 from scanner.model.lstm import ArbLSTM, Checkpoint
 from scanner.serve.batching import DynamicBatcher, StreamingBatcher
-from scanner.wire.frames import FeatureFrame, WireError
+from scanner.wire.frames import FeatureFrame, PredictionFrame, WireError
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,17 @@ class ServerConfig:
     predictions_addr: str
     bind_features: bool = True
     bind_predictions: bool = False
-    max_batch: int = 256
+    max_batch: int = 256  # rows that start a batch at once
     max_delay_s: float = 0.002
+    max_load_batch: int = 4096  # rows one batch may take when more than max_batch wait (a backlog)
     max_pending: int = 16384  # rows queued before the overflow policy applies
     hwm: int = 1000  # ZMQ high-water mark, in frames, of both sockets
     capacity: int = 1024  # initial pool slots (grows by doubling)
     torch_threads: int | None = 1  # process-wide; 1 leaves the other core to ZMQ and decoding
     poll_ms: int = 50  # longest sleep between checks of the stop event
+    # Several chains: predictions of a chain id listed here go to that chain's aggregator (connected
+    # PUSH), the others to `predictions_addr`.
+    routes: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -87,6 +91,7 @@ class InferenceServer:
         self.error: Exception | None = None  # why the server thread ended, if it failed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._routes: dict[int, zmq.Socket] = {}  # chain id -> PUSH to its aggregator (server thread only)
 
     def start(self, timeout_s: float = 10.0) -> threading.Thread:
         """Run in a daemon thread; returns once the sockets are bound or connected."""
@@ -118,6 +123,10 @@ class InferenceServer:
             pull.linger = push.linger = 0
             self.features_endpoint = _attach(pull, cfg.features_addr, cfg.bind_features)
             self.predictions_endpoint = _attach(push, cfg.predictions_addr, cfg.bind_predictions)
+            for chain, addr in cfg.routes.items():
+                routed = self._routes[chain] = ctx.socket(zmq.PUSH)
+                routed.sndhwm, routed.linger = cfg.hwm, 0
+                routed.connect(addr)
             poller = zmq.Poller()
             poller.register(pull, zmq.POLLIN)
             self.ready.set()
@@ -131,6 +140,8 @@ class InferenceServer:
         finally:
             pull.close()
             push.close()
+            for routed in self._routes.values():
+                routed.close()
             ctx.term()
 
     def _run_thread(self) -> None:
@@ -164,7 +175,7 @@ class InferenceServer:
             self.stats.rows_dropped += self.batcher.add(frame)
 
     def _run_batch(self, push: zmq.Socket) -> None:
-        frame = self.batcher.take()
+        frame = self.batcher.take(max(self.config.max_batch, self.config.max_load_batch))
         t0 = time.perf_counter()
         out = self.streamer.step(frame)
         elapsed = time.perf_counter() - t0
@@ -174,11 +185,18 @@ class InferenceServer:
         s.rows_stale, s.pools = self.streamer.stale, len(self.streamer)
         if not len(out):
             return
+        if not self._routes:
+            self._send(push, out)
+            return
+        for chain in np.unique(out.chain).tolist():
+            self._send(self._routes.get(chain, push), out.take(out.chain == chain))
+
+    def _send(self, push: zmq.Socket, out: PredictionFrame) -> None:
         try:
             push.send(out.encode(), zmq.NOBLOCK)
-            s.predictions_out += len(out)
+            self.stats.predictions_out += len(out)
         except zmq.Again:
-            s.predictions_dropped += len(out)
+            self.stats.predictions_dropped += len(out)
 
 
 def _attach(sock: zmq.Socket, addr: str, bind: bool) -> str:
@@ -197,10 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--predictions", required=True, help="address to connect the PUSH socket to")
     parser.add_argument("--max-batch", type=int, default=256)
     parser.add_argument("--max-delay-ms", type=float, default=2.0)
+    parser.add_argument("--max-load-batch", type=int, default=ServerConfig.max_load_batch)
     parser.add_argument("--torch-threads", type=int, default=1)
     args = parser.parse_args(argv)
     config = ServerConfig(args.features, args.predictions, max_batch=args.max_batch,
-                          max_delay_s=args.max_delay_ms / 1000, torch_threads=args.torch_threads)
+                          max_delay_s=args.max_delay_ms / 1000, max_load_batch=args.max_load_batch,
+                          torch_threads=args.torch_threads)
     server = InferenceServer(Checkpoint.load(args.checkpoint).build(), config)
     server.start()
     print(json.dumps({"features": server.features_endpoint, "predictions": server.predictions_endpoint}), flush=True)

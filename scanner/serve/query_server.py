@@ -27,7 +27,18 @@ from zmq.utils.monitor import recv_monitor_message
 from scanner.config import SocketsConfig, is_loopback
 from scanner.errors import ConfigError
 from scanner.serve import keys as curve
-from scanner.wire.query import TOPIC, Health, Limits, QueryHandler, RankingStore, Top, pack
+from scanner.wire.query import (
+    Health,
+    Limits,
+    QueryHandler,
+    RankingStore,
+    Top,
+    chain_topic,
+    forwarded_ranking,
+    forwarded_withdraw,
+    pack,
+    unpack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,21 +148,34 @@ class QueryServer:
                               "address") from None
         return sock
 
-    def update(self, block: int, ranking: list[dict]) -> Top:
-        """Serve `ranking` for `block` and publish its top N; returns what was published."""
-        self.store.replace(block, ranking)
-        top = self.store.top(self.top_n)
+    def update(self, block: int, ranking: list[dict], chain: str | None = None) -> Top:
+        """Serve `ranking` for `block` of `chain` (default: the default chain) and publish that chain's
+        top N; returns what was published."""
+        self.store.replace(block, ranking, chain)
+        top = self.store.top(self.top_n, chain=chain)
         message = pack(top.to_wire())
         with self._pub_lock:
             if self._pub is None:
                 raise RuntimeError("QueryServer.update before start() or after stop()")
-            self._pub.send_multipart([TOPIC, message])  # PUB never blocks: a slow subscriber misses blocks
+            # PUB never blocks: a slow subscriber misses blocks
+            self._pub.send_multipart([chain_topic(chain or self.store.chains[0]), message])
             self.counters["published"] += 1
         return top
 
-    def withdraw(self, block: int) -> bool:
-        """Stop serving a ranking computed at `block` or later (see `RankingStore.withdraw`)."""
-        return self.store.withdraw(block)
+    def withdraw(self, block: int, chain: str | None = None) -> bool:
+        """Stop serving `chain`'s ranking computed at `block` or later (see `RankingStore.withdraw`)."""
+        return self.store.withdraw(block, chain)
+
+    def forwarded(self, frame: bytes) -> None:
+        """Serve what another chain's aggregator forwarded (`RankingForwarder`): a ranking or a withdrawal."""
+        msg = unpack(frame)
+        if "withdraw" in msg:
+            self.withdraw(msg["withdraw"], msg["chain"])
+            return
+        held = self.store.block_of(msg["chain"])
+        if held is not None and msg["block"] < held:
+            self.withdraw(msg["block"], msg["chain"])  # a reorg's replacement: the newer blocks were orphaned
+        self.update(msg["block"], msg["ranking"], msg["chain"])
 
     def _serve(self) -> None:
         poller = zmq.Poller()
@@ -234,3 +258,45 @@ class QueryServer:
         if self._context is not None:
             self._context.term()
             self._context = None
+
+
+class RankingForwarder(RankingStore):
+    """The ranking store of a chain whose aggregator does not host the query server: every ranking
+    and withdrawal is kept here (for the aggregator's own reads) and pushed to the host's
+    `forwarded` socket, which serves it under this chain's name.
+
+    Stands in for `QueryServer` too (`update`, `withdraw`, endpoints, `stop`), so the aggregator
+    serves through either the same way.
+    """
+
+    def __init__(self, chain: str, endpoint: str, query_endpoint: str, publish_endpoint: str) -> None:
+        super().__init__((chain,))
+        self.store = self  # as QueryServer.store
+        self.query_endpoint, self.publish_endpoint = query_endpoint, publish_endpoint
+        self._context = zmq.Context()
+        self._push = self._context.socket(zmq.PUSH)
+        self._push.sndhwm = PUB_HWM
+        self._push.linger = 0
+        self._push.connect(endpoint)
+        self.dropped = 0  # rankings the host was too far behind to take
+
+    def _send(self, frame: bytes) -> None:
+        try:
+            self._push.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+
+    def replace(self, block: int, ranking: list[dict], chain: str | None = None) -> None:
+        super().replace(block, ranking, chain)
+        self._send(forwarded_ranking(self.chains[0], block, ranking))
+
+    def withdraw(self, block: int, chain: str | None = None) -> bool:
+        self._send(forwarded_withdraw(self.chains[0], block))
+        return super().withdraw(block, chain)
+
+    def update(self, block: int, ranking: list[dict], chain: str | None = None) -> None:
+        self.replace(block, ranking, chain)
+
+    def stop(self) -> None:
+        self._push.close()
+        self._context.term()

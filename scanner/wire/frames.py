@@ -31,7 +31,10 @@ class _ColumnFrame:
     def __post_init__(self) -> None:
         n = None
         for name, dtype in self.DTYPES.items():
-            arr = np.ascontiguousarray(getattr(self, name), dtype=dtype)
+            value = getattr(self, name)
+            if value is None:  # a column left out (the chain of a single-chain frame) reads 0 in every row
+                value = np.zeros(n or 0, dtype=dtype)
+            arr = np.ascontiguousarray(value, dtype=dtype)
             if n is None:
                 n = len(arr)
             elif len(arr) != n:
@@ -87,9 +90,10 @@ class FeatureFrame(_ColumnFrame):
     pool: np.ndarray  # int64 [n]
     block: np.ndarray  # int64 [n]
     x: np.ndarray  # float32 [n, F], columns in FEATURE_NAMES order
+    chain: np.ndarray = None  # type: ignore[assignment]  # int64 [n]: each row's chain id; None = 0 in every row
 
     KIND: ClassVar[str] = "features"
-    DTYPES: ClassVar[dict[str, str]] = {"pool": "<i8", "block": "<i8", "x": "<f4"}
+    DTYPES: ClassVar[dict[str, str]] = {"pool": "<i8", "block": "<i8", "x": "<f4", "chain": "<i8"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -112,6 +116,8 @@ class PredictionFrame(_ColumnFrame):
     mu: np.ndarray  # float32 [n]: mean log mid-price move
     sigma: np.ndarray  # float32 [n]: its standard deviation
     p_trade: np.ndarray  # float32 [n]: probability someone else trades the pool
+    chain: np.ndarray = None  # type: ignore[assignment]  # int64 [n]: the chain id that routes it to its aggregator
 
     KIND: ClassVar[str] = "predictions"
-    DTYPES: ClassVar[dict[str, str]] = {"pool": "<i8", "block": "<i8", "mu": "<f4", "sigma": "<f4", "p_trade": "<f4"}
+    DTYPES: ClassVar[dict[str, str]] = {"pool": "<i8", "block": "<i8", "mu": "<f4", "sigma": "<f4", "p_trade": "<f4",
+                                        "chain": "<i8"}

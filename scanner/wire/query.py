@@ -5,10 +5,13 @@ Request: a msgpack map `{"v": 1, "op": <op>, ...fields}`. Reply: `{"ok": true, "
 
 Ops and their fields:
 - `top`: `n` int 1..1000 (default 10), `min_ev` number (optional), `token` str (optional: an address,
-  matched case-insensitively, or a symbol). Result `{"block": int | None, "opportunities": [...]}`.
+  matched case-insensitively, or a symbol), `chain` str (optional: one chain's name; default every
+  chain served, merged by ev). Result `{"block": int | None, "opportunities": [...]}`, plus
+  `"blocks": {chain: block}` when the server serves several chains (each opportunity names its `chain`).
 - `get`: `id` str. Result: the opportunity, with every number that went into it.
 - `stats`: result `{"server": counters of this protocol, "scanner": what the stats callback returns}`.
-- `health`: result `{"status": "ok" | "degraded" | "down", "reasons": [str, ...]}`.
+- `health`: result `{"status": "ok" | "degraded" | "down", "reasons": [str, ...]}`, plus
+  `"chains": {chain: status}` when the server serves several chains (one chain can degrade alone).
 
 Error codes: `bad_frame` (not one msgpack value, not a map with string keys, an unknown ext type,
 not exactly one payload frame), `bad_version` (`v` missing or not the int 1), `unknown_op`,
@@ -32,7 +35,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -43,12 +46,17 @@ log = logging.getLogger(__name__)
 
 VERSION = 1
 TOPIC = b"top"  # first frame of each PUB message; the second is a packed `Top`
+
+
+def chain_topic(chain: str) -> bytes:
+    """The PUB topic of one chain's top-N: `TOPIC` + "/name/" (a SUB on `TOPIC` gets every chain's)."""
+    return TOPIC + b"/" + chain.encode() + b"/" if chain else TOPIC
 BIGINT_EXT = 1
 MAX_TOP_N = 1000
 DEFAULT_TOP_N = 10
 ERROR_CODES = ("bad_frame", "bad_version", "unknown_op", "bad_field", "too_large", "not_found", "internal")
 HEALTH_STATUSES = ("ok", "degraded", "down")
-FIELDS = {"top": ("n", "min_ev", "token"), "get": ("id",), "stats": (), "health": ()}
+FIELDS = {"top": ("n", "min_ev", "token", "chain"), "get": ("id",), "stats": (), "health": ()}
 _DECIMAL = re.compile(rb"-?[0-9]+")
 
 
@@ -171,6 +179,7 @@ class TopQuery:
     n: int = DEFAULT_TOP_N
     min_ev: float | None = None
     token: str | None = None
+    chain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,15 +206,17 @@ class Top:
 
     block: int | None
     opportunities: list[dict]
+    blocks: dict[str, int] = field(default_factory=dict)  # several chains: each one's block (else empty)
 
     def to_wire(self) -> dict:
-        return {"block": self.block, "opportunities": self.opportunities}  # asdict would deep-copy each
+        wire = {"block": self.block, "opportunities": self.opportunities}  # asdict would deep-copy each
+        return wire | {"blocks": self.blocks} if self.blocks else wire
 
     @classmethod
     def from_wire(cls, obj: Any) -> Top:
         if not isinstance(obj, dict) or not isinstance(obj.get("opportunities"), list):
             raise QueryError("bad_frame", f"expected {{'block', 'opportunities'}}, got {obj!r:.200}")
-        return cls(obj.get("block"), obj["opportunities"])
+        return cls(obj.get("block"), obj["opportunities"], obj.get("blocks") or {})
 
 
 @dataclass(frozen=True)
@@ -214,10 +225,20 @@ class Health:
 
     status: str
     reasons: list[str] = field(default_factory=list)
+    chains: dict[str, str] = field(default_factory=dict)  # several chains: each one's status (else empty)
 
     def __post_init__(self) -> None:
-        if self.status not in HEALTH_STATUSES:
-            raise ValueError(f"health status must be one of {HEALTH_STATUSES}, got {self.status!r}")
+        for status in (self.status, *self.chains.values()):
+            if status not in HEALTH_STATUSES:
+                raise ValueError(f"health status must be one of {HEALTH_STATUSES}, got {status!r}")
+
+    def to_wire(self) -> dict:
+        wire = {"status": self.status, "reasons": self.reasons}
+        return wire | {"chains": self.chains} if self.chains else wire
+
+    @classmethod
+    def from_wire(cls, obj: dict) -> Health:
+        return cls(obj["status"], obj["reasons"], obj.get("chains") or {})
 
 
 def _is_number(value: Any) -> bool:
@@ -256,7 +277,10 @@ def parse_request(msg: Any) -> Query:
         token = msg.get("token")
         if token is not None and not (isinstance(token, str) and token):
             raise _bad_field("token", "a non-empty string (token address or symbol)", token)
-        return TopQuery(n, min_ev, token)
+        chain = msg.get("chain")
+        if chain is not None and not (isinstance(chain, str) and chain):
+            raise _bad_field("chain", "a non-empty string (a chain's name)", chain)
+        return TopQuery(n, min_ev, token, chain)
     if op == "get":
         oid = msg.get("id")
         if not (isinstance(oid, str) and oid):
@@ -294,24 +318,44 @@ def _check_opportunity(i: int, opp: Any) -> None:
 
 
 class RankingStore:
-    """The ranking being served: replaced whole once per block, read by the query thread.
+    """The rankings being served, one per chain: each replaced whole once per block, read by the query thread.
 
-    Readers take one snapshot, so a `top` never mixes two blocks. The store keeps the caller's dicts:
-    do not mutate them after `replace`. A ranking older than the one held is refused: after a reorg,
-    `withdraw` the orphaned blocks first, then `replace`.
+    Readers take one snapshot per chain, so a `top` never mixes two blocks of a chain. The store keeps
+    the caller's dicts: do not mutate them after `replace`. A ranking older than the one held is
+    refused: after a reorg, `withdraw` the orphaned blocks first, then `replace`. `chains` names the
+    chains served, the default first (a single-chain store needs none: its chain is "").
     """
 
-    def __init__(self) -> None:
+    def __init__(self, chains: tuple[str, ...] = ("",)) -> None:
+        self.chains = chains
         self._lock = threading.Lock()
-        self._current: _Ranking | None = None
+        self._rankings: dict[str, _Ranking] = {}
 
     @property
     def block(self) -> int | None:
-        current = self._current
+        """The block of the default chain's ranking."""
+        return self.block_of(self.chains[0])
+
+    def block_of(self, chain: str) -> int | None:
+        current = self._rankings.get(chain)
         return current.block if current else None
 
-    def replace(self, block: int, ranking: list[dict]) -> None:
-        """Serve `ranking` (opportunity dicts with `id`, `ev`, `block`, `tokens`, optional `symbols`)."""
+    def blocks(self) -> dict[str, int]:
+        """Each chain's ranked block (several chains only: a single chain's is `block`)."""
+        return {c: r.block for c, r in self._rankings.items()} if len(self.chains) > 1 else {}
+
+    def _chain(self, chain: str | None) -> str:
+        if chain is None:
+            return self.chains[0]
+        if chain not in self.chains:
+            raise QueryError("bad_field", f"'chain' {chain!r:.40} is not served here; the chains: "
+                                          + ", ".join(c or "(the one chain)" for c in self.chains))
+        return chain
+
+    def replace(self, block: int, ranking: list[dict], chain: str | None = None) -> None:
+        """Serve `ranking` (opportunity dicts with `id`, `ev`, `block`, `tokens`, optional `symbols`)
+        as `chain`'s (default: the default chain's)."""
+        chain = self._chain(chain)
         for i, opp in enumerate(ranking):
             _check_opportunity(i, opp)
         ordered = sorted(ranking, key=lambda o: o["ev"], reverse=True)
@@ -321,38 +365,63 @@ class RankingStore:
         keys = [frozenset(t.lower() for t in [*o["tokens"], *(o.get("symbols") or ())]) for o in ordered]
         snapshot = _Ranking(block, ordered, by_id, keys)
         with self._lock:
-            if self._current is not None and block < self._current.block:
-                raise ValueError(f"ranking for block {block} is older than the served block {self._current.block}; "
+            current = self._rankings.get(chain)
+            if current is not None and block < current.block:
+                raise ValueError(f"ranking for block {block} is older than the served block {current.block}; "
                                  f"call withdraw({block + 1}) first if a reorg orphaned the newer blocks")
-            self._current = snapshot
+            self._rankings[chain] = snapshot
 
-    def withdraw(self, block: int) -> bool:
-        """Stop serving the ranking if it was computed at `block` or later (a reorg orphaned them)."""
+    def withdraw(self, block: int, chain: str | None = None) -> bool:
+        """Stop serving `chain`'s ranking if it was computed at `block` or later (a reorg orphaned them)."""
+        chain = self._chain(chain)
         with self._lock:
-            if self._current is None or self._current.block < block:
+            current = self._rankings.get(chain)
+            if current is None or current.block < block:
                 return False
-            self._current = None
+            del self._rankings[chain]
             return True
 
-    def top(self, n: int = DEFAULT_TOP_N, min_ev: float | None = None, token: str | None = None) -> Top:
-        current = self._current
-        if current is None:
-            return Top(None, [])
+    def top(self, n: int = DEFAULT_TOP_N, min_ev: float | None = None, token: str | None = None,
+            chain: str | None = None) -> Top:
+        """The best `n` of one chain, or of every chain merged by ev when `chain` is None."""
+        rankings = dict(self._rankings)  # one snapshot per chain
+        chosen_chains = self.chains if chain is None else (self._chain(chain),)
         wanted = token.lower() if token is not None else None
         chosen: list[dict] = []
-        for opp, keys in zip(current.opportunities, current.keys):
-            if len(chosen) == n or (min_ev is not None and opp["ev"] < min_ev):
-                break  # ev descending: nothing later passes min_ev either
-            if wanted is None or wanted in keys:
-                chosen.append(opp)
-        return Top(current.block, chosen)
+        for name in chosen_chains:
+            current = rankings.get(name)
+            if current is None:
+                continue
+            taken = 0
+            for opp, keys in zip(current.opportunities, current.keys):
+                if taken == n or (min_ev is not None and opp["ev"] < min_ev):
+                    break  # ev descending: nothing later passes min_ev either
+                if wanted is None or wanted in keys:
+                    chosen.append(opp)
+                    taken += 1
+        if len(chosen_chains) > 1:
+            chosen = sorted(chosen, key=lambda o: o["ev"], reverse=True)[:n]
+        first = rankings.get(chosen_chains[0])
+        blocks = {c: r.block for c, r in rankings.items()} if len(self.chains) > 1 else {}
+        return Top(first.block if first else None, chosen, blocks)
 
     def get(self, oid: str) -> dict:
-        current = self._current
-        if current is None or oid not in current.by_id:
-            where = f"the ranking of block {current.block}" if current else "any ranking (none served yet)"
-            raise QueryError("not_found", f"no opportunity {oid!r:.80} in {where}; ids live one block: ask `top`")
-        return current.by_id[oid]
+        rankings = dict(self._rankings)
+        for current in rankings.values():
+            if oid in current.by_id:
+                return current.by_id[oid]
+        where = ", ".join(f"the ranking of block {r.block}" for r in rankings.values()) or "any ranking (none served yet)"
+        raise QueryError("not_found", f"no opportunity {oid!r:.80} in {where}; ids live one block: ask `top`")
+
+
+def forwarded_ranking(chain: str, block: int, ranking: list[dict]) -> bytes:
+    """What a chain's aggregator sends the query server's host: its ranking of `block`."""
+    return pack({"chain": chain, "block": block, "ranking": ranking})
+
+
+def forwarded_withdraw(chain: str, block: int) -> bytes:
+    """What a chain's aggregator sends the query server's host when a reorg orphans `block` and later."""
+    return pack({"chain": chain, "withdraw": block})
 
 
 # --- answering -----------------------------------------------------------------------------------
@@ -388,14 +457,14 @@ class QueryHandler:
 
     def _reply(self, query: Query) -> bytes:
         if isinstance(query, TopQuery):
-            return ok_reply(self.store.top(query.n, query.min_ev, query.token).to_wire())
+            return ok_reply(self.store.top(query.n, query.min_ev, query.token, query.chain).to_wire())
         if isinstance(query, GetQuery):
             return ok_reply(self.store.get(query.id))
         name = "stats" if isinstance(query, StatsQuery) else "health"
         try:
             if isinstance(query, StatsQuery):
                 return ok_reply({"server": dict(self.counters), "scanner": self._stats()})
-            return ok_reply(asdict(self._health()))
+            return ok_reply(self._health().to_wire())
         except Exception as e:  # a failing (or unpackable) callback result must not take the server down
             log.exception("%s callback failed", name)
             raise QueryError("internal", f"the {name} callback failed ({type(e).__name__}); see the server log") from e
