@@ -190,3 +190,36 @@ def test_window_gap_is_zero_over_the_same_blocks_and_reported_beyond(model):
     short = window_gap(model, x, window=5)
     print(f"\nstreaming vs window (untrained model): 400 vs 100 blocks {longer}; 400 vs 5 blocks {short}")
     assert short["max_abs_p_trade"] >= longer["max_abs_p_trade"]
+
+
+def test_take_under_load_runs_a_backlog_as_one_batch(clock):
+    b = DynamicBatcher(max_batch=4, max_delay_s=1.0, max_pending=64, clock=clock)
+    for start in range(0, 10, 2):
+        b.add(frame([start, start + 1]))
+    assert b.take(limit=7).pool.tolist() == list(range(7))  # the server's max_load_batch
+    assert len(b) == 3 and b.take(limit=100).pool.tolist() == [7, 8, 9] and len(b) == 0
+    with pytest.raises(ValueError, match="at least one row"):
+        b.take(limit=0)
+
+
+def test_any_int64_pool_ids_keep_their_own_state(model):
+    """Ids far apart, negative or huge, many new at once (the tables grow past double), shuffled
+    between blocks, one released: each pool's predictions are its own sequence's."""
+    ids = np.array([-(2**62), -1, 0, 3, 2**40, 2**62, *range(100, 140)], dtype=np.int64)
+    x = sequences(len(ids), 4, seed=5)
+    rng = np.random.default_rng(9)
+    streamer = StreamingBatcher(model, capacity=2)
+    got = {}
+    for t in range(4):
+        order = rng.permutation(len(ids))
+        if t == 2:
+            streamer.release(int(ids[order[0]]))  # forgets its history: from here it restarts at zero
+            restarted = order[0]
+        out = streamer.step(FeatureFrame(ids[order], np.full(len(ids), t), x[order, t]))
+        assert out.pool.tolist() == ids[order].tolist()
+        got.update({(int(p), t): mu for p, mu in zip(out.pool, out.mu)})
+    assert len(streamer) == len(ids)
+    for i, pool in enumerate(ids.tolist()):
+        start = 2 if i == restarted else 0
+        want = [window(model, x[i:i + 1, start:t + 1])[0][0] for t in range(start, 4)]
+        np.testing.assert_allclose([got[pool, t] for t in range(start, 4)], want, atol=1e-5, rtol=1e-5)

@@ -186,3 +186,19 @@ def test_a_server_that_cannot_bind_says_so(model, sockets):
     with pytest.raises(RuntimeError, match="did not start on tcp://127.0.0.1.*Address already in use"):
         server.start()
     assert isinstance(server.error, zmq.ZMQError)
+
+
+@pytest.mark.parametrize("max_load_batch, batches", [(64, [50]), (20, [20, 20, 10]), (8, [8] * 6 + [2])])
+def test_a_backlog_runs_in_batches_of_max_load_batch(model, sockets, max_load_batch, batches):
+    ctx, sink, sink_addr = sockets
+    x = sequences(50, 1)[:, 0]
+    server = start(model, sink_addr, max_batch=8, max_load_batch=max_load_batch)
+    push = connect(ctx, server)
+    try:
+        push.send(FeatureFrame(np.arange(50), np.zeros(50), x).encode())  # 50 rows waiting at once
+        frames = collect(sink, lambda fs: sum(map(len, fs)) >= 50)
+    finally:
+        push.close()
+        server.stop()
+    assert [len(f) for f in frames] == batches and server.stats.batches == len(batches)
+    assert PredictionFrame.concat(frames).pool.tolist() == list(range(50))

@@ -2,9 +2,13 @@
 
 One "update" is one pool advanced by one block. The naive way recomputes the pool's
 100-block window for every update; batching windows helps; streaming keeps each pool's
-state and runs one LSTM step per update. The latency figure sends feature frames as
-watchers would (one frame per watcher per block, all pools every block) over ZMQ + msgpack
-into an `InferenceServer` process and times each row until its prediction comes back.
+state and runs one LSTM step per update. The stream figure runs `StreamingBatcher.step` at the
+batch the server takes under load (`ServerConfig.max_load_batch`); `raw_step_updates_per_s` is
+the bare `ArbLSTM.step` at that batch (state and input already in place, predictions copied
+out), so `efficiency` = stream / raw is what pool bookkeeping (slots, gather, scatter, frames)
+leaves of the model's speed. The latency figure sends feature frames as watchers would (one
+frame per watcher per block, all pools every block) over ZMQ + msgpack into an
+`InferenceServer` process and times each row until its prediction comes back.
 """
 from __future__ import annotations
 
@@ -25,18 +29,25 @@ import zmq
 from scanner.model.features import N_FEATURES
 from scanner.model.lstm import WINDOW, ArbLSTM, Checkpoint, default_device
 from scanner.serve.batching import StreamingBatcher
+from scanner.serve.inference_server import ServerConfig
 from scanner.wire.frames import FeatureFrame, PredictionFrame
 
 
-def run(seconds: float = 1.0, batch: int = 256, pools: int = 4096, watchers: int = 4,
-        pools_per_watcher: int = 128, blocks: int = 150, block_interval_s: float = 0.02,
-        torch_threads: int = 1, checkpoint: str | None = None, seed: int = 0) -> dict[str, Any]:
+def run(seconds: float = 1.0, batch: int = ServerConfig.max_load_batch, window_batch: int = 256,
+        pools: int = 16384, watchers: int = 4, pools_per_watcher: int = 128, blocks: int = 150,
+        block_interval_s: float = 0.02, torch_threads: int = 1, checkpoint: str | None = None,
+        seed: int = 0) -> dict[str, Any]:
     """Measure everything in one run; `seconds` is the timed span of each throughput figure.
 
-    The latency load: `watchers` senders with `pools_per_watcher` pools each, one frame each
-    per block, a block every `block_interval_s` (every pool every block, like the watchers).
+    `batch`: rows per streaming step (the server's batch under load); `window_batch`: windows
+    per call of the batched window figure. The latency load: `watchers` senders with
+    `pools_per_watcher` pools each, one frame each per block, a block every `block_interval_s`
+    (every pool every block, like the watchers), into a server with `ServerConfig`'s defaults.
+    One torch thread: on two cores the other one decodes frames and runs ZMQ.
     Weights do not change speed, so without `checkpoint` a seeded untrained model is used.
     """
+    if pools < batch:
+        raise ValueError(f"the stream figure steps {batch} distinct pools at once: pools ({pools}) must be at least batch")
     device = default_device()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(torch_threads)
@@ -49,18 +60,22 @@ def run(seconds: float = 1.0, batch: int = 256, pools: int = 4096, watchers: int
                 model = ArbLSTM().to(device).eval()
         rng = np.random.default_rng(seed)
         unbatched = _windows_per_s(model, 1, seconds, rng)
-        batched = _windows_per_s(model, batch, seconds, rng)
+        batched = _windows_per_s(model, window_batch, seconds, rng)
+        raw = _raw_step_per_s(model, batch, seconds, rng)
         stream = _stream_per_s(model, batch, pools, seconds, rng)
-        latency = _queue_latency(model, watchers, pools_per_watcher, blocks, block_interval_s, batch, torch_threads, rng)
+        latency = _queue_latency(model, watchers, pools_per_watcher, blocks, block_interval_s, torch_threads, rng)
     finally:
         torch.set_num_threads(previous_threads)
     return {
         "batched_updates_per_s": batched,
         "unbatched_updates_per_s": unbatched,
         "stream_updates_per_s": stream,
+        "raw_step_updates_per_s": raw,
+        "efficiency": stream / raw,
         "ratio": stream / unbatched,
         **latency,
-        "config": {"device": str(device), "torch_threads": torch_threads, "batch": batch, "window": WINDOW,
+        "config": {"device": str(device), "torch_threads": torch_threads, "batch": batch, "window_batch": window_batch,
+                   "window": WINDOW, "server_max_batch": ServerConfig.max_batch,
                    "hidden": list(model.config.hidden), "stream_pools": pools, "watchers": watchers,
                    "pools_per_watcher": pools_per_watcher, "blocks": blocks, "block_interval_s": block_interval_s,
                    "torch": torch.__version__},
@@ -88,6 +103,21 @@ def _windows_per_s(model: ArbLSTM, batch: int, seconds: float, rng: np.random.Ge
     return _timed(once, seconds)
 
 
+def _raw_step_per_s(model: ArbLSTM, batch: int, seconds: float, rng: np.random.Generator) -> float:
+    """The bare LSTM step: `model.step` on `batch` rows whose state and input wait on the device."""
+    device = model.in_mean.device
+    x = torch.as_tensor(rng.normal(size=(batch, N_FEATURES)), dtype=torch.float32, device=device)
+    state = model.zero_state(batch)
+
+    @torch.inference_mode()
+    def once() -> int:
+        pred, _ = model.step(x, state)
+        torch.stack([pred.mu, pred.sigma, pred.p_trade]).cpu().numpy()
+        return batch
+
+    return _timed(once, seconds)
+
+
 def _stream_per_s(model: ArbLSTM, batch: int, pools: int, seconds: float, rng: np.random.Generator) -> float:
     streamer = StreamingBatcher(model, capacity=pools)
     frames = [FeatureFrame(rng.permutation(pools)[:batch], np.zeros(batch, dtype=np.int64),
@@ -105,7 +135,7 @@ def _stream_per_s(model: ArbLSTM, batch: int, pools: int, seconds: float, rng: n
 
 
 def _queue_latency(model: ArbLSTM, watchers: int, pools_per_watcher: int, blocks: int, interval: float,
-                   batch: int, torch_threads: int, rng: np.random.Generator) -> dict[str, Any]:
+                   torch_threads: int, rng: np.random.Generator) -> dict[str, Any]:
     """Rows from `watchers` PUSH sockets through a server in its own process, as in the actor.
 
     A server thread in this process would share the GIL with the senders and the receiver,
@@ -124,7 +154,7 @@ def _queue_latency(model: ArbLSTM, watchers: int, pools_per_watcher: int, blocks
         Checkpoint.from_model(model).save(path)
         proc = subprocess.Popen(
             [sys.executable, "-m", "scanner.serve.inference_server", path, "--predictions", f"tcp://127.0.0.1:{sink_port}",
-             "--max-batch", str(batch), "--torch-threads", str(torch_threads)],
+             "--torch-threads", str(torch_threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if proc.stdin is None or proc.stdout is None:  # cannot happen: both are pipes
             raise RuntimeError("bench inference server started without its stdin/stdout pipes")
