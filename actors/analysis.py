@@ -61,6 +61,10 @@ def bench(args: argparse.Namespace) -> int:
         from scanner.bench.sync import run
 
         result = run(pools=args.pools or 10_000, seed=args.seed)
+    elif args.what == "pending":
+        from scanner.bench.pending import run
+
+        result = run(pools=args.pools or 1000, rate=args.rate, seconds=args.seconds, seed=args.seed)
     elif args.what == "sizing":
         from scanner.bench.sizing import run
 

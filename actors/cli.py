@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=history.capture)
 
     p = sub.add_parser("bench", help="benchmarks; each prints its figures (and the naive way's) as one JSON line")
-    p.add_argument("what", choices=["scan", "inference", "e2e", "v3", "sizing", "sync"],
+    p.add_argument("what", choices=["scan", "inference", "e2e", "v3", "sizing", "sync", "pending"],
                    help="scan: re-score + rank; inference: LSTM batching; e2e: block mined to ranking served; "
                         "v3: exact Uniswap V3 quotes; sizing: exact integer optimum of random V2 cycles; "
                         "sync: cold start (discovery + state of V2 pools) from a local anvil")
@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scan: median at 1k, 10k, 30k and 100k pools and the fitted cost exponent (minutes)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
     p.add_argument("--cycles", type=int, default=200, help="sizing: random cycles (default 200)")
+    p.add_argument("--rate", type=float, default=200.0, help="pending: pending swaps offered per second (default 200)")
+    p.add_argument("--seconds", type=float, default=10.0, help="pending: seconds of offered swaps (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.set_defaults(handler=analysis.bench)
 
