@@ -81,8 +81,8 @@ def gaps(args: argparse.Namespace) -> int:
     from collections import Counter
     from pathlib import Path
 
+    from scanner.route.gaps import cross_chain_gaps, inconsistent, load, quote_all
     from scanner.route.gaps import gaps as largest_gaps
-    from scanner.route.gaps import inconsistent, load, quote_all
 
     data = Path(args.data)
     if not (data / "initial_pool_states.json").is_file():
@@ -107,4 +107,7 @@ def gaps(args: argparse.Namespace) -> int:
             print(f"  largest {kind} gaps:" + ("" if lines else " none (no pair has both)"))
             for line in lines:
                 print(f"    {line}")
+    print("\nacross chains (one asset pair on two chains; inventory trades, never atomic: gas and bridging not counted)")
+    for gap in cross_chain_gaps(pools, args.top):
+        print(f"    {gap.line()}")
     return 0

@@ -117,9 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.set_defaults(handler=analysis.bench)
 
-    p = sub.add_parser("gaps", help="largest V2/V3 and fee-tier price gaps per chain in recorded L2 pool states")
+    p = sub.add_parser("gaps", help="largest V2/V3, fee-tier and cross-chain price gaps in recorded L2 pool states",
+                       description="Per chain: the largest gaps between a V2 and a V3 pool, and between two V3 fee "
+                                   "tiers, of one pair. Across chains: the same asset pair (matched by each chain's "
+                                   "canonical address: native USDC, not USDC.e) on Arbitrum, Base and Optimism at the "
+                                   "same instant, with the best exact round trip (buy on the cheap chain, sell on the "
+                                   "dear one, pool fees in). Example: arbscan gaps --top 10")
     p.add_argument("data", nargs="?", default="../shared/data/l2-2024-11-01",
                    help="the recorded l2-2024-11-01 folder (pools.json, initial_pool_states.json)")
+    p.add_argument("--top", type=int, default=5, help="cross-chain gaps to show (default 5)")
     p.set_defaults(handler=analysis.gaps)
     return parser
 

@@ -6,6 +6,12 @@ token) with the exact pool math, and prints per chain the largest gaps between a
 pool of one pair and between two V3 fee tiers of one pair: the mid-price gap in basis points,
 and the best round trip at the 5 sizes (buy where the input token is cheap, sell where it is
 dear, exact integer amounts, fees included).
+
+Across chains (`cross_chain_gaps`): the same asset pair on two chains at that instant, with assets
+matched by their canonical address on each chain (`ASSETS`: native USDC, not the bridged USDC.e).
+Such a gap is an inventory trade, not an atomic one: buy the base asset with the quote asset on the
+cheap chain and sell it for the quote asset on the dear one, each leg in its own transaction, with
+inventory held on both chains (bridging it back is a cost these figures leave out, as is gas).
 """
 from __future__ import annotations
 
@@ -15,12 +21,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from itertools import combinations
 from pathlib import Path
+from typing import cast
 
 from scanner.dex.pool import InvalidPool, Pool
 from scanner.dex.v2 import V2Pool
 from scanner.dex.v3 import V3Pool, V3Revert
 
 SIZES = range(-3, 2)  # input sizes 10**(decimals + e)
+CROSS_SIZES = range(0, 7)  # an inventory trade's quote input: 1 to 10**6 units (its depth decides)
 TOP = 5
 
 
@@ -48,10 +56,36 @@ class Loaded:
         return raw * Fraction(10) ** (self.decimals[0] - self.decimals[1])
 
 
+# One asset on several chains, by its canonical address on each (lowercase), as the data's pools.json
+# lists them: the chains' native USDC (Circle), Tether's USDT, the bridged DAI, WETH, Lido's wstETH.
+ASSETS: dict[str, dict[str, str]] = {
+    "WETH": {"arbitrum": "0x82af49447d8a07e3bd95bd0d56f35241523fbab1",
+             "base": "0x4200000000000000000000000000000000000006",
+             "optimism": "0x4200000000000000000000000000000000000006"},
+    "USDC": {"arbitrum": "0xaf88d065e77c8cc2239327c5edb3a432268e5831",
+             "base": "0x833589fcd6edb6e08f4c7c32d4f71b54bda02913",
+             "optimism": "0x0b2c639c533813f4aa9d7837caf62653d097ff85"},
+    "USDT": {"arbitrum": "0xfd086bc7cd5c481dcc9c85ebe478a1c0b69fcbb9",
+             "base": "0xfde4c96c8593536e31f229ea8f37b2ada2699bb2",
+             "optimism": "0x94b008aa00579c1307b0ef2c499ad98a8ce58e58"},
+    "DAI": {"arbitrum": "0xda10009cbd5d07dd0cecc66161fc93d7c9000da1",
+            "optimism": "0xda10009cbd5d07dd0cecc66161fc93d7c9000da1"},
+    "wstETH": {"arbitrum": "0x5979d7b546e38e414f7e9822514be443a4800529",
+               "base": "0xc1cba3fcea344f92d9239c08c0568f6f2f0ee452",
+               "optimism": "0x1f32b1c2345538c0c6f582fcb022739c4a194ebb"},
+}
+QUOTE_ORDER = ("USDC", "USDT", "DAI", "WETH", "wstETH")  # of a pair's two assets, the earlier one is the quote
+_ASSET_OF = {(chain, address): asset for asset, chains in ASSETS.items() for chain, address in chains.items()}
+
+
 def load(data: Path) -> tuple[list[Loaded], list[str]]:
-    """Every pool with a usable state, and why each other pool has none."""
-    metas = json.loads((data / "pools.json").read_text())
-    states = json.loads((data / "initial_pool_states.json").read_text())
+    """Every pool of the data folder with a usable state, and why each other pool has none."""
+    return load_pools(json.loads((data / "pools.json").read_text()),
+                      json.loads((data / "initial_pool_states.json").read_text()))
+
+
+def load_pools(metas: list[dict], states: dict[str, dict]) -> tuple[list[Loaded], list[str]]:
+    """`load` of pools.json entries and their states (a fixture holds a few of each)."""
     pools, skipped = [], []
     for meta in metas:
         address = meta["address"].lower()
@@ -132,3 +166,73 @@ def gaps(pools: list[Loaded]) -> dict[str, dict[str, list[str]]]:
             found[chain][kind].append((gap, line))
     return {chain: {kind: [line for _, line in sorted(rows, reverse=True)[:TOP]] for kind, rows in kinds.items()}
             for chain, kinds in found.items()}
+
+
+@dataclass(frozen=True)
+class CrossGap:
+    """One pool pair of the same asset pair on two chains: buy `base` with `quote` on `cheap`, sell it on `dear`."""
+
+    base: str
+    quote: str
+    cheap: Loaded
+    dear: Loaded
+    gap: Fraction  # dear's mid price / cheap's - 1 (quote per base)
+    profit: int  # best round trip over the sizes, raw quote units (fees in, gas and bridging out)
+    size: int  # its quote input
+
+    def line(self) -> str:
+        unit = Fraction(10) ** self.cheap.decimals[self._quote_index(self.cheap)]
+        return (f"{self.base}/{self.quote} {self.cheap.chain} {self.cheap.label} -> {self.dear.chain} "
+                f"{self.dear.label}: mid gap {float(self.gap) * 1e4:.1f} bps, fees "
+                f"{(self.cheap.fee + self.dear.fee) / 100:g} bps; best round trip {float(self.profit / unit):+.6g} "
+                f"{self.quote} on {float(self.size / unit):g} {self.quote} ({self.profit / self.size * 1e4:+.1f} bps)")
+
+    def _quote_index(self, p: Loaded) -> int:
+        return 0 if _asset(p, 0) == self.quote else 1
+
+
+def _asset(p: Loaded, index: int) -> str | None:
+    token = (p.pool.token0, p.pool.token1)[index].lower()
+    return _ASSET_OF.get((p.chain, token))
+
+
+def _quote_price(p: Loaded, quote_index: int) -> Fraction:
+    """Quote per base in whole units, before fees."""
+    mid = p.mid_price()  # token1 per token0
+    return mid if quote_index == 1 else 1 / mid
+
+
+def _cross_round_trip(cheap: Loaded, dear: Loaded, quote_cheap: int, quote_dear: int) -> tuple[int, int]:
+    """(best profit, its input) over the sizes of buying base with quote in `cheap` and selling it in `dear`."""
+    best = (-(1 << 255), 0)
+    for e in CROSS_SIZES:
+        size = 10 ** (cheap.decimals[quote_cheap] + e)
+        try:
+            bought = cheap.pool.quote_out(quote_cheap == 0, size)  # paying in the quote token
+            back = dear.pool.quote_out(quote_dear == 1, bought)  # paying in the base token
+        except V3Revert:  # the size runs out of the pool's liquidity
+            continue
+        best = max(best, (back - size, size))
+    return best
+
+
+def cross_chain_gaps(pools: list[Loaded], top: int = TOP) -> list[CrossGap]:
+    """The largest mid-price gaps between two pools of one asset pair on two chains (`ASSETS`)."""
+    by_pair: dict[tuple[str, str], list[tuple[Loaded, int]]] = defaultdict(list)
+    for p in pools:
+        assets = (_asset(p, 0), _asset(p, 1))
+        if None in assets or assets[0] == assets[1]:
+            continue
+        quote_index = min((0, 1), key=lambda i: QUOTE_ORDER.index(cast(str, assets[i])))
+        by_pair[(cast(str, assets[1 - quote_index]), cast(str, assets[quote_index]))].append((p, quote_index))
+    found = []
+    for (base, quote), group in by_pair.items():
+        for (a, qa), (b, qb) in combinations(group, 2):
+            if a.chain == b.chain or a.decimals[qa] != b.decimals[qb] or a.decimals[1 - qa] != b.decimals[1 - qb]:
+                continue  # one chain's pairs are `gaps`'; an asset with other decimals elsewhere is not moved 1:1
+            (cheap, qc), (dear, qd) = sorted(((a, qa), (b, qb)), key=lambda pq: _quote_price(*pq))
+            profit, size = _cross_round_trip(cheap, dear, qc, qd)
+            if size:
+                gap = _quote_price(dear, qd) / _quote_price(cheap, qc) - 1
+                found.append(CrossGap(base, quote, cheap, dear, gap, profit, size))
+    return sorted(found, key=lambda g: g.gap, reverse=True)[:top]
