@@ -187,3 +187,27 @@ def test_the_rounding_bound_never_exceeds_the_rounding(hops, length, where):
         least, value = line.least(a, b)
         y = line.where(a, value)
         assert a <= y <= b and (line.p * (y - line.a) + line.start) % line.q == value
+
+
+# -- the scanner's ranking -------------------------------------------------------------------------------
+
+
+def test_the_rankings_profits_are_the_certified_optimum():
+    """On a seeded synthetic market, every opportunity the ranker returns is sized at the certified
+    optimum of its cycle (so no other sizing of it earns more: a changed profit can only go up), and
+    at least what an integer ternary search over the input finds."""
+    from scanner.bench.scan import GAS_PRICE, synthetic_market
+    from scanner.bench.sizing import ternary
+    from scanner.rank.ranking import Ranker
+
+    market, bases = synthetic_market(600, seed=3)
+    by_address = {pool.address: pool for pool in market}
+    ranking = Ranker(market, bases, GAS_PRICE, top_n=30).full_rescan(0)
+    assert len(ranking) >= 10
+    for opportunity in ranking:
+        hops = [(*by_address[address].reserves(z41), by_address[address].fee_bps)
+                for address, z41 in zip(opportunity.pools, opportunity.zero_for_one)]
+        assert opportunity.optimality_gap == 0
+        assert exact_profit(hops, opportunity.amount_in) == opportunity.gross_profit
+        assert certified_best(hops, opportunity.gross_profit, limit=200_000) == opportunity.gross_profit
+        assert opportunity.gross_profit >= ternary(hops)[1]
