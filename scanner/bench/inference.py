@@ -6,7 +6,8 @@ state and runs one LSTM step per update. The stream figure runs `StreamingBatche
 batch the server takes under load (`ServerConfig.max_load_batch`); `raw_step_updates_per_s` is
 the bare `ArbLSTM.step` at that batch (state and input already in place, predictions copied
 out), so `efficiency` = stream / raw is what pool bookkeeping (slots, gather, scatter, frames)
-leaves of the model's speed. The latency figure sends feature frames as watchers would (one
+leaves of the model's speed. The two take turns, so both see the same load; `*_per_cpu_s`
+divide by the thread's CPU time instead of the wall clock: the rates with a core to itself. The latency figure sends feature frames as watchers would (one
 frame per watcher per block, all pools every block) over ZMQ + msgpack into an
 `InferenceServer` process and times each row until its prediction comes back.
 """
@@ -20,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -61,18 +63,21 @@ def run(seconds: float = 1.0, batch: int = ServerConfig.max_load_batch, window_b
         rng = np.random.default_rng(seed)
         unbatched = _windows_per_s(model, 1, seconds, rng)
         batched = _windows_per_s(model, window_batch, seconds, rng)
-        raw = _raw_step_per_s(model, batch, seconds, rng)
-        stream = _stream_per_s(model, batch, pools, seconds, rng)
+        rates = _interleaved({"raw": _raw_step(model, batch, rng), "stream": _stream_step(model, batch, pools, rng)},
+                             seconds)
         latency = _queue_latency(model, watchers, pools_per_watcher, blocks, block_interval_s, torch_threads, rng)
     finally:
         torch.set_num_threads(previous_threads)
     return {
         "batched_updates_per_s": batched,
         "unbatched_updates_per_s": unbatched,
-        "stream_updates_per_s": stream,
-        "raw_step_updates_per_s": raw,
-        "efficiency": stream / raw,
-        "ratio": stream / unbatched,
+        "stream_updates_per_s": rates["stream"].per_s,
+        "raw_step_updates_per_s": rates["raw"].per_s,
+        "efficiency": rates["stream"].per_s / rates["raw"].per_s,
+        "stream_updates_per_cpu_s": rates["stream"].per_cpu_s,
+        "raw_step_updates_per_cpu_s": rates["raw"].per_cpu_s,
+        "efficiency_cpu": rates["stream"].per_cpu_s / rates["raw"].per_cpu_s,
+        "ratio": rates["stream"].per_s / unbatched,
         **latency,
         "config": {"device": str(device), "torch_threads": torch_threads, "batch": batch, "window_batch": window_batch,
                    "window": WINDOW, "server_max_batch": ServerConfig.max_batch,
@@ -103,7 +108,32 @@ def _windows_per_s(model: ArbLSTM, batch: int, seconds: float, rng: np.random.Ge
     return _timed(once, seconds)
 
 
-def _raw_step_per_s(model: ArbLSTM, batch: int, seconds: float, rng: np.random.Generator) -> float:
+@dataclass(frozen=True)
+class _Rate:
+    per_s: float  # items per wall-clock second
+    per_cpu_s: float  # items per second of this thread's CPU time: the rate with a core to itself
+
+
+def _interleaved(fns: dict[str, Callable[[], int]], seconds: float) -> dict[str, _Rate]:
+    """Rates of several `fn()`s (each returns items done) called in turn for `seconds` each.
+
+    Taking turns, every function sees the same load from other processes on a shared machine,
+    so ratios of the wall-clock rates hold even when the rates themselves swing.
+    """
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
+    done, wall, cpu = dict.fromkeys(fns, 0), dict.fromkeys(fns, 0.0), dict.fromkeys(fns, 0.0)
+    while min(wall.values()) < seconds:
+        for name, fn in fns.items():
+            w, c = time.perf_counter(), time.thread_time()
+            done[name] += fn()
+            wall[name] += time.perf_counter() - w
+            cpu[name] += time.thread_time() - c
+    return {name: _Rate(done[name] / wall[name], done[name] / max(cpu[name], 1e-9)) for name in fns}
+
+
+def _raw_step(model: ArbLSTM, batch: int, rng: np.random.Generator) -> Callable[[], int]:
     """The bare LSTM step: `model.step` on `batch` rows whose state and input wait on the device."""
     device = model.in_mean.device
     x = torch.as_tensor(rng.normal(size=(batch, N_FEATURES)), dtype=torch.float32, device=device)
@@ -115,10 +145,11 @@ def _raw_step_per_s(model: ArbLSTM, batch: int, seconds: float, rng: np.random.G
         torch.stack([pred.mu, pred.sigma, pred.p_trade]).cpu().numpy()
         return batch
 
-    return _timed(once, seconds)
+    return once
 
 
-def _stream_per_s(model: ArbLSTM, batch: int, pools: int, seconds: float, rng: np.random.Generator) -> float:
+def _stream_step(model: ArbLSTM, batch: int, pools: int, rng: np.random.Generator) -> Callable[[], int]:
+    """`StreamingBatcher.step` on `batch` rows of random pools out of `pools`, a new block each call."""
     streamer = StreamingBatcher(model, capacity=pools)
     frames = [FeatureFrame(rng.permutation(pools)[:batch], np.zeros(batch, dtype=np.int64),
                            rng.normal(size=(batch, N_FEATURES))) for _ in range(64)]
@@ -131,7 +162,7 @@ def _stream_per_s(model: ArbLSTM, batch: int, pools: int, seconds: float, rng: n
         streamer.step(FeatureFrame(frame.pool, np.full(batch, block), frame.x))
         return batch
 
-    return _timed(once, seconds)
+    return once
 
 
 def _queue_latency(model: ArbLSTM, watchers: int, pools_per_watcher: int, blocks: int, interval: float,
