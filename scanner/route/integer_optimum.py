@@ -34,7 +34,7 @@ add (0: proven optimal).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from math import gcd, isqrt, sqrt
+from math import gcd, inf, isqrt, sqrt
 from typing import NamedTuple
 
 from scanner.dex.pool import Mobius
@@ -291,8 +291,9 @@ class _Search:
 
     def find_peak(self, y: int) -> int:
         """The integer y where Φ is largest. Φ is concave on the integers, so its steps Φ(y + 1) − Φ(y)
-        only fall, and the first that does not rise marks it: walked to from y, a float estimate, or
-        when that is more than a few steps off, from the exact continuous optimum y* = upto(x*)."""
+        only fall, and the first that does not rise marks it: walked to from y, a float estimate, then
+        from the exact continuous optimum y* = upto(x*) when that is more than a few steps off, and
+        bisected for as a last resort."""
         def rise(y: int) -> bool:
             (n1, d1), (n2, d2) = self.phi(y), self.phi(y + 1)
             return n2 * d1 > n1 * d2
@@ -310,7 +311,11 @@ class _Search:
                 ka, ma, na = self.after
                 s1, s2 = isqrt(ka * ma), isqrt(mu * ku)
                 y = (s1 * ku - s2 * ma) // (s1 * nu + s2 * na)
-        raise ArithmeticError(f"Φ's peak is not within 5 steps of y* = {y}")
+        lo, hi = 1, self.y_max
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if rise(mid) else (lo, mid)
+        return lo
 
     def sup_phi(self, a: int, b: int) -> tuple[int, int]:
         """The largest Φ over the integers of [a, b], as (numerator, denominator > 0)."""
@@ -368,7 +373,7 @@ class _Search:
         width until the window lies inside."""
         if self.y_max < 1:
             return
-        y0 = min(max(int(y_start), 1), self.y_max)
+        y0 = min(max(int(y_start), 1), self.y_max) if 0 < y_start < inf else 1  # floats: a start, no more
         for y in (y0, y0 + 1):
             if y <= self.y_max and self.evaluations < self.budget:
                 self.evaluate(y)
@@ -377,7 +382,14 @@ class _Search:
         window = self.window
         if window is None:
             return
-        self.peak = self.find_peak(y0)
+        self.peak = y0 = self.find_peak(y0)  # the rings are centred on Φ's peak, whatever the hint was
+        if y0 not in self.seen and self.evaluations < self.budget:
+            self.evaluate(y0)
+            if self.beats_phi_star():
+                return
+        window = self.window
+        if window is None:
+            return
         self.roundings_at(*window)
         radius = SMALL // 2
         if not self.search(y0 - radius, y0 + radius, y0):
@@ -476,15 +488,17 @@ def optimize(curves: Sequence[Mobius], caps: Sequence[int], x_hint: float | None
     `x_hint` (the continuous optimum, when the caller has it) is where the search starts; `budget`
     caps the exact evaluations (the result's `gap` then bounds what it may miss).
     """
+    if len(curves) < 2 or len(caps) != len(curves):
+        raise ValueError(f"a cycle needs 2 or more hops and a cap for each: got {len(curves)} curves, {len(caps)} caps")
     floats = [(float(ck), float(cm), float(cn)) for ck, cm, cn in curves]
-    if not x_hint or x_hint <= 0:
+    if x_hint is None or not 0 < x_hint < inf:
         big_k, big_m, big_n = 1.0, 1.0, 0.0  # the closed form in floats: only where to start
         for fk, fm, fn in floats:
             big_k, big_m, big_n = big_k * fk, big_m * fm, fm * big_n + fn * big_k
         if big_k < big_m * (1 - 1e-9) or big_n <= 0:
             return None  # (√K − √M)² < 0 with room for float error: no input profits
         x_hint = (sqrt(big_k) * sqrt(big_m) - big_m) / big_n
-    k, roundings, y_start = _plan(floats, max(x_hint, 1.0))
+    k, roundings, y_start = _plan(floats, x_hint if 1 <= x_hint < inf else 1.0)
     search = _Search(curves, caps, k, roundings, budget)
     big_k, big_m, big_n = search.whole
     if big_k <= big_m or big_n <= 0:
