@@ -211,3 +211,32 @@ def test_the_rankings_profits_are_the_certified_optimum():
         assert exact_profit(hops, opportunity.amount_in) == opportunity.gross_profit
         assert certified_best(hops, opportunity.gross_profit, limit=200_000) == opportunity.gross_profit
         assert opportunity.gross_profit >= ternary(hops)[1]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(realistic_cycles(), st.floats(0.0, 1.2))
+def test_the_window_is_where_phi_reaches_the_bar(hops, share):
+    """`solve_window` (a square root to ~150 bits, then exact steps) gives exactly the y where Φ(y) ≥
+    profit + 1: Φ reaches it at both ends, not one step beyond (Φ is concave: so nowhere outside)."""
+    curves = [v2_curve(*hop) for hop in hops]
+    big_k, big_m, big_n = compose_all(curves)
+    if big_k <= big_m:
+        return
+    floats = [(float(ck), float(cm), float(cn)) for ck, cm, cn in curves]
+    k, roundings, _ = _plan(floats, (float(big_k) ** 0.5 * float(big_m) ** 0.5 - big_m) / big_n)
+    search = _Search(curves, [MAX_RESERVE - r for r, _, _ in hops], k, roundings, budget=1)
+    search.profit = int(share * (float(big_k) ** 0.5 - float(big_m) ** 0.5) ** 2 / big_n)
+
+    def reaches(y: int) -> bool:
+        num, den = search.phi(y)
+        return num >= (search.profit + 1) * den
+
+    window = search.solve_window()
+    event("empty" if window is None else "an interval")
+    if window is None:
+        assert not any(reaches(y) for y in {search.find_peak(1), 1} if 1 <= y <= search.y_max)
+        return
+    lo, hi = window
+    assert reaches(lo) and reaches(hi)
+    assert lo == 1 or not reaches(lo - 1)
+    assert hi == search.y_max or not reaches(hi + 1)

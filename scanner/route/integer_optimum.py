@@ -119,10 +119,11 @@ def min_mod_linear(count: int, modulus: int, a: int, b: int) -> int:
     the value is (b − w·modulus) mod a, so the same question with modulus a: Euclid's steps.
     """
     best = modulus
-    while count > 0 and modulus > 0:
+    while count > 0 and modulus:
         a %= modulus
         b %= modulus
-        best = min(best, b)
+        if b < best:
+            best = b
         count = (a * (count - 1) + b) // modulus
         b -= modulus * count
         modulus, a = a, modulus
@@ -280,11 +281,14 @@ class _Search:
         disc = b * b - 4 * a * cc
         if disc < 0:
             return None
-        s = isqrt(disc)
-        lo, hi = -((s + 1 - b) // (2 * a)), (b + s + 1) // (2 * a)  # within 1 of the roots' ceiling, floor
-        if (b - a * lo) * lo < cc:
+        # √disc to ~150 bits is plenty (the roots then lie within a small fraction of 1 of the bounds
+        # below) and far cheaper than to all of its ~1000: √disc ∈ [r·2^h, (r + 1)·2^h)
+        shift = max(disc.bit_length() - 300, 0) & ~1
+        r, h = isqrt(disc >> shift), shift // 2
+        lo, hi = -((((r + 1) << h) - b) // (2 * a)), (b + ((r + 1) << h)) // (2 * a)  # ≤ the roots' ceiling, ≥ floor
+        while lo <= hi and (b - a * lo) * lo < cc:
             lo += 1
-        if (b - a * hi) * hi < cc:
+        while hi >= lo and (b - a * hi) * hi < cc:
             hi -= 1
         lo, hi = max(lo, 1), min(hi, self.y_max)
         return (lo, hi) if lo <= hi else None
