@@ -50,9 +50,12 @@ def bench(args: argparse.Namespace) -> int:
         from actors.ray_session import use_private_token
 
         use_private_token()  # before actors.bench_e2e imports ray
-        from actors.bench_e2e import run
+        from actors.bench_e2e import run, run_chains
 
-        result = run(pools=args.pools or 1000, blocks=args.blocks, seed=args.seed)
+        if args.chains > 1:
+            result = run_chains(pools=args.pools or 1000, blocks=args.blocks, seed=args.seed, chains=args.chains)
+        else:
+            result = run(pools=args.pools or 1000, blocks=args.blocks, seed=args.seed)
     elif args.what == "v3":
         from scanner.bench.v3 import run
 

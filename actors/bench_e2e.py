@@ -4,13 +4,19 @@ The whole product on one machine: anvil with a generated market of `pools` pools
 local Ray, every actor, real sockets. The naive way, measured in the same run on the same
 chain: one process that reads every pool's reserves with one `getReserves` call each and
 rescans every cycle from scratch per block.
+
+With `chains` > 1 (`run_chains`): that many anvils (chain ids 31337, 31338, ...), a market of
+`pools` pools on each, and every chain's block mined at the same moment each round; each chain's
+latency in one pipeline serving all of them, against the same chain run alone in the same bench.
 """
 from __future__ import annotations
 
 import dataclasses
 import statistics
 import tempfile
+import threading
 import time
+from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,6 +29,7 @@ from actors.launcher import launch
 from actors.ray_session import attach_ray
 from scanner.chain import artifacts
 from scanner.chain.anvil import Anvil
+from scanner.config import LOCAL_CHAIN_ID, Config
 from scanner.dex.v2 import V2Pool
 from scanner.gas.fees import next_base_fee
 from scanner.rank.ranking import Ranker
@@ -48,39 +55,108 @@ def _naive_block_ms(w3: Web3, market: Market) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def _bench_config(node: Anvil, market: Market, tmp: Path) -> Config:
+    """The local market's config, polling fast, without the submitter."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = local_config(node, market.deploy(), tmp / "journal.sqlite", searcher_key_file(tmp))
+    return dataclasses.replace(config, chain=dataclasses.replace(config.chain, poll_interval_s=0.01),
+                               submitter=dataclasses.replace(config.submitter, enabled=False))
+
+
+def _timed(config: Config, markets: dict[str, Market], blocks: int) -> tuple[dict[str, list[float]], dict]:
+    """Launch `config`, then `blocks` rounds (3 more to warm up) that mine one block of every market at
+    the same moment, each timed from mined to served for its chain; per chain latencies, and stats."""
+    pipeline = launch(config, progress=False)
+    latencies: dict[str, list[float]] = {name: [] for name in markets}
+    rounds = threading.Barrier(len(markets))
+    errors: list[BaseException] = []
+
+    def follow(name: str, market: Market) -> None:
+        client = QueryClient(pipeline.endpoints["query"], timeout_s=5.0)  # one per thread: a socket is not shared
+        chain = name if len(markets) > 1 else None
+
+        def wait_ranked(number: int) -> None:
+            while True:
+                top = client.top(n=1, chain=chain)
+                if top.block is not None and top.block >= number:
+                    latencies[name].append((time.monotonic() - market.last_mined_at) * 1000)
+                    return
+                if time.monotonic() - market.last_mined_at > 10:
+                    raise RuntimeError(f"block {number} of {name} not ranked within 10 s")
+                time.sleep(0.001)
+
+        try:
+            for _ in range(blocks + 3):
+                rounds.wait(timeout=60)
+                market.step(on_mined=wait_ranked)
+        except BaseException as e:  # reported by the caller; the barrier lets the others out
+            errors.append(e)
+            rounds.abort()
+        finally:
+            client.close()
+
+    try:
+        threads = [threading.Thread(target=follow, args=item) for item in markets.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        stats = pipeline.stats()
+    finally:
+        pipeline.stop()
+    return {name: values[3:] for name, values in latencies.items()}, stats  # the first blocks warm up
+
+
+def run_chains(pools: int = 1000, blocks: int = 50, seed: int = 0, chains: int = 2) -> dict:
+    """Each of `chains` chains alone, then all of them in one pipeline (module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="arbscan-bench-") as tmp, ExitStack() as stack:
+        names = [f"chain{i}" for i in range(chains)]
+        nodes = [stack.enter_context(Anvil.start(chain_id=LOCAL_CHAIN_ID + i)) for i in range(chains)]
+        markets = {name: Market(Web3(HTTPProvider(node.url)), MarketSpec.generated(pools, seed + i))
+                   for i, (name, node) in enumerate(zip(names, nodes))}
+        configs = [_bench_config(node, market, Path(tmp) / name)
+                   for node, (name, market) in zip(nodes, markets.items())]
+        specs = [dataclasses.replace(c.networks()[0], name=name, chain_id=LOCAL_CHAIN_ID + i)
+                 for i, (c, name) in enumerate(zip(configs, names))]
+        started_ray = not ray.is_initialized()
+        if started_ray:
+            attach_ray(None, configs[0])
+        try:
+            single = {name: _timed(dataclasses.replace(config, chains=[spec]), {name: markets[name]}, blocks)[0][name]
+                      for name, config, spec in zip(names, configs, specs)}
+            together, stats = _timed(dataclasses.replace(configs[0], chains=specs), markets, blocks)
+        finally:
+            if started_ray:
+                ray.shutdown()
+    per_chain = {name: {"p50_ms": round(statistics.median(together[name]), 2),
+                        "p99_ms": round(_pct(together[name], 99), 2),
+                        "single_p50_ms": round(statistics.median(single[name]), 2)} for name in names}
+    everything = [v for values in together.values() for v in values]
+    return {
+        "pools_per_chain": pools,
+        "blocks": blocks,
+        "p50_ms": round(statistics.median(everything), 2),
+        "p99_ms": round(_pct(everything, 99), 2),
+        "inference_batch_mean": round(stats.get("inference", {}).get("batch_mean", 0.0), 1),
+        "within_20pct_of_single": all(c["p50_ms"] <= 1.2 * c["single_p50_ms"] for c in per_chain.values()),
+        "chains": per_chain,
+    }
+
+
 def run(pools: int = 1000, blocks: int = 50, seed: int = 0, naive_blocks: int = 10) -> dict:
     with tempfile.TemporaryDirectory(prefix="arbscan-bench-") as tmp, Anvil.start() as node:
         w3 = Web3(HTTPProvider(node.url))
         market = Market(w3, MarketSpec.generated(pools, seed))
-        dep = market.deploy()
-        config = local_config(node, dep, Path(tmp) / "journal.sqlite", searcher_key_file(Path(tmp)))
-        config = dataclasses.replace(
-            config, chain=dataclasses.replace(config.chain, poll_interval_s=0.01),
-            submitter=dataclasses.replace(config.submitter, enabled=False))
+        config = _bench_config(node, market, Path(tmp))
+        dep = market.deployment
         started_ray = not ray.is_initialized()
         if started_ray:
             attach_ray(None, config)
-        pipeline = launch(config, progress=False)
         try:
-            client = QueryClient(pipeline.endpoints["query"], timeout_s=5.0)
-            latencies: list[float] = []
-
-            def wait_ranked(number: int) -> None:
-                while True:
-                    top = client.top(n=1)
-                    if top.block is not None and top.block >= number:
-                        latencies.append((time.monotonic() - market.last_mined_at) * 1000)
-                        return
-                    if time.monotonic() - market.last_mined_at > 10:
-                        raise RuntimeError(f"block {number} not ranked within 10 s")
-                    time.sleep(0.001)
-
-            for _ in range(blocks + 3):
-                market.step(on_mined=wait_ranked)
-            latencies = latencies[3:]  # the first blocks warm up sockets and caches
-            stats = pipeline.stats()
+            latencies, stats = _timed(config, {"main": market}, blocks)
         finally:
-            pipeline.stop()
             if started_ray:
                 ray.shutdown()
         naive = []
@@ -88,14 +164,14 @@ def run(pools: int = 1000, blocks: int = 50, seed: int = 0, naive_blocks: int = 
             market.step()
             naive.append(_naive_block_ms(w3, market))
     inference = stats.get("inference", {})
-    p50 = statistics.median(latencies)
+    p50 = statistics.median(latencies["main"])
     return {
         "pools": len(dep.pools),
         "cycles": stats.get("aggregator", {}).get("cycles"),
-        "blocks": len(latencies),
+        "blocks": len(latencies["main"]),
         "p50_ms": round(p50, 2),
-        "p99_ms": round(_pct(latencies, 99), 2),
-        "max_ms": round(max(latencies), 2),
+        "p99_ms": round(_pct(latencies["main"], 99), 2),
+        "max_ms": round(max(latencies["main"]), 2),
         "inference_batch_mean": round(inference.get("batch_mean", 0.0), 1),
         "inference_model": inference.get("model"),
         "shard_timeouts": stats.get("aggregator", {}).get("shard_timeouts"),

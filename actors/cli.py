@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "sync: cold start (discovery + state of V2 pools) from a local anvil")
     p.add_argument("--pools", type=int, default=None, help="pools (default: scan 10000, e2e 1000, sync 10000)")
     p.add_argument("--blocks", type=int, default=50, help="e2e: blocks to time (default 50)")
+    p.add_argument("--chains", type=int, default=1,
+                   help="e2e: chains at once (default 1); with N > 1, N anvils with a market of --pools pools each, "
+                        "every chain's p50/p99 in one pipeline and its p50 alone (\"chains\" in the JSON)")
     p.add_argument("--changed", type=int, default=500, help="scan: pools changed per block (default 500)")
     p.add_argument("--v3-share", type=float, default=0.0,
                    help="scan: share of the pools that are Uniswap V3 pools, in [0, 1] (default 0)")
