@@ -7,8 +7,9 @@ base token (the input x), T_1 … T_{n−1} in the middle, T_n = the base token 
 1. Plateau starts. Pick a token T_k (k < n) and group inputs by the amount y of T_k they buy. Within a
    group the later hops see the same y, so the output is fixed and the best input is the smallest,
    A(y), the chain of exact ceiling inverses. So the optimum is the best P(y) = profit(A(y)) over y.
-   T_k is the coarsest token (the one whose unit costs the most input at the continuous optimum): the
-   sawtooth of its floors becomes the grid itself.
+   T_k is the coarsest middle token (the one whose unit costs the most input at the continuous
+   optimum; with two hops, the input itself when it is coarser): the sawtooth of its floors becomes
+   the grid itself.
 2. The window. P(y) ≤ Φ(y) = after(y) − upto⁻¹(y), the continuous profit of reaching y (floors only
    lose, ceilings only add), and Φ is concave, at most Φ* = (√K − √M)²/N. Once an input with profit
    p is known, only the y with Φ(y) ≥ p + 1 can do better (profits are integers): none when p + 1 > Φ*,
@@ -23,8 +24,9 @@ base token (the input x), T_1 … T_{n−1} in the middle, T_n = the base token 
    proven distance of its chord, and the least fractional part of a line over an interval is exact
    arithmetic (`min_mod_linear`, Euclid's steps). An interval I is dropped when sup Φ(I) minus those
    least losses is below p + 1. Surviving intervals evaluate the y where a rounding costs least and
-   split around it, nearest the continuous optimum first; intervals of up to SMALL y are checked y by
-   y. The search runs outward in rings from the continuous optimum until the window lies inside.
+   split around it, nearest Φ's peak first; intervals of up to SMALL y are checked y by y. The search
+   runs outward in rings from Φ's integer peak until the window lies inside. With two or three hops
+   every rounding is counted (`_plan`), so the bound is tight and few y are ever evaluated.
 
 Amounts, Φ, Φ*, windows and fractional parts are exact integers; floats only choose T_k, the roundings
 and where to start, and give λ (a derivative, taken 1e-9 smaller than computed, so the bound stays

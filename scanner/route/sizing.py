@@ -11,13 +11,14 @@ Exact path (integers, what goes on chain). The integer profit f(x) = g(x) − x,
 chain of floored hop outputs, is a step function minus a line, so it is jagged: one unit of a
 6- or 8-decimal middle token is worth ~1e8–1e11 wei of the base token, and a scan of a few
 inputs around x* can miss the best step. For V2 cycles `refine` calls
-`scanner.route.integer_optimum.optimize`, which proves its answer: it searches the amounts y of the
-coarsest token T_k, where each y's best input is its smallest one, A_k(y) (the exact inverse
-quotes, `Pool.quote_in`), bounds every y by Φ(y) = G_after(y) − G_upto⁻¹(y) (the continuous profit
-of reaching y: floors only lose, ceilings only add) and, where a second coarse token makes the
-profit jagged across that window, by what its rounding must lose. A budget caps the exact
-evaluations; when it stops the search the result carries `gap`, a proven bound on how much more
-the exact optimum could make (0: proven optimal).
+`scanner.route.integer_optimum.optimize`, which proves its answer: it walks the amounts y of the
+coarsest token T_k outward from the continuous optimum, where each y's best input is its smallest
+one, A_k(y) (the exact inverse quotes, `Pool.quote_in`), bounds every y by Φ(y) = G_after(y) −
+G_upto⁻¹(y) (the continuous profit of reaching y: floors only lose, ceilings only add), less what
+the other roundings must lose where a second coarse token makes the profit jagged, and stops where
+that bound cannot beat the best found. A budget caps the exact evaluations; when it stops the
+search the result carries `gap`, a proven bound on how much more the exact optimum could make (0:
+proven optimal).
 
 Cycles with a Uniswap-V3 hop (`refine_mixed`). A V3 pool's `mobius` is the curve of the most
 liquidity ahead, so Φ built from it is valid but loose and the walk above would not stop. Within
