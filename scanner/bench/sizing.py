@@ -7,7 +7,9 @@ around the cycle by 0.2% to 5% before fees (so most, not all, are profitable). E
 per hop (reserve in, reserve out, fee in bps), what a caller has before any pool object exists.
 
 - `us_per_cycle`: median of `repeats` batched calls over all cycles, each building the curves from
-  the plain numbers (`integer_optimum.optimize_cycles`); `us_per_cycle_best` the fastest of them.
+  the plain numbers (`integer_optimum.optimize_cycles`); `us_per_cycle_best` the fastest of them,
+  `cpu_us_per_cycle` the median of this process's CPU time (what a shared machine's load adds to the
+  wall clock is left out).
 - `exact`: profitable cycles whose result equals the certified reference (`certified_best`): every
   plateau start of a token inside the window where the continuous bound can still beat the result,
   evaluated with `scanner.dex.v2`'s own quote functions. `uncertified`: cycles whose window was too
@@ -155,23 +157,25 @@ def ternary(hops: Sequence[PlainHop]) -> tuple[int, int]:
     return (best, profit) if profit > 0 else (0, 0)
 
 
-def _us(call: Any, repeats: int, count: int) -> tuple[float, float]:
-    """(median, best) µs per item of `repeats` calls that each do `count` items."""
-    times = []
+def _us(call: Any, repeats: int, count: int) -> tuple[float, float, float]:
+    """(median, best, median of the process's CPU time) µs per item of `repeats` calls that each do
+    `count` items. The CPU time leaves out the time other processes held the cores."""
+    times, cpu = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         call()
         times.append((time.perf_counter() - started) * 1e6 / count)
-    return statistics.median(times), min(times)
+        cpu.append((time.process_time() - started_cpu) * 1e6 / count)
+    return statistics.median(times), min(times), statistics.median(cpu)
 
 
 def run(cycles: int = 200, seed: int = 1, repeats: int = 5) -> dict[str, Any]:
     """The figures of the module's docstring for `cycles` random cycles of `seed`."""
     plain = random_cycles(cycles, seed)
     results: list[V2Optimum | None] = optimize_cycles(plain)
-    us, us_best = _us(lambda: optimize_cycles(plain), repeats, cycles)
+    us, us_best, us_cpu = _us(lambda: optimize_cycles(plain), repeats, cycles)
     naive = [ternary(hops) for hops in plain]
-    naive_us, naive_us_best = _us(lambda: [ternary(hops) for hops in plain], max(repeats // 2, 1), cycles)
+    naive_us, naive_us_best, naive_us_cpu = _us(lambda: [ternary(hops) for hops in plain], max(repeats // 2, 1), cycles)
     exact = profitable = naive_exact = uncertified = proven = 0
     worst = naive_worst = 0.0
     evaluations = 0
@@ -201,9 +205,11 @@ def run(cycles: int = 200, seed: int = 1, repeats: int = 5) -> dict[str, Any]:
         "worst_rel_shortfall": worst,
         "us_per_cycle": round(us, 2),
         "us_per_cycle_best": round(us_best, 2),
+        "cpu_us_per_cycle": round(us_cpu, 2),
         "exact_evals_per_cycle": round(evaluations / cycles, 2),
         "naive_us_per_cycle": round(naive_us, 1),
         "naive_us_per_cycle_best": round(naive_us_best, 1),
+        "naive_cpu_us_per_cycle": round(naive_us_cpu, 1),
         "naive_exact": naive_exact,
         "naive_worst_rel_shortfall": naive_worst,
         "speedup": round(naive_us / us, 1),
