@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="market seed (default 0)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between blocks (default 1.0)")
     p.add_argument("--out", default="runs/demo", help="folder for the journal and plots (default runs/demo)")
+    p.add_argument("--no-mempool", action="store_true",
+                   help="mine each block's transactions at once, without the pending watcher and backruns")
     p.set_defaults(handler=commands.demo)
 
     p = sub.add_parser("run", help="run the scanner against the chain a config names (local Ray or a cluster)")

@@ -55,7 +55,7 @@ def demo(args: argparse.Namespace) -> int:
     use_private_token()  # before anything imports ray: the demo's local Ray never touches ~/.ray
     from actors.demo import run_demo
 
-    return run_demo(args.blocks, args.seed, args.interval, Path(args.out))
+    return run_demo(args.blocks, args.seed, args.interval, Path(args.out), mempool=not args.no_mempool)
 
 
 def _endpoints(args: argparse.Namespace) -> tuple[str, str]:

@@ -49,7 +49,7 @@ ROLES: dict[str, RoleSpec] = {
     "inference": RoleSpec(num_cpus=0.5),
     "aggregator": RoleSpec(num_cpus=0.5),
     "submitter": RoleSpec(num_cpus=0.25),
-    "pending-watcher": RoleSpec(num_cpus=0.25),
+    "pending-watcher": RoleSpec(num_cpus=0.15),  # with every other role it fits a 2-CPU laptop's Ray
 }
 
 

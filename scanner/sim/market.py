@@ -197,7 +197,9 @@ class Market:
         if on_mined is not None:
             on_mined(number)
         block = self.w3.eth.get_block("latest")
-        status = {h: self.w3.eth.get_transaction_receipt(h)["status"] for h in arb_hashes}
+        # A transaction the block had no room for stays pending: no receipt, neither landed nor reverted.
+        receipts = {h: self._rpc("eth_getTransactionReceipt", h) for h in arb_hashes}
+        status = {h: int(r["status"], 16) for h, r in receipts.items() if r is not None}
         reverted = sum(1 for s in status.values() if s == 0)
         bids = [replace(bid, landed=status.get(h) == 1) for h, bid in self._bids]
         self._bids = []
@@ -230,16 +232,19 @@ class Market:
         interval_s: float | None = None,
         on_block: Callable[[BlockSummary], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        on_pending: Callable[[], None] | None = None,
     ) -> list[BlockSummary]:
-        """Mine `blocks` blocks, back to back or one every `interval_s` seconds (the demo's clock)."""
+        """Mine `blocks` blocks, back to back or one every `interval_s` seconds (the demo's clock);
+        `on_pending` as in `step`."""
         out = []
-        for summary in self._iterate(blocks, interval_s, should_stop):
+        for summary in self._iterate(blocks, interval_s, should_stop, on_pending):
             out.append(summary)
             if on_block:
                 on_block(summary)
         return out
 
-    def _iterate(self, blocks: int, interval_s: float | None, should_stop) -> Iterator[BlockSummary]:
+    def _iterate(self, blocks: int, interval_s: float | None, should_stop,
+                 on_pending: Callable[[], None] | None = None) -> Iterator[BlockSummary]:
         next_at = time.monotonic()
         for _ in range(blocks):
             if should_stop():
@@ -249,7 +254,7 @@ class Market:
                 if delay > 0:
                     time.sleep(delay)
                 next_at += interval_s
-            yield self.step()
+            yield self.step(on_pending=on_pending)
 
     # ----- ground truth -------------------------------------------------------------------
     def fair_prices(self) -> dict[str, float]:
@@ -369,12 +374,13 @@ class Market:
             if arb.pool_index >= n:  # V3: the price limit stops it at the fair price, or reverts once past it
                 hashes.append(self.v3.send_swap(arb.account, arb.pool_index - n, trade.zero_for_one, trade.size,
                                                 trade.sqrt_price_limit_x96, arb.tip, base_fee))
-                continue
-            min_out = trade.expected_out * 995 // 1000  # reverts if someone moved the pool first
-            hashes.append(self._swap(arb.account, arb.pool_index, trade.zero_for_one, trade.size, min_out, arb.tip, base_fee))
+            else:
+                min_out = trade.expected_out * 995 // 1000  # reverts if someone moved the pool first
+                hashes.append(self._swap(arb.account, arb.pool_index, trade.zero_for_one, trade.size, min_out, arb.tip,
+                                         base_fee))
             if self.spec.mempool:
-                self._bids.append((hashes[-1], CompetitorBid(number, "mined", cast(Deployment, self.deployment).pools[
-                    arb.pool_index].address, arb.account, arb.tip, trade.profit_wei)))
+                self._bids.append((hashes[-1], CompetitorBid(number, "mined", self._pools()[arb.pool_index].address,
+                                                             arb.account, arb.tip, trade.profit_wei)))
         return hashes
 
     def _send_prices(self, base_fee: int) -> None:

@@ -29,7 +29,7 @@ import time
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from scanner.errors import ArbscanError
 
@@ -224,6 +224,11 @@ class Journal:
     def last_block(self) -> int | None:
         """The highest block with any row: where a restarted writer resumes."""
         return self._db.execute("SELECT MAX(block) FROM journal").fetchone()[0]
+
+    def bundles(self, block: int) -> list[BundleRecord]:
+        """The backrun bundles journaled for opportunities ranked at `block`."""
+        rows = self._db.execute("SELECT id, data FROM journal WHERE stage = 'bundle' AND block = ?", (block,)).fetchall()
+        return [cast(BundleRecord, _record("bundle", id, block, json.loads(data))) for id, data in rows]
 
     def records(self, id: str) -> list[Record]:
         """Every stage journaled for opportunity `id`, in pipeline order."""
