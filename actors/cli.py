@@ -100,11 +100,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="no progress bar; print the report as one JSON line")
     p.set_defaults(handler=history.capture)
 
+    p = sub.add_parser(
+        "replay", help="drive the whole pipeline (watchers, inference, aggregator, query server) from a capture",
+        description="Launch every actor of `arbscan run` on the pools of the capture in DIR (their state at its first "
+                    "block) and feed the watchers its blocks instead of a node's: the same watcher code applies the "
+                    "same logs. Block N+1 is released only once the query API serves block N's ranking, so no shard "
+                    "times out; --pace slows it to one block per S seconds (the query API and the top-N stream serve "
+                    "meanwhile, as live). Gas is priced at each block's next base fee without a tip (a capture holds "
+                    "no fee history) and no price oracle is read. Example: arbscan replay runs/capture --out ranked.jsonl")
+    p.add_argument("dir", metavar="DIR", help="a store written by `arbscan capture`")
+    p.add_argument("--config", default=str(REPO_ROOT / "deploy/local.toml"),
+                   help="TOML for tokens.base, [aggregator], [inference], [watchers], [sockets] (default deploy/local.toml)")
+    p.add_argument("--address", default=None, help="Ray cluster to attach to (default: a new private local Ray); "
+                                                   "the watchers read DIR, so it must be on their node's disk")
+    p.add_argument("--pace", metavar="S", type=float, default=0.0, help="seconds per block (default 0: as fast as it ranks)")
+    p.add_argument("--heuristic-risk", action="store_true",
+                   help="rank with the heuristic risk model instead of the LSTM's predictions: rankings then depend on "
+                        "the chain alone, not on when predictions arrive (what the determinism test compares)")
+    p.add_argument("--out", metavar="FILE", default=None, help="write each block's served ranking as one JSON line")
+    p.add_argument("--json", action="store_true", help="no progress bar; print the summary as one JSON line")
+    p.set_defaults(handler=history.replay)
+
+    p = sub.add_parser(
+        "backtest", help="rank every block of a capture and match the arbitrages that really happened",
+        description="Run the watcher and aggregator cores in-process over the capture in DIR (heuristic risk model, "
+                    "gas at the next base fee) and report per block the top-N ranked (sizes, net profit, P(success)). "
+                    "Realized arbitrages of block N (closed cycles through known pools in one transaction, and with "
+                    "--arbitrageurs every swap paying out to those addresses) are matched with block N-1's ranking: "
+                    "recall over those profitable at the block's start state, profit captured at our size vs "
+                    "realized. Writes OUT/backtest.json and OUT/profit.png. Example (the simulated market's "
+                    "competitors): arbscan backtest runs/capture --arbitrageurs 0xabc...,0xdef...")
+    p.add_argument("dir", metavar="DIR", help="a store written by `arbscan capture`")
+    p.add_argument("--config", default=str(REPO_ROOT / "deploy/local.toml"),
+                   help="TOML whose tokens.base names the base tokens (default deploy/local.toml)")
+    p.add_argument("--top", type=int, default=10, help="opportunities ranked per block (default 10)")
+    p.add_argument("--arbitrageurs", metavar="ADDRS", default=None,
+                   help="comma-separated addresses whose received swaps count as arbitrage legs")
+    p.add_argument("--out", metavar="DIR", default="runs/backtest", help="folder for backtest.json and profit.png")
+    p.add_argument("--rows", type=int, default=40, help="table rows to print (default 40)")
+    p.add_argument("--json", action="store_true", help="no progress bar or table; print the summary as one JSON line")
+    p.set_defaults(handler=history.backtest)
+
     p = sub.add_parser("bench", help="benchmarks; each prints its figures (and the naive way's) as one JSON line")
-    p.add_argument("what", choices=["scan", "inference", "e2e", "v3", "sizing", "sync", "pending"],
+    p.add_argument("what", choices=["scan", "inference", "e2e", "v3", "sizing", "sync", "pending", "replay"],
                    help="scan: re-score + rank; inference: LSTM batching; e2e: block mined to ranking served; "
                         "v3: exact Uniswap V3 quotes; sizing: exact integer optimum of random V2 cycles; "
-                        "sync: cold start (discovery + state of V2 pools) from a local anvil")
+                        "sync: cold start (discovery + state of V2 pools) from a local anvil; "
+                        "replay: a capture of a 1,000-pool market through the whole pipeline vs the same blocks live")
     p.add_argument("--pools", type=int, default=None, help="pools (default: scan 10000, e2e 1000, sync 10000)")
     p.add_argument("--blocks", type=int, default=50, help="e2e: blocks to time (default 50)")
     p.add_argument("--chains", type=int, default=1,

@@ -1,9 +1,11 @@
-"""The body of `arbscan capture` (the parser is `actors/cli.py`): a block range of a node into a store."""
+"""The bodies of `arbscan capture`, `replay` and `backtest` (the parser is `actors/cli.py`): a block range
+of a node into a store, a store through the whole pipeline, a store against what really happened."""
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, replace
+import time
+from dataclasses import asdict, dataclass, field, replace
 
 
 def capture(args: argparse.Namespace) -> int:
@@ -23,4 +25,122 @@ def capture(args: argparse.Namespace) -> int:
         print(f"captured blocks {report.first}..{report.last} into {args.out}: {report.blocks} new blocks, "
               f"{report.logs} logs, {report.chunks} chunks in {report.seconds:.1f} s ({rate:.0f} blocks/s); "
               f"{report.requests} eth_getLogs requests, {report.refusals} ranges refused and split")
+    return 0
+
+
+@dataclass
+class ReplayReport:
+    first: int  # the state block: its ranking is the bootstrap snapshot's
+    last: int
+    blocks: int  # blocks released and ranked after the state block
+    pools: int
+    seconds: float  # from the first release to the last block served
+    blocks_per_s: float
+    shard_timeouts: int  # blocks ranked without every shard (0: every ranking was complete)
+    served: list[dict] = field(default_factory=list)  # {"block", "opportunities"} per block, the state block first
+
+
+def wait_served(client, number: int, timeout_s: float) -> dict:
+    """The query API's top N once it serves block `number`."""
+    from scanner.errors import ArbscanError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        top = client.top()
+        if top.block is not None and top.block >= number:
+            if top.block > number:
+                raise ArbscanError(f"the pipeline served block {top.block} while the replay waited for {number}")
+            return {"block": top.block, "opportunities": top.opportunities}
+        if time.monotonic() > deadline:
+            raise ArbscanError(f"block {number} was not ranked within {timeout_s:.0f} s of its release (served: {top.block}); "
+                               "see the actors' health in the Ray dashboard")
+        time.sleep(0.0002)
+
+
+def run_replay(config, store: str, *, pace_s: float = 0.0, lstm_risk: bool = True, progress: bool = True,
+               block_timeout_s: float = 30.0, ready_timeout_s: float = 120.0) -> ReplayReport:
+    """Launch the pipeline on the capture at `store` (Ray must be attached) and release its blocks one at a
+    time: block N+1 only once the query API serves block N's ranking (so no shard times out and each
+    ranking is what its block alone makes), at most one block per `pace_s` seconds."""
+    from pathlib import Path
+
+    import zmq
+    from tqdm import tqdm
+
+    from actors.launcher import ReplayInput, launch
+    from scanner.history.replay import gas_update, pool_infos, state_ref
+    from scanner.history.store import Header, load
+    from scanner.serve.client import QueryClient
+
+    capture = load(store)
+    headers = [Header(**h) for h in capture.headers().to_pylist()]
+    gas = zmq.Context.instance().socket(zmq.PUB)  # the gas oracle's stream, from the captured headers
+    gas.linger = 0
+    gas.bind("tcp://127.0.0.1:*")
+    infos = pool_infos(capture)
+    pipeline = launch(config, replay=ReplayInput(str(Path(store).resolve()), infos, gas.getsockopt_string(zmq.LAST_ENDPOINT)),
+                      lstm_risk=lstm_risk, progress=False, ready_timeout_s=ready_timeout_s)
+    try:
+        watchers = [actor for name, actor in pipeline.actors.items() if name.startswith("watcher-")]
+        with QueryClient(pipeline.endpoints["query"], timeout_s=5.0) as client:
+            served = [wait_served(client, state_ref(capture).number, ready_timeout_s)]
+            started = time.monotonic()
+            for i, header in enumerate(tqdm(headers, unit="block", desc="replay", disable=not progress)):
+                if pace_s:
+                    time.sleep(max(0.0, started + i * pace_s - time.monotonic()))
+                gas.send(gas_update(header).encode())
+                for watcher in watchers:
+                    watcher.release.remote(header.number)
+                served.append(wait_served(client, header.number, block_timeout_s))
+            seconds = time.monotonic() - started
+        timeouts = pipeline.stats().get("aggregator", {}).get("shard_timeouts", -1)
+    finally:
+        pipeline.stop()
+        gas.close()
+    return ReplayReport(capture.first_block - 1, capture.last_block, len(headers), len(infos), seconds,
+                        len(headers) / seconds if seconds else 0.0, timeouts, served)
+
+
+def replay(args: argparse.Namespace) -> int:
+    from actors.ray_session import attach_ray
+    from scanner.config import load
+
+    config = load(args.config)
+    attach_ray(args.address or config.ray.address or None, config)  # before anything imports ray
+    report = run_replay(config, args.dir, pace_s=args.pace, lstm_risk=not args.heuristic_risk, progress=not args.json)
+    if args.out:
+        with open(args.out, "w") as f:
+            for top in report.served:
+                f.write(json.dumps(top) + "\n")
+    summary = {k: v for k, v in asdict(report).items() if k != "served"}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"replayed blocks {report.first + 1}..{report.last} of {args.dir} through the pipeline: {report.blocks} blocks, "
+              f"{report.pools} pools, {report.seconds:.1f} s ({report.blocks_per_s:.0f} blocks/s), "
+              f"{report.shard_timeouts} shard timeouts" + (f"; rankings in {args.out}" if args.out else ""))
+    return 0
+
+
+def backtest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scanner.config import load
+    from scanner.history.backtest import backtest, plot, table
+    from scanner.history.store import load as load_store
+
+    config = load(args.config)
+    arbitrageurs = [a for a in (args.arbitrageurs or "").split(",") if a]
+    report = backtest(load_store(args.dir), config.tokens.base, top_n=args.top, arbitrageurs=arbitrageurs,
+                      progress=not args.json)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "backtest.json").write_text(json.dumps(report.to_dict()))
+    plot(report, str(out / "profit.png"))
+    summary = {k: v for k, v in report.to_dict().items() if k != "per_block"}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(table(report, args.rows))
+        print(f"report: {out / 'backtest.json'}   plot: {out / 'profit.png'}")
     return 0

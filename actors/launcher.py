@@ -74,6 +74,16 @@ def _options(role: str, name: str, chains: int = 1, **extra) -> dict:
                 max_task_retries=spec.max_task_retries, **extra)
 
 
+@dataclass(frozen=True)
+class ReplayInput:
+    """What stands in for the node in a replay: the store the watchers read, its pools (the state at its
+    first block) and the gas stream the replay driver publishes from the captured headers."""
+
+    store: str
+    pools: list[PoolInfo]
+    gas_endpoint: str
+
+
 def connect_chain(config: Config, chain: ChainSpec, key: str) -> ChainClient:
     """`chain`'s node, checked to be the chain its table names (the error names the table, `chains[1]`)."""
     try:
@@ -92,22 +102,29 @@ def _chain_runs(config: Config) -> list[ChainRun]:
     return [ChainRun(c.name, c.chain_id, chain_suffix(c.name, len(networks)),
                      chain_rules(c.eip1559, c.eip1559_elasticity, c.eip1559_denominator), c.l1_fee,
                      config.submitter.executor if i == 0 else "",
-                     tuple(d.factory for d in c.dexes if d.kind == "uniswap-v3"), names if i == 0 else ())
+                     tuple(d.factory for d in c.dexes if d.kind == "uniswap-v3"), names if i == 0 else (),
+                     c.block_time_s)
             for i, c in enumerate(networks)]
 
 
 def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: tuple[int, int] | None = None,
-           progress: bool = True, ready_timeout_s: float = 120.0, pending: bool = False) -> Pipeline:
+           progress: bool = True, ready_timeout_s: float = 120.0, pending: bool = False, lstm_risk: bool = True,
+           replay: ReplayInput | None = None) -> Pipeline:
     """Discover pools, place the roles on the cluster's nodes, start them and wait until each answers;
     with `pending`, also a PendingWatcher whose pending swaps the aggregator ranks backruns on.
 
     Every chain of the config gets its own gas oracle, aggregator and watchers (named with the chain
     when there are several); one inference actor serves them all; the default chain's aggregator
-    hosts the query server, and the submitter and a PendingWatcher follow the default chain."""
+    hosts the query server, and the submitter and a PendingWatcher follow the default chain.
+    `lstm_risk=False` ranks with the heuristic risk model (a function of the pools' state alone, where
+    the LSTM's predictions arrive when inference is done: replay tests compare rankings exactly).
+    With `replay` the watchers read a capture instead of the node (no gas oracle, no submitter)."""
     networks = config.networks()
     keys = ["chain"] if not config.chains else [f"chains[{i}]" for i in range(len(networks))]
+    if replay and len(networks) > 1:
+        raise ConfigError("a replay reads one chain's capture: give it a config with one chain")
     for chain, key in zip(networks, keys):
-        if not chain.dexes:
+        if not chain.dexes and replay is None:
             raise ConfigError(f"no dexes configured for {key}: add at least one factory to scan "
                               f"({'[[dexes]]' if key == 'chain' else f'[[chains.dexes]] in {key}'})")
         if not chain.tokens.base:
@@ -117,8 +134,8 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
     runs = _chain_runs(config)
     found: list[dict[int, PoolInfo]] = []  # per chain; pool ids unique over all chains (one inference serves them)
     for chain, key in zip(networks, keys):
-        pools_of = discover(connect_chain(config, chain, key), chain.dexes, max_pools=chain.tokens.max_pools,
-                            progress=progress)
+        pools_of = replay.pools if replay else discover(connect_chain(config, chain, key), chain.dexes,
+                                                        max_pools=chain.tokens.max_pools, progress=progress)
         if not pools_of:
             raise ConfigError(f"the factories of {key} have no pools on {chain.resolved_rpc_url(key)}")
         offset = sum(len(f) for f in found)
@@ -127,12 +144,12 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
     shards, note = plan_shards(config.watchers.shards, min(len(f) for f in found))
     checkpoint = resolve_checkpoint(config.inference)
     notes = list(place.notes) + ([note] if note else [])
-    if checkpoint and not config.tokens.price_oracle:
+    if checkpoint and not config.tokens.price_oracle and not replay:
         notes.append("tokens.price_oracle is empty: the LSTM's price-gap feature reads 0 for every pool, so its "
                      "success probabilities lose their main signal; configure an Aave-style price oracle")
     notes += [f"{key}.l1_fee = 'arbitrum': Arbitrum's L1 pricing is not modelled yet, its profits leave it out"
               for chain, key in zip(networks, keys) if chain.l1_fee == "arbitrum"]
-    submitter = config.submitter.enabled and bool(config.submitter.executor)
+    submitter = config.submitter.enabled and bool(config.submitter.executor) and not replay
     if config.submitter.enabled and not submitter:
         notes.append("submitter.executor is empty: no simulated submission (set it to your ArbExecutor)")
     for note in notes:  # said before the waits, so a start that times out still explains itself
@@ -144,6 +161,9 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
     bind = f"tcp://{place.data_host}:*"
     hub = _pinned(place.hub)
     for run, chain in zip(runs, networks):
+        if replay:
+            endpoints["gas"] = replay.gas_endpoint
+            continue
         name = run.actor("gas-oracle")
         actors[name] = GasOracle.options(**_options("gas-oracle", name, len(runs), scheduling_strategy=hub)).remote(
             chain.node, chain.resolved_rpc_url(), config.gas, bind, f"{run_id}/gas{run.suffix}", run)
@@ -153,7 +173,7 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
         forward = None if i == 0 else {k: endpoints[k] for k in ("forwarded", "query", "publish")}
         actors[name] = Aggregator.options(**_options("aggregator", name, len(runs), scheduling_strategy=hub)).remote(
             chain_pools, chain.tokens.base, shards, config.aggregator, config.sockets, bind, endpoints[f"gas{run.suffix}"],
-            f"{run_id}{run.suffix}", symbols, gas_model, str(checkpoint) if checkpoint else None, run,
+            f"{run_id}{run.suffix}", symbols, gas_model, str(checkpoint) if checkpoint and lstm_risk else None, run,
             forward)
         bound = pipeline.bound(name, ready_timeout_s)
         endpoints |= {f"ingest{run.suffix}": bound["ingest"]} | ({} if forward else bound)
@@ -172,7 +192,7 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
             actors[name] = PoolWatcher.options(**_options("watcher", name, len(runs), scheduling_strategy=spread)).remote(
                 chain.node, chain.resolved_rpc_url(), shard, shard_pools, endpoints["features"],
                 endpoints[f"ingest{run.suffix}"], endpoints[f"gas{run.suffix}"], config.watchers.backfill_max_blocks,
-                chain.tokens.price_oracle, run)
+                "" if replay else chain.tokens.price_oracle, replay.store if replay else "", run)
     if pending:
         actors["pending-watcher"] = PendingWatcher.options(**_options(
             "pending-watcher", "pending-watcher", scheduling_strategy=spread)).remote(

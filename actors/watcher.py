@@ -3,11 +3,15 @@
 Feature frames go to the inference actor, block updates (changed reserves, reorg withdrawals)
 to the aggregator; both over ZMQ PUSH with bounded queues. The priority tip that goes into the
 gas feature comes from the gas oracle's PUB stream.
+
+In a replay (`store` names a capture) the blocks come from the store instead of the node, up to
+the block the replay driver last released (`release`), through the same `PoolWatcherCore`.
 """
 from __future__ import annotations
 
 import threading
 import time
+from typing import cast
 
 import ray
 import zmq
@@ -20,6 +24,8 @@ from scanner.chain.rpc import ChainClient
 from scanner.chain.shard import PoolWatcherCore
 from scanner.config import ChainConfig
 from scanner.dex.pool import PoolInfo
+from scanner.history.replay import StoreSource
+from scanner.history.store import load
 from scanner.wire.frames import WireError
 from scanner.wire.messages import BlockUpdate, GasUpdate, decode
 
@@ -38,12 +44,15 @@ FEATURES_SNDBUF = 256 * 1024  # and a fixed kernel send buffer under them (autot
 class PoolWatcher:
     def __init__(self, chain: ChainConfig, rpc_url: str, shard: int, pools: dict[int, PoolInfo],
                  features_endpoint: str, ingest_endpoint: str, gas_endpoint: str,
-                 backfill_max_blocks: int = 256, price_oracle: str = "", network: ChainRun = ChainRun()) -> None:
+                 backfill_max_blocks: int = 256, price_oracle: str = "", store: str = "",
+                 network: ChainRun = ChainRun()) -> None:
         self.role = network.actor(f"watcher-{shard}")
         self.metrics = Metrics(self.role)
-        self.client = ChainClient(rpc_url, timeout_s=chain.request_timeout_s, max_retries=chain.max_retries)
-        self.core = PoolWatcherCore(self.client, pools, shard, backfill_max_blocks=backfill_max_blocks,
-                                    price_oracle=price_oracle, chain_id=network.chain_id)
+        self.store = StoreSource(load(store)) if store else None
+        self.client = None if store else ChainClient(rpc_url, timeout_s=chain.request_timeout_s, max_retries=chain.max_retries)
+        self.core = PoolWatcherCore(self.client or cast(StoreSource, self.store), pools, shard,
+                                    backfill_max_blocks=backfill_max_blocks, price_oracle=price_oracle,
+                                    chain_id=network.chain_id)
         self.ctx = zmq.Context()
         self.features = self._push(features_endpoint, FEATURES_HWM, FEATURES_SNDBUF)
         self.ingest = self._push(ingest_endpoint, SEND_HWM)
@@ -60,8 +69,10 @@ class PoolWatcher:
         self._resync = threading.Event()
         self.metrics.pools_watched.set(len(pools), self.metrics.tags)
         # A newHeads subscription wakes the loop at once; polling every poll_interval_s stays the fallback.
-        self.heads = HeadNotifier(chain.ws_url).start() if chain.ws_url else None
-        self.loop = ActorLoop(self.role, self._step, chain.poll_interval_s, wake=self.heads.event if self.heads else None)
+        self.heads = HeadNotifier(chain.ws_url).start() if chain.ws_url and not store else None
+        self._released = threading.Event()  # a replay released blocks
+        wake = self.heads.event if self.heads else self._released if store else None
+        self.loop = ActorLoop(self.role, self._step, chain.poll_interval_s, wake=wake)
         self.loop.start()
 
     def _push(self, endpoint: str, hwm: int, sndbuf: int = -1) -> zmq.Socket:
@@ -121,7 +132,16 @@ class PoolWatcher:
             else:
                 self.metrics.count(self.metrics.reorgs, 1)
         head = self.core.tracker.head
-        self.metrics.blocks_behind.set(max(0, self.client.block_number() - head.number) if head else 0, self.metrics.tags)
+        newest = self.store.released if self.store else cast(ChainClient, self.client).block_number()
+        self.metrics.blocks_behind.set(max(0, newest - head.number) if head else 0, self.metrics.tags)
+
+    def release(self, number: int) -> int:
+        """Replay: let this watcher see the captured blocks up to `number`; returns its new head."""
+        if self.store is None:
+            raise RuntimeError(f"{self.role} follows a node, not a capture: only a replay's watchers take release()")
+        head = self.store.release(number)
+        self._released.set()
+        return head
 
     def resync(self) -> list[int]:
         """Send a full snapshot of this shard (every pool's reserves at the head) before the next

@@ -26,10 +26,10 @@ ALLOWED: dict[str, set[str]] = {
     "chain": {"dex", "gas", "model", "wire"},
     "serve": {"model", "wire"},
     "submit": {"dex", "gas", "rank", "wire", "chain"},
-    "history": {"dex", "gas", "model", "wire", "chain"},
+    "history": {"dex", "gas", "model", "wire", "chain", "rank"},  # rank: the backtest runs the aggregator core
     # whole-system drivers
     "sim": {"dex", "route", "gas", "model", "wire", "rank", "chain", "serve", "submit"},
-    "bench": {"dex", "route", "gas", "model", "wire", "rank", "chain", "serve", "submit", "sim"},
+    "bench": {"dex", "route", "gas", "model", "wire", "rank", "chain", "serve", "submit", "sim", "history"},
 }
 PURE = {"dex", "route", "gas", "model", "wire", "rank", "cluster"}
 IO_MODULES = {"web3", "zmq", "ray", "subprocess", "sqlite3", "socket", "requests", "urllib", "eth_account"}

@@ -2,11 +2,17 @@
 
 The Ray actor (`actors/watcher.py`) owns the sockets and calls `poll()`; everything that
 decides what a block means lives here so it runs against a real node without Ray.
+
+Blocks come from a `BlockSource`: a node (`NodeSource`) when live, a capture store
+(`scanner.history.replay.StoreSource`) in a replay. The source only answers what the head is, what a
+block and its logs are and what the pools held at a block; applying logs, features, messages and
+reorg handling are this one class's, so a replay runs exactly the code that runs live.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from eth_utils import to_checksum_address
@@ -17,6 +23,7 @@ from scanner.chain.reference import ReferencePrices
 from scanner.chain.rpc import ChainClient
 from scanner.chain.v3 import read_pool
 from scanner.dex.pool import PoolInfo
+from scanner.dex.v3 import V3Pool
 from scanner.model.features import N_FEATURES, PoolObservation, compute_features
 from scanner.wire.frames import FeatureFrame
 from scanner.wire.messages import BlockUpdate, Withdraw
@@ -43,12 +50,56 @@ def block_ref(block) -> BlockRef:
     )
 
 
+class BlockSource(Protocol):
+    """Where a watcher's blocks come from: a node, or a capture being replayed."""
+
+    def head(self) -> BlockRef:
+        """The newest block there is now."""
+
+    def block(self, number: int) -> BlockRef:
+        """Block `number` of the source's chain (to backfill gaps and walk back through reorgs)."""
+
+    def logs(self, ref: BlockRef, addresses: list[str]) -> list[dict]:
+        """The pool logs (`follow.POOL_TOPICS`) of block `ref` emitted by `addresses` (checksummed),
+        as JSON-RPC log dicts, in log order."""
+
+    def pool_states(self, ref: BlockRef, v2: list[str], v3: list[str]) -> tuple[list[tuple[int, int]], dict[str, V3Pool]]:
+        """The pools' state at the end of block `ref`: the V2 reserves of `v2` in order, and each V3
+        pool of `v3` by lower-case address."""
+
+
+@dataclass
+class NodeSource:
+    """A node over JSON-RPC: the live block source."""
+
+    client: ChainClient
+
+    def head(self) -> BlockRef:
+        return block_ref(self.client.get_block("latest"))
+
+    def block(self, number: int) -> BlockRef:
+        return block_ref(self.client.get_block(number))
+
+    def logs(self, ref: BlockRef, addresses: list[str]) -> list[dict]:
+        # Raw request: web3's formatters cost ~40 ms per call for a few hundred addresses.
+        return self.client.rpc("eth_getLogs", {"blockHash": ref.hash, "address": addresses, "topics": [POOL_TOPICS]})
+
+    def pool_states(self, ref: BlockRef, v2: list[str], v3: list[str]) -> tuple[list[tuple[int, int]], dict[str, V3Pool]]:
+        """V2 reserves in one lens call, V3 pools one by one."""
+        _, reserves = PoolLens(self.client).reserves_of(v2, ref.number) if v2 else (0, [])
+        return reserves, {a: read_pool(self.client.w3, a, ref.number) for a in v3}
+
+
 class PoolWatcherCore:
-    """Follows `pools` (id -> PoolInfo) for shard `shard`; `poll()` turns new heads into messages."""
+    """Follows `pools` (id -> PoolInfo) for shard `shard`; `poll()` turns new heads into messages.
+
+    `source` is a node's `ChainClient` (read through `NodeSource`) or any `BlockSource`; reference
+    prices (`price_oracle`) are read from a node only.
+    """
 
     def __init__(
         self,
-        client: ChainClient,
+        source: ChainClient | BlockSource,
         pools: dict[int, PoolInfo],
         shard: int,
         *,
@@ -57,7 +108,7 @@ class PoolWatcherCore:
         price_oracle: str = "",
         chain_id: int = 0,
     ) -> None:
-        self.client = client
+        self.source: BlockSource = NodeSource(source) if isinstance(source, ChainClient) else source
         self.shard = shard
         self.chain_id = chain_id  # marks every feature row: one inference actor serves every chain
         self.backfill_max_blocks = backfill_max_blocks
@@ -67,7 +118,11 @@ class PoolWatcherCore:
         self.tokens = {p.address.lower(): (p.token0, p.token1) for p in pools.values()}
         self.fees = {p.address.lower(): p.fee_bps for p in pools.values()}
         tokens = [t for pair in self.tokens.values() for t in pair]
-        self.reference = ReferencePrices(client, price_oracle, tokens) if price_oracle else None
+        self.reference = None
+        if price_oracle:
+            if not isinstance(source, ChainClient):
+                raise ValueError("reference prices are read from a node: a watcher on another block source takes no price_oracle")
+            self.reference = ReferencePrices(source, price_oracle, tokens)
         self.tracker = HeadTracker(window=reorg_window)
         self.state = ShardState(reserves={}, history_blocks=reorg_window)
         self.tip_wei = 0
@@ -77,11 +132,10 @@ class PoolWatcherCore:
     def bootstrap(self) -> BlockUpdate:
         """Read every pool's state at the head (V2 reserves in one lens call, V3 pools one by one)
         and start following from there."""
-        head = block_ref(self.client.get_block("latest"))
+        head = self.source.head()
         v2 = [a for a in self.addresses if a.lower() not in self.v3_addresses]
-        _, reserves = PoolLens(self.client).reserves_of(v2, head.number) if v2 else (0, [])
+        reserves, self.state.v3 = self.source.pool_states(head, v2, sorted(self.v3_addresses))
         self.state.reserves = {a.lower(): r for a, r in zip(v2, reserves)}
-        self.state.v3 = {a: read_pool(self.client.w3, a, head.number) for a in sorted(self.v3_addresses)}
         self.tracker.start_at(head)
         if self.reference:
             self.reference.log_prices(head.hash)  # a wrong oracle address fails here, by name, not every block
@@ -93,12 +147,12 @@ class PoolWatcherCore:
         All or nothing: every new block's logs are read before anything changes, so when the node
         fails half-way (ChainError) the next poll starts from the same place and no block is skipped.
         """
-        head = block_ref(self.client.get_block("latest"))
+        head = self.source.head()
         saved = self.tracker.save()
-        events = self.tracker.advance(head, self._fetch, self.backfill_max_blocks)
+        events = self.tracker.advance(head, self.source.block, self.backfill_max_blocks)
         try:
             new = [e.ref for e in events if isinstance(e, NewBlock)]
-            logs = {ref.hash: self._logs(ref) for ref in new}
+            logs = {ref.hash: self.source.logs(ref, self.addresses) for ref in new}
             prices = {ref.hash: self.reference.log_prices(ref.hash) if self.reference else {} for ref in new}
         except BaseException:
             self.tracker.restore(saved)
@@ -115,11 +169,6 @@ class PoolWatcherCore:
             elif isinstance(event, NewBlock):
                 out.messages.append(self._apply_block(event.ref, logs[event.ref.hash], prices[event.ref.hash], out))
         return out
-
-    def _logs(self, ref: BlockRef) -> list[dict]:
-        # Raw request: web3's formatters cost ~40 ms per call for a few hundred addresses.
-        return self.client.rpc("eth_getLogs", {"blockHash": ref.hash, "address": self.addresses,
-                                                "topics": [POOL_TOPICS]})
 
     def _apply_block(self, ref: BlockRef, logs: list[dict], prices: dict[str, float], out: ShardOutput) -> BlockUpdate:
         before = self._reserves()
@@ -161,9 +210,6 @@ class PoolWatcherCore:
         return FeatureFrame(np.array(ids, dtype=np.int64), np.full(len(ids), ref.number, dtype=np.int64),
                             np.array(x, dtype=np.float32).reshape(len(ids), N_FEATURES),
                             np.full(len(ids), self.chain_id, dtype=np.int64))
-
-    def _fetch(self, number: int) -> BlockRef:
-        return block_ref(self.client.get_block(number))
 
 
 def _hex(value) -> str:

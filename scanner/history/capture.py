@@ -156,8 +156,10 @@ def capture(
         found = store.manifest()
         if found is None:
             pools, ticks = initial_state(client, fetcher, dexes, first - 1, progress)
-            state_hash = bytes(client.get_block(first - 1)["hash"]).hex()
-            store.commit_state({**wanted, "state_block_hash": state_hash}, pools, ticks)
+            state = client.get_block(first - 1)
+            store.commit_state({**wanted, "state_block_hash": bytes(state["hash"]).hex(), "state_header": {
+                "parent_hash": bytes(state["parentHash"]).hex(), "base_fee": state.get("baseFeePerGas"),
+                "gas_used": state["gasUsed"], "gas_limit": state["gasLimit"]}}, pools, ticks)
         elif {k: found.get(k) for k in wanted} != wanted:
             raise ConfigError(f"{out} holds a capture of chain {found['chain_id']} from block {found['from_block']} of DEXes "
                               f"{[d['factory'] for d in found['dexes']]}, not of chain {wanted['chain_id']} from block {first} "

@@ -9,7 +9,7 @@ Columnar compression keeps a log table to a few bytes per repeated address or to
 
 Layout of a store directory:
 
-    manifest.json             what was captured (chain, first block, DEXes, the state block's hash)
+    manifest.json             what was captured (chain, first block, DEXes, the state block's hash and header)
     pools.parquet             every tracked pool's state at the end of block `from - 1`
     ticks.parquet             the initialized ticks of the V3 pools at that block
     lock                      held by the one capture writing the directory
