@@ -56,7 +56,7 @@ class Aggregator:
         # from its per-pool predictions and the calibration stored with it; else the heuristic.
         risk = LstmRiskModel.from_checkpoint(Checkpoint.load(checkpoint)) if checkpoint else None
         self.core = AggregatorCore(pools, base_tokens, shards, top_n=aggregator.top_n, max_hops=aggregator.max_hops,
-                                   shard_timeout_s=aggregator.shard_timeout_s,
+                                   shard_timeout_s=aggregator.shard_timeout_s, stale_after_s=network.stale_after_s,
                                    gas_model=GasModel(*gas_model) if gas_model else GasModel(),
                                    fee_rules=network.rules, **({"risk": risk} if risk else {}))
         if risk:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import ray
 
 from scanner.cluster.placement import actor_name
-from scanner.config import DEFAULT_CHAIN, LOCAL_CHAIN_ID
+from scanner.config import DEFAULT_CHAIN, LOCAL_CHAIN_ID, STALE_BLOCKS
 from scanner.dex.pool import PoolInfo
 from scanner.errors import ConfigError
 from scanner.gas.fees import ETHEREUM, BaseFeeRules
@@ -31,8 +31,15 @@ class ChainRun:
     v3_factories: tuple[str, ...] = ()
     serves: tuple[str, ...] = ()  # the query server's host: every chain's name, default first; else ()
 
+    block_time_s: float = 12.0
+
     def actor(self, role: str) -> str:
         return actor_name(role, self.suffix)
+
+    @property
+    def stale_after_s(self) -> float:
+        """How old the last ranked block may be before health says the chain is behind."""
+        return STALE_BLOCKS * self.block_time_s
 
 
 @dataclass

@@ -87,7 +87,7 @@ L1_FEES = ("none", "op-stack", "arbitrum")
 """What a transaction pays for L1 besides its L2 gas: nothing, the OP-stack Fjord data fee
 (`scanner.gas.l1fee`, read from the chain's L1Block predeploy), or Arbitrum's L1 pricing."""
 DEFAULT_CHAIN = "main"
-STALE_BLOCKS = 10
+STALE_BLOCKS = 3
 """The name of the one chain of a single-chain config (`[chain]`, `[[dexes]]`, `[tokens]`)."""
 
 
@@ -97,7 +97,8 @@ class ChainSpec(ChainConfig):
 
     `eip1559` names the base-fee rules (one of `FEE_RULES`); `eip1559_elasticity` and
     `eip1559_denominator` (both > 0) replace them with EIP-1559 at those numbers. `block_time_s` is
-    how often the chain makes a block: a chain silent for `STALE_BLOCKS` of them is reported degraded.
+    how often the chain makes a block: a chain whose last ranked block is `STALE_BLOCKS` of them old is
+    reported degraded.
     """
 
     name: str

@@ -107,6 +107,7 @@ class AggregatorCore:
         *,
         top_n: int = 10,
         shard_timeout_s: float = 2.0,
+        stale_after_s: float = STALE_AFTER_S,  # the chain's: a few of its block times
         gas_model: GasModel = GasModel(),
         fee_rules: BaseFeeRules = ETHEREUM,  # the chain's: the next block's base fee from each header
         risk: RiskModel = HeuristicRiskModel(),
@@ -116,6 +117,7 @@ class AggregatorCore:
         self.pools = pools
         self.shards = shards
         self.shard_timeout_s = shard_timeout_s
+        self.stale_after_s = stale_after_s
         self.clock = clock
         self.address = {i: p.address for i, p in pools.items()}
         self.ranker = Ranker([make_pool(p) for p in pools.values()], base_rates(pools.values(), base_tokens), gas_price=0,
@@ -232,7 +234,7 @@ class AggregatorCore:
         reasons = []
         if not self.last_ranked_at:
             reasons.append("no block ranked yet")
-        elif self.clock() - self.last_ranked_at > STALE_AFTER_S:
+        elif self.clock() - self.last_ranked_at > self.stale_after_s:
             reasons.append(f"no block ranked for {self.clock() - self.last_ranked_at:.0f} s")
         if self.awaiting:
             reasons.append(f"waiting for the state of shards {sorted(self.awaiting)} after a restart")
