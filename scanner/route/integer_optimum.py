@@ -208,13 +208,13 @@ class _Search:
         for ck, cm, cn in self.inverse:
             d = ck - cn * x
             if d <= 0:
-                self.y_max, self.stale = y - 1, True
+                self.y_max, self.stale = min(self.y_max, y - 1), True
                 return
             x = -(-cm * x // d)
         u = x
         for (ck, cm, cn), cap in zip(self.curves, self.caps):
             if u > cap:
-                self.y_max, self.stale = y - 1, True
+                self.y_max, self.stale = min(self.y_max, y - 1), True
                 return
             u = ck * u // (cm + cn * u)
         if u - x > self.profit:
