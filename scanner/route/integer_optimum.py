@@ -43,7 +43,7 @@ from scanner.dex.pool import Mobius
 from scanner.dex.v2 import FEE_DENOMINATOR, MAX_RESERVE
 
 IDENTITY: Mobius = (1, 1, 0)
-SMALL = 64  # intervals of at most this many y are checked y by y rather than split
+SMALL = 32  # intervals of at most this many y are checked y by y rather than split
 LAMBDA_SLACK = 1 - 1e-9  # λ is a float derivative: taken smaller than computed, so the bound stays a bound
 MINOR = 1e-4  # a rounding whose unit is worth less than this share of the other's is not subtracted
 
