@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=commands.demo)
 
     p = sub.add_parser("run", help="run the scanner against the chain a config names (local Ray or a cluster)")
-    p.add_argument("--config", required=True, help="TOML config (see deploy/local.toml, deploy/mainnet.example.toml)")
+    p.add_argument("--config", required=True, help="TOML config (see deploy/local.toml, deploy/mainnet.example.toml; several chains: deploy/l2.example.toml)")
     p.add_argument("--address", default=None,
                    help="Ray cluster to attach to ('auto', or ray://…/host:port); default: RAY_ADDRESS, ray.address, else a new local Ray")
     p.add_argument("--blocks", type=int, default=None, help="stop after N ranked blocks (default: run until stopped)")
