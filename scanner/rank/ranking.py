@@ -163,6 +163,7 @@ class Ranker:
         """Price routes with a calibrated model from now on (the cached sizings stay valid)."""
         self.gas_model = gas_model
         self._gas_units = self._route_gas()
+        self._set_bound_per_gas(np.arange(len(self.graph)))
 
     def remove_pool(self, address: str) -> None:
         """Stop watching a pool (KeyError naming an unknown one); its cycles go with it."""
@@ -201,7 +202,8 @@ class Ranker:
         rows = self.graph.cycles_of(np.asarray(slots, dtype=np.int64))
         edges = np.asarray([e for slot in slots for e in (2 * slot, 2 * slot + 1)], dtype=np.int64)
         curves = [a[edges].copy() for a in (self._k, self._m, self._n, self._reserve_in)]
-        scores = [a[rows].copy() for a in (self._x, self._profit, self._bound)]
+        scored = (self._x, self._profit, self._bound, self._bound_per_gas)
+        scores = [a[rows].copy() for a in scored]
         sized = {r: self._sized[r] for r in rows.tolist() if r in self._sized}
         try:
             for pool, state in zip(pools, updates.values()):
@@ -214,7 +216,7 @@ class Ranker:
                 pool.update(*state)
             for a, saved in zip((self._k, self._m, self._n, self._reserve_in), curves):
                 a[edges] = saved
-            for a, saved in zip((self._x, self._profit, self._bound), scores):
+            for a, saved in zip(scored, scores):
                 a[rows] = saved
             for r in rows.tolist():
                 self._sized.pop(r, None)
@@ -241,6 +243,7 @@ class Ranker:
         self._x = np.zeros(len(graph))
         self._profit = np.zeros(len(graph))
         self._bound = np.zeros(len(graph))
+        self._bound_per_gas = np.zeros(len(graph))  # the gas price at which the bound just pays for the gas
         self._sized: dict[int, Sized | None] = {}
         self._hit = np.zeros(len(graph), dtype=bool)
         self._rescore(np.arange(len(graph)))
@@ -261,12 +264,31 @@ class Ranker:
         edges = (2 * np.asarray(slots, dtype=np.int64)[:, None] + np.arange(2)).ravel()
         self._k[edges], self._m[edges], self._n[edges], self._reserve_in[edges] = table.T
 
+    def _set_bound_per_gas(self, rows: np.ndarray) -> None:
+        self._bound_per_gas[rows] = self._bound[rows] / (self._gas_units[rows] * self._token_per_eth[rows])
+
+    def _candidates(self, within: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The rows (of all cycles, or of `within`) whose bound beats their gas cost, and that cost.
+
+        One comparison per cycle against the gas price its bound can pay (kept per cycle as it is
+        rescored, slightly loose), then the exact `bound > cost` on the few left: the same rows as
+        comparing every cycle's bound with its cost, without computing every cycle's cost."""
+        loose = float(self.gas_price) * (1 - FLOAT_MARGIN) * (1 - 1e-9)
+        if within is None:
+            rows = np.flatnonzero(self._bound_per_gas > loose)
+        else:
+            rows = within[self._bound_per_gas[within] > loose]
+        cost = self._gas_units[rows] * float(self.gas_price) * self._token_per_eth[rows] * (1 - FLOAT_MARGIN)
+        keep = self._bound[rows] > cost
+        return rows[keep], cost[keep]
+
     def _rescore(self, rows: np.ndarray) -> None:
         """Re-fold the given cycles and forget their exact sizings."""
         edges = self._edges[rows]
         x, profit = optimum(*fold(self._k[edges], self._m[edges], self._n[edges]))
         self._x[rows], self._profit[rows] = x, profit
         self._bound[rows] = profit_upper_bound(x, profit)
+        self._set_bound_per_gas(rows)
         if self._sized:
             cached = np.fromiter(self._sized, dtype=np.int64, count=len(self._sized))
             self._hit[rows] = True  # a scratch mask, all False between calls: no allocation per block
@@ -280,17 +302,14 @@ class Ranker:
     def ranking(self, block: int, *, within: np.ndarray | None = None, trigger: str = "") -> list[Opportunity]:
         """The top N opportunities by expected value (only positive net profit and value), among the
         cycles `within` when given (a pending transaction's, marked with its `trigger`)."""
-        cost = self._gas_units * float(self.gas_price) * self._token_per_eth * (1 - FLOAT_MARGIN)
         if within is None:
             self.block = block
-            rows = np.flatnonzero(self._bound > cost)
-        else:
-            rows = within[self._bound[within] > cost[within]]
+        rows, cost = self._candidates(within)
         if len(rows) == 0:
             return []
         probability, slippage = self.risk.assess(self._risk_inputs(rows))
         slippage = np.rint(slippage)  # whole wei, so bound and exact value subtract the same amount
-        bound = expected_value(probability, self._bound[rows] - cost[rows], slippage, cost[rows])
+        bound = expected_value(probability, self._bound[rows] - cost, slippage, cost)
         bound = bound * self._eth_per_token[rows]
         order = np.argsort(-bound, kind="stable")
         kept = order[bound[order] > 0]
