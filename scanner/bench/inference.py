@@ -149,10 +149,14 @@ def _raw_step(model: ArbLSTM, batch: int, rng: np.random.Generator) -> Callable[
 
 
 def _stream_step(model: ArbLSTM, batch: int, pools: int, rng: np.random.Generator) -> Callable[[], int]:
-    """`StreamingBatcher.step` on `batch` rows of random pools out of `pools`, a new block each call."""
+    """`StreamingBatcher.step` on `batch` rows of random pools out of `pools`, a new block each call,
+    once every pool has its slot (the steady state after a deployment's first block)."""
     streamer = StreamingBatcher(model, capacity=pools)
     frames = [FeatureFrame(rng.permutation(pools)[:batch], np.zeros(batch, dtype=np.int64),
                            rng.normal(size=(batch, N_FEATURES))) for _ in range(64)]
+    for start in range(0, pools, batch):
+        ids = np.arange(start, min(pools, start + batch))
+        streamer.step(FeatureFrame(ids, np.zeros(len(ids), dtype=np.int64), np.zeros((len(ids), N_FEATURES))))
     block = 0
 
     def once() -> int:

@@ -171,6 +171,11 @@ class StreamingBatcher:
         """
         slots = self._slots(frame.pool)
         rounds = self._repeats(slots)
+        if not rounds.any() and (frame.block > self._last_block[slots]).all():
+            # the usual batch, one fresh row per pool: applied whole, no row copied
+            self._last_block[slots] = frame.block
+            mu, sigma, p_trade = self._advance(slots, frame.x)
+            return PredictionFrame(frame.pool, frame.block, mu, sigma, p_trade, frame.chain)
         applied, values = [np.zeros(0, dtype=np.int64)], [np.zeros((3, 0), dtype=np.float32)]
         for r in range(int(rounds.max(initial=-1)) + 1):
             rows = np.flatnonzero(rounds == r)
