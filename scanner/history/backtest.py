@@ -42,12 +42,16 @@ Hop = tuple[str, bool]  # (pool address, zero_for_one)
 
 @dataclass
 class Ranked:
-    """One ranked opportunity, as the report lists it."""
+    """One ranked opportunity, as the report lists it (with what the executor needs to send it)."""
 
     id: str
     tokens: list[str]
     pools: list[str]
+    zero_for_one: list[bool]
+    fees_bps: list[int]
+    kinds: list[str]
     amount_in: int
+    gross_profit: int  # in the base token (tokens[0])
     net_profit_eth: float
     expected_value_eth: float
     success_probability: float
@@ -101,8 +105,8 @@ class BacktestReport:
 
 
 def _ranked(o: Opportunity) -> Ranked:
-    return Ranked(o.id, list(o.tokens), list(o.pools), o.amount_in, o.net_profit * o.eth_per_token, o.expected_value_eth,
-                  o.success_probability)
+    return Ranked(o.id, list(o.tokens), list(o.pools), list(o.zero_for_one), list(o.fees_bps), list(o.kinds), o.amount_in,
+                  o.gross_profit, o.net_profit * o.eth_per_token, o.expected_value_eth, o.success_probability)
 
 
 def _hops(o: Opportunity) -> list[Hop]:
