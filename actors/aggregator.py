@@ -28,7 +28,7 @@ from scanner.dex.v3 import V3Pool
 from scanner.gas.fees import GasModel
 from scanner.gas.l1fee import FjordFeeParams
 from scanner.model.lstm import Checkpoint
-from scanner.rank.aggregate import AggregatorCore, RankedBlock, opportunity_dict
+from scanner.rank.aggregate import AggregatorCore, RankedBlock, ServedBackruns, opportunity_dict
 from scanner.rank.l1 import L1Charger
 from scanner.rank.ranking import Opportunity
 from scanner.rank.risk import LstmRiskModel
@@ -38,7 +38,6 @@ from scanner.wire.messages import GasUpdate, WireError, decode
 from scanner.wire.query import Health, RankingStore
 
 INGEST_HWM = 10_000
-BACKRUNS_SERVED = 50  # the best backruns of pending transactions served (and published) beside each block's ranking
 
 
 @ray.remote
@@ -99,7 +98,7 @@ class Aggregator:
             self.core.ranker.graph.base_tokens, self.core.ranker.token_per_eth))) if network.l1_fee == "op-stack" else None
         self.counts = {"blocks_ranked": 0, "withdrawals": 0}
         self._served: tuple[int, str, list[dict]] | None = None  # the mined ranking served now (block, hash, rows)
-        self._backrun_rows: dict[str, dict] = {}  # opportunity id -> its served row, for the block served now
+        self.backruns = ServedBackruns()
         self.last_latency_ms = 0.0
         others = [f"aggregator@{name}" for name in network.serves[1:]]  # the host asks every chain's aggregator
         self.peers = PeerHealth([network.actor(f"watcher-{i}") for i in range(shards)] + [network.actor("gas-oracle"),
@@ -148,19 +147,15 @@ class Aggregator:
         for block in ranked + self.core.tick():
             self._publish(block)
         if self.core.rank_pending() and self._served is not None:
-            self.server.update(self._served[0], self._served[2] + self._backruns(*self._served[:2]))
+            backruns, changed = self._backruns(*self._served[:2])
+            if changed:
+                self.server.update(self._served[0], self._served[2] + backruns)
 
-    def _backruns(self, number: int, block_hash: str) -> list[dict]:
-        """The best backruns of pending transactions ranked on block `number`, served next to its ranking
-        (each converted once: a busy mempool re-serves the same ones many times a block)."""
-        if self._backrun_rows and next(iter(self._backrun_rows.values()))["block"] != number:
-            self._backrun_rows.clear()
-        out = []
-        for o in self.core.backrun_opportunities(number, BACKRUNS_SERVED):
-            if o.id not in self._backrun_rows:
-                self._backrun_rows[o.id] = opportunity_dict(o, self.symbols) | {"block_hash": block_hash}
-            out.append(self._backrun_rows[o.id])
-        return out
+    def _backruns(self, number: int, block_hash: str) -> tuple[list[dict], bool]:
+        """The best backruns of pending transactions ranked on block `number`, served next to its ranking,
+        and whether they changed since last served."""
+        return self.backruns.update(self.core, number,
+                                    lambda o: opportunity_dict(o, self.symbols) | {"block_hash": block_hash})
 
     def _calldata(self, opp: Opportunity) -> bytes:
         return execute_calldata(opp, v3_factories=self.network.v3_factories)
@@ -174,7 +169,7 @@ class Aggregator:
     def _publish(self, block: RankedBlock) -> None:
         ranking = self._rows(block)
         self._served = (block.number, block.hash, ranking)
-        ranking = ranking + self._backruns(block.number, block.hash)
+        ranking = ranking + self._backruns(block.number, block.hash)[0]
         if self.store.block is not None and block.number < self.store.block:
             self.store.withdraw(block.number)
         self.server.update(block.number, ranking)

@@ -22,7 +22,7 @@ from scanner.chain.pending_swaps import (
 from scanner.dex.pool import PoolInfo, V3State
 from scanner.dex.v2 import V2Pool, amount_out
 from scanner.dex.v3 import V3Pool
-from scanner.rank.aggregate import PENDING_QUEUE, AggregatorCore
+from scanner.rank.aggregate import PENDING_QUEUE, AggregatorCore, ServedBackruns, opportunity_dict
 from scanner.rank.ranking import Ranker
 from scanner.wire.messages import BlockUpdate, PendingUpdate, PendingWithdraw, decode
 
@@ -150,6 +150,10 @@ def test_the_aggregator_ranks_pending_updates_on_their_block_and_withdraws_them(
     assert core.last_ranked == 7 and core.rank_pending()
     backruns = core.backrun_opportunities(7)
     assert backruns and {o.trigger for o in backruns} == {"0xa1"}
+    served = ServedBackruns(limit=2)
+    rows, changed = served.update(core, 7, opportunity_dict)
+    assert changed and [r["id"] for r in rows] == [o.id for o in backruns[:2]]
+    assert served.update(core, 7, opportunity_dict) == (rows, False)  # nothing new: nothing re-served
     core.ingest(PendingUpdate("0xa2", ME, 1, 10, 20, 6, 0.0, post).encode())  # simulated on an older block
     core.ingest(PendingUpdate("0xa3", ME, 2, 10, 20, 7, 0.0, {99: (1, 1)}).encode())  # not our pool
     core.ingest(PendingWithdraw(("0xa1",), "replaced").encode())

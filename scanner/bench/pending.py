@@ -4,8 +4,9 @@ Two processes joined by a real ZMQ PUSH/PULL over loopback, as the actors are: t
 each pending swap (its router calldata, as the node returns it), decodes it, simulates it on its copy of
 the mined state with the exact math and sends the `PendingUpdate`; the aggregator side ranks it with
 `AggregatorCore.rank_pending` (a what-if of the mined state over the cycles through the swapped pool,
-undone at once) and serves the block's ranking plus every backrun from a `RankingStore`. The latency of
-a swap ends when the store that answers `top` and `get` holds its backruns. The node's side (the
+undone at once) and serves the block's ranking plus the best backruns from a `RankingStore`, as the
+aggregator actor does (`ServedBackruns`). The latency of a swap ends when it is ranked and, if its
+backruns are among the best served, the store that answers `top` and `get` holds them. The node's side (the
 pending filter and `eth_getTransactionByHash`) is not in the figure: it is the RPC round trip of the
 node one runs against.
 
@@ -28,7 +29,7 @@ from scanner.bench.scan import synthetic_market
 from scanner.chain.pending_swaps import ROUTER_SWAP, SwapReverts, decode_swap, v2_after
 from scanner.dex.pool import PoolInfo
 from scanner.dex.v2 import V2Pool
-from scanner.rank.aggregate import AggregatorCore, opportunity_dict
+from scanner.rank.aggregate import AggregatorCore, ServedBackruns, opportunity_dict
 from scanner.rank.ranking import Ranker
 from scanner.wire.messages import BlockUpdate, PendingUpdate, decode
 from scanner.wire.query import RankingStore
@@ -36,7 +37,6 @@ from scanner.wire.query import RankingStore
 BLOCK = 1
 WETH = "weth"
 GAS_PRICE = 20 * 10**9
-BACKRUNS_SERVED = 50  # the best backruns served beside the block's ranking (as the aggregator actor does)
 
 
 def market(pools: int, seed: int) -> dict[int, PoolInfo]:
@@ -65,6 +65,7 @@ def _aggregator(pools: dict[int, PoolInfo], conn, expected: int) -> None:
     """The aggregator side: ingest, rank, serve; sends back each swap's latency (ms) and the backruns found."""
     core = AggregatorCore(pools, [WETH], shards=1, top_n=10)
     store = RankingStore()
+    served = ServedBackruns()
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PULL)
     sock.bind("tcp://127.0.0.1:*")
@@ -88,8 +89,9 @@ def _aggregator(pools: dict[int, PoolInfo], conn, expected: int) -> None:
         core.rank_pending(budget_s=0.05)
         done = sum(core.pending_counts[k] for k in ("ranked", "stale", "invalid")) - before
         if done:
-            backruns = [opportunity_dict(o) for o in core.backrun_opportunities(core.last_ranked, BACKRUNS_SERVED)]
-            store.replace(core.last_ranked, mined + backruns)
+            backruns, changed = served.update(core, core.last_ranked, opportunity_dict)
+            if changed:
+                store.replace(core.last_ranked, mined + backruns)
             now = time.time()
             found = max(found, len(core.backruns))
             latencies += [(now - seen.popleft()) * 1e3 for _ in range(done)]

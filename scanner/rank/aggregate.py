@@ -96,6 +96,36 @@ def opportunity_dict(opp: Opportunity, symbols: dict[str, str] | None = None) ->
     return d
 
 
+BACKRUNS_SERVED = 50  # the best backruns of pending transactions served (and published) beside a block's ranking
+
+
+class ServedBackruns:
+    """The rows of the best backruns served beside a block's ranking. A busy mempool ranks hundreds of
+    pending transactions a second and most never make the best: each row is converted once, and the
+    served set is replaced only when it changes."""
+
+    def __init__(self, limit: int = BACKRUNS_SERVED) -> None:
+        self.limit = limit
+        self.block: int | None = None
+        self.rows: dict[str, dict] = {}  # opportunity id -> its row, for `block`
+        self.ids: list[str] = []  # served now, best first
+
+    def update(self, core: AggregatorCore, block: int, row: Callable[[Opportunity], dict]) -> tuple[list[dict], bool]:
+        """The rows to serve with `block`'s ranking (`row` converts an opportunity), and whether they changed."""
+        best = core.backrun_opportunities(block, self.limit)
+        ids = [o.id for o in best]
+        if block == self.block and ids == self.ids:
+            return [self.rows[i] for i in ids], False
+        if block != self.block:
+            self.rows.clear()
+            self.block = block
+        for o in best:
+            if o.id not in self.rows:
+                self.rows[o.id] = row(o)
+        self.ids = ids
+        return [self.rows[i] for i in ids], True
+
+
 class AggregatorCore:
     """Ranks every block once all `shards` have reported it, or at `shard_timeout_s`."""
 
