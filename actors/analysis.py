@@ -46,6 +46,13 @@ def bench(args: argparse.Namespace) -> int:
         from scanner.bench.scan import run
 
         result = run(pools=args.pools or 10_000, changed=args.changed, seed=args.seed, v3_share=args.v3_share)
+    elif args.what == "replay":
+        from actors.ray_session import use_private_token
+
+        use_private_token()  # before actors.history imports ray
+        from actors.history import bench_replay
+
+        result = bench_replay(pools=args.pools or 1000, blocks=args.blocks or 200, seed=args.seed)
     elif args.what == "e2e":
         from actors.ray_session import use_private_token
 
@@ -53,9 +60,9 @@ def bench(args: argparse.Namespace) -> int:
         from actors.bench_e2e import run, run_chains
 
         if args.chains > 1:
-            result = run_chains(pools=args.pools or 1000, blocks=args.blocks, seed=args.seed, chains=args.chains)
+            result = run_chains(pools=args.pools or 1000, blocks=args.blocks or 50, seed=args.seed, chains=args.chains)
         else:
-            result = run(pools=args.pools or 1000, blocks=args.blocks, seed=args.seed)
+            result = run(pools=args.pools or 1000, blocks=args.blocks or 50, seed=args.seed)
     elif args.what == "v3":
         from scanner.bench.v3 import run
 

@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "sync: cold start (discovery + state of V2 pools) from a local anvil; "
                         "replay: a capture of a 1,000-pool market through the whole pipeline vs the same blocks live")
     p.add_argument("--pools", type=int, default=None, help="pools (default: scan 10000, e2e 1000, sync 10000)")
-    p.add_argument("--blocks", type=int, default=50, help="e2e: blocks to time (default 50)")
+    p.add_argument("--blocks", type=int, default=None,
+                   help="e2e: blocks to time (default 50); replay: blocks to follow live, capture and replay (default 200)")
     p.add_argument("--chains", type=int, default=1,
                    help="e2e: chains at once (default 1); with N > 1, N anvils with a market of --pools pools each, "
                         "every chain's p50/p99 in one pipeline and its p50 alone (\"chains\" in the JSON)")

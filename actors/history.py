@@ -144,3 +144,65 @@ def backtest(args: argparse.Namespace) -> int:
         print(table(report, args.rows))
         print(f"report: {out / 'backtest.json'}   plot: {out / 'profit.png'}")
     return 0
+
+
+def bench_replay(pools: int = 1000, blocks: int = 200, seed: int = 0) -> dict:
+    """`arbscan bench replay`: a generated market's blocks followed live by the whole pipeline (block mined
+    to its ranking served, per block), then captured and replayed through a fresh pipeline (blocks/s)."""
+    import os
+    import statistics
+    import tempfile
+    from pathlib import Path
+
+    import ray
+
+    from actors.demo import local_config
+    from actors.launcher import launch
+    from actors.ray_session import attach_ray
+    from scanner.bench.replay import cores_blocks_per_s, logs_per_block, market
+    from scanner.chain.anvil import Anvil, searcher_key_file
+    from scanner.chain.rpc import ChainClient
+    from scanner.history.capture import capture
+    from scanner.history.store import load
+    from scanner.serve.client import QueryClient
+
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="arbscan-bench-") as tmp, Anvil.start() as node:
+        m = market(node, pools, seed)
+        assert m.deployment is not None
+        config = local_config(node, m.deployment, Path(tmp) / "journal.sqlite", searcher_key_file(Path(tmp)))
+        config = replace(config, chain=replace(config.chain, poll_interval_s=0.01),
+                         submitter=replace(config.submitter, enabled=False))
+        started_ray = not ray.is_initialized()
+        if started_ray:
+            attach_ray(None, config)
+        store = str(Path(tmp) / "capture")
+        latencies: list[float] = []
+        try:
+            first = m.w3.eth.block_number + 1
+            pipeline = launch(config, progress=False)
+            try:
+                with QueryClient(pipeline.endpoints["query"], timeout_s=5.0) as client:
+                    wait_served(client, first - 1, 120.0)
+
+                    def served(number: int) -> None:
+                        wait_served(client, number, 30.0)
+                        latencies.append((time.monotonic() - m.last_mined_at) * 1000)
+
+                    for _ in range(blocks):
+                        m.step(on_mined=served)
+            finally:
+                pipeline.stop()
+            capture(ChainClient(node.url), config.dexes, first, m.w3.eth.block_number, store, progress=False)
+            report = run_replay(config, store, progress=False)
+        finally:
+            if started_ray:
+                ray.shutdown()
+        stored = load(store)
+        cores, logs = cores_blocks_per_s(stored, config.tokens.base), logs_per_block(stored)
+    return {"blocks": report.blocks, "pools": report.pools, "logs_per_block": round(logs, 1),
+            "blocks_per_s": round(report.blocks_per_s, 1), "replay_block_ms": round(1000 / report.blocks_per_s, 2),
+            "live_block_ms": round(statistics.median(latencies), 2),
+            "live_block_p99_ms": round(sorted(latencies)[int(0.99 * (len(latencies) - 1))], 2),
+            "cores_blocks_per_s": round(cores, 1), "shard_timeouts": report.shard_timeouts, "cpus": os.cpu_count(),
+            "load_avg_before": [round(x, 2) for x in load_before], "load_avg_after": [round(x, 2) for x in os.getloadavg()]}

@@ -11,20 +11,21 @@ reorg handling are this one class's, so a replay runs exactly the code that runs
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 from eth_utils import to_checksum_address
 
 from scanner.chain.discovery import PoolLens
-from scanner.chain.follow import POOL_TOPICS, BlockRef, HeadTracker, NewBlock, Reorg, ShardState, virtual_reserves
+from scanner.chain.follow import POOL_TOPICS, BlockRef, HeadTracker, NewBlock, PoolBlockState, Reorg, ShardState, virtual_reserves
 from scanner.chain.reference import ReferencePrices
 from scanner.chain.rpc import ChainClient
 from scanner.chain.v3 import read_pool
 from scanner.dex.pool import PoolInfo
 from scanner.dex.v3 import V3Pool
-from scanner.model.features import N_FEATURES, PoolObservation, compute_features
+from scanner.model.features import N_FEATURES, WEI_PER_GWEI, PoolObservation, compute_features
 from scanner.wire.frames import FeatureFrame
 from scanner.wire.messages import BlockUpdate, Withdraw
 
@@ -90,6 +91,51 @@ class NodeSource:
         return reserves, {a: read_pool(self.client.w3, a, ref.number) for a in v3}
 
 
+class QuietRows:
+    """The feature rows of the pools a block did not touch, for a whole shard at once.
+
+    A quiet pool's row is `compute_features` of reserves equal to the previous block's: no price change,
+    no volume, the block's gas and congestion, its own liquidity, price gap (mid price against the
+    oracle's) and fee. The per-pool parts are kept here (as `compute_features` computes them, so every
+    float is the same) and only the pools a block changed are recomputed: one Python call per changed
+    pool, not per pool.
+    """
+
+    def __init__(self, reserves: dict[str, tuple[int, int]], ids: dict[str, int], fees: dict[str, int],
+                 tokens: dict[str, tuple[str, str]]) -> None:
+        self.reserves = dict(reserves)  # row order: the pools' order in the shard state
+        self.row = {a: i for i, a in enumerate(self.reserves)}
+        self.ids = np.array([ids[a] for a in self.reserves], dtype=np.int64)
+        self.fee = np.array([fees[a] / 10_000 for a in self.reserves])
+        names = sorted({t.lower() for a in self.reserves for t in tokens[a]})
+        self.token_names = names
+        index = {t: i for i, t in enumerate(names)}
+        self.token0 = np.array([index[tokens[a][0].lower()] for a in self.reserves], dtype=np.int64)
+        self.token1 = np.array([index[tokens[a][1].lower()] for a in self.reserves], dtype=np.int64)
+        n = len(self.reserves)
+        self.live, self.log_mid, self.log_liquidity = np.zeros(n, dtype=bool), np.zeros(n), np.zeros(n)
+        for address, (r0, r1) in self.reserves.items():
+            self.set(address, r0, r1)
+
+    def set(self, address: str, r0: int, r1: int) -> None:
+        i = self.row[address]
+        self.reserves[address] = (r0, r1)
+        self.live[i] = min(r0, r1) > 0  # an empty pool has no price: no row until it holds liquidity
+        if self.live[i]:
+            log_r0, log_r1 = math.log(r0), math.log(r1)
+            self.log_mid[i], self.log_liquidity[i] = log_r1 - log_r0, 0.5 * (log_r0 + log_r1)
+
+    def rows(self, gas_gwei: float, congestion: float, prices: dict[str, float]) -> np.ndarray:
+        """[pools, N_FEATURES] float64, every pool as if quiet."""
+        x = np.zeros((len(self.reserves), N_FEATURES))
+        x[:, 2], x[:, 3], x[:, 4], x[:, 6] = math.log1p(gas_gwei), self.log_liquidity, congestion, self.fee
+        if prices:
+            logs = np.array([prices.get(t, np.nan) for t in self.token_names])
+            ref = logs[self.token0] - logs[self.token1]
+            x[:, 5] = np.where(np.isnan(ref), 0.0, self.log_mid - ref)
+        return x
+
+
 class PoolWatcherCore:
     """Follows `pools` (id -> PoolInfo) for shard `shard`; `poll()` turns new heads into messages.
 
@@ -128,6 +174,7 @@ class PoolWatcherCore:
         self.tip_wei = 0
         self.blocks_seen = 0
         self.reorgs_seen = 0
+        self.quiet: QuietRows | None = None  # set at bootstrap
 
     def bootstrap(self) -> BlockUpdate:
         """Read every pool's state at the head (V2 reserves in one lens call, V3 pools one by one)
@@ -137,6 +184,7 @@ class PoolWatcherCore:
         reserves, self.state.v3 = self.source.pool_states(head, v2, sorted(self.v3_addresses))
         self.state.reserves = {a.lower(): r for a, r in zip(v2, reserves)}
         self.tracker.start_at(head)
+        self.quiet = QuietRows(self._reserves(), self.ids, self.fees, self.tokens)
         if self.reference:
             self.reference.log_prices(head.hash)  # a wrong oracle address fails here, by name, not every block
         return self._update(head, {a.lower() for a in self.addresses}, snapshot=True)
@@ -162,6 +210,7 @@ class PoolWatcherCore:
             if isinstance(event, Reorg):
                 self.reorgs_seen += 1
                 restored, restored_v3 = self.state.rollback(event.fork_number)
+                self.quiet = QuietRows(self._reserves(), self.ids, self.fees, self.tokens)
                 log.warning("shard %d: reorg of depth %d above block %d", self.shard, event.depth, event.fork_number)
                 out.messages.append(Withdraw(self.shard, event.fork_number, event.depth,
                                              {self.ids[p]: self.state.reserves[p] for p in restored},
@@ -171,10 +220,9 @@ class PoolWatcherCore:
         return out
 
     def _apply_block(self, ref: BlockRef, logs: list[dict], prices: dict[str, float], out: ShardOutput) -> BlockUpdate:
-        before = self._reserves()
         changed = self.state.apply_logs(ref.number, logs)
         self.blocks_seen += 1
-        out.features.append(self._features(ref, before, changed, prices))
+        out.features.append(self._features(ref, changed, prices))
         return self._update(ref, set(changed))
 
     def _reserves(self) -> dict[str, tuple[int, int]]:
@@ -190,25 +238,25 @@ class PoolWatcherCore:
                            ref.gas_limit, 0, {self.ids[p]: self.state.reserves[p] for p in changed - self.v3_addresses},
                            v3)
 
-    def _features(self, ref: BlockRef, before: dict[str, tuple[int, int]], changed: dict,
-                  prices: dict[str, float]) -> FeatureFrame:
+    def _features(self, ref: BlockRef, changed: dict[str, PoolBlockState], prices: dict[str, float]) -> FeatureFrame:
         """One row per pool of the shard (quiet pools too: the LSTM steps every pool every block).
 
         `prices`: the oracle's log prices per raw unit at this block (empty without an oracle)."""
-        ids, x = [], []
+        quiet = cast(QuietRows, self.quiet)
         ratio = min(1.0, ref.gas_used / ref.gas_limit) if ref.gas_limit else 0.0
-        for address, (r0, r1) in self._reserves().items():
-            p0, p1 = before.get(address, (r0, r1))
-            if min(r0, r1, p0, p1) <= 0:
-                continue  # an empty pool has no price; it gets rows again once it holds liquidity
-            c = changed.get(address)
-            obs = PoolObservation(r0, r1, p0, p1, c.amount0_in if c else 0, c.amount1_in if c else 0,
-                                  ref.base_fee, self.tip_wei, ratio, self.fees[address],
-                                  ReferencePrices.pool_log_price(prices, *self.tokens[address]))
-            ids.append(self.ids[address])
-            x.append(compute_features(obs))
-        return FeatureFrame(np.array(ids, dtype=np.int64), np.full(len(ids), ref.number, dtype=np.int64),
-                            np.array(x, dtype=np.float32).reshape(len(ids), N_FEATURES),
+        x = quiet.rows((ref.base_fee + self.tip_wei) / WEI_PER_GWEI, float(ratio), prices)
+        keep = quiet.live.copy()
+        for address, c in changed.items():
+            (p0, p1), (r0, r1) = quiet.reserves[address], (c.reserve0, c.reserve1)
+            quiet.set(address, r0, r1)
+            i = quiet.row[address]
+            keep[i] = min(r0, r1, p0, p1) > 0
+            if keep[i]:
+                x[i] = compute_features(PoolObservation(r0, r1, p0, p1, c.amount0_in, c.amount1_in, ref.base_fee,
+                                                        self.tip_wei, ratio, self.fees[address],
+                                                        ReferencePrices.pool_log_price(prices, *self.tokens[address])))
+        ids = quiet.ids[keep]
+        return FeatureFrame(ids, np.full(len(ids), ref.number, dtype=np.int64), x[keep].astype(np.float32),
                             np.full(len(ids), self.chain_id, dtype=np.int64))
 
 
