@@ -104,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="drive the whole pipeline (watchers, inference, aggregator, query server) from a capture",
         description="Launch every actor of `arbscan run` on the pools of the capture in DIR (their state at its first "
                     "block) and feed the watchers its blocks instead of a node's: the same watcher code applies the "
-                    "same logs. Block N+1 is released only once the query API serves block N's ranking, so no shard "
-                    "times out; --pace slows it to one block per S seconds (the query API and the top-N stream serve "
+                    "same logs. Block N+1 is released only once block N's ranking is published (--window N: N blocks "
+                    "ahead), so no shard times out; --pace slows it to one block per S seconds (the query API and the top-N stream serve "
                     "meanwhile, as live). Gas is priced at each block's next base fee without a tip (a capture holds "
                     "no fee history) and no price oracle is read. Example: arbscan replay runs/capture --out ranked.jsonl")
     p.add_argument("dir", metavar="DIR", help="a store written by `arbscan capture`")
@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster to attach to (default: a new private local Ray); "
                                                    "the watchers read DIR, so it must be on their node's disk")
     p.add_argument("--pace", metavar="S", type=float, default=0.0, help="seconds per block (default 0: as fast as it ranks)")
+    p.add_argument("--window", metavar="N", type=int, default=1,
+                   help="blocks released ahead of the last one ranked (default 1: each block once the previous is "
+                        "ranked; more overlaps watchers, inference and aggregator; every block is still ranked complete)")
     p.add_argument("--heuristic-risk", action="store_true",
                    help="rank with the heuristic risk model instead of the LSTM's predictions: rankings then depend on "
                         "the chain alone, not on when predictions arrive (what the determinism test compares)")

@@ -57,21 +57,25 @@ def wait_served(client, number: int, timeout_s: float) -> dict:
         time.sleep(0.0002)
 
 
-def run_replay(config, store: str, *, pace_s: float = 0.0, lstm_risk: bool = True, progress: bool = True,
-               block_timeout_s: float = 30.0, ready_timeout_s: float = 120.0) -> ReplayReport:
-    """Launch the pipeline on the capture at `store` (Ray must be attached) and release its blocks one at a
-    time: block N+1 only once the query API serves block N's ranking (so no shard times out and each
-    ranking is what its block alone makes), at most one block per `pace_s` seconds."""
+def run_replay(config, store: str, *, pace_s: float = 0.0, window: int = 1, lstm_risk: bool = True,
+               progress: bool = True, block_timeout_s: float = 30.0, ready_timeout_s: float = 120.0) -> ReplayReport:
+    """Launch the pipeline on the capture at `store` (Ray must be attached) and release its blocks to the
+    watchers: at most `window` blocks ahead of the last one ranked (1: block N+1 only once block N's ranking
+    is published), at most one block per `pace_s` seconds. Every block is ranked complete either way (the
+    aggregator ranks in block order, each on its own updates); a window only overlaps the stages."""
     from pathlib import Path
 
     import zmq
     from tqdm import tqdm
 
     from actors.launcher import ReplayInput, launch
+    from scanner.errors import ArbscanError
     from scanner.history.replay import gas_update, pool_infos, state_ref
     from scanner.history.store import Header, load
-    from scanner.serve.client import QueryClient
+    from scanner.serve.client import QueryClient, QueryTimeout, Subscriber
 
+    if window < 1:
+        raise ArbscanError(f"--window must be at least 1 block, got {window}")
     capture = load(store)
     headers = [Header(**h) for h in capture.headers().to_pylist()]
     gas = zmq.Context.instance().socket(zmq.PUB)  # the gas oracle's stream, from the captured headers
@@ -82,17 +86,34 @@ def run_replay(config, store: str, *, pace_s: float = 0.0, lstm_risk: bool = Tru
                       lstm_risk=lstm_risk, progress=False, ready_timeout_s=ready_timeout_s)
     try:
         watchers = [actor for name, actor in pipeline.actors.items() if name.startswith("watcher-")]
-        with QueryClient(pipeline.endpoints["query"], timeout_s=5.0) as client:
+        with QueryClient(pipeline.endpoints["query"], timeout_s=5.0) as client, \
+                Subscriber(pipeline.endpoints["publish"], timeout_s=block_timeout_s) as stream:
             served = [wait_served(client, state_ref(capture).number, ready_timeout_s)]
-            started = time.monotonic()
-            for i, header in enumerate(tqdm(headers, unit="block", desc="replay", disable=not progress)):
-                if pace_s:
-                    time.sleep(max(0.0, started + i * pace_s - time.monotonic()))
-                gas.send(gas_update(header).encode())
-                for watcher in watchers:
-                    watcher.release.remote(header.number)
-                served.append(wait_served(client, header.number, block_timeout_s))
+            time.sleep(0.3)  # PUB/SUB slow joiner: the subscription reaches the publisher; nothing is published meanwhile
+            bar = tqdm(total=len(headers), unit="block", desc="replay", disable=not progress)
+            started, released = time.monotonic(), 0
+            while len(served) <= len(headers):
+                while released < len(headers) and released < len(served) - 1 + window:
+                    if pace_s:
+                        time.sleep(max(0.0, started + released * pace_s - time.monotonic()))
+                    gas.send(gas_update(headers[released]).encode())
+                    for watcher in watchers:
+                        watcher.release.remote(headers[released].number)
+                    released += 1
+                expected = served[-1]["block"] + 1
+                try:
+                    top = stream.recv()
+                except QueryTimeout:
+                    raise ArbscanError(f"block {expected} was not ranked within {block_timeout_s:.0f} s of its release; "
+                                       "see the actors' health in the Ray dashboard") from None
+                if top.block == expected - 1:
+                    continue  # the block before, published again (the aggregator re-serves a block it ranked more on)
+                if top.block != expected:
+                    raise ArbscanError(f"the pipeline published block {top.block} where block {expected} was due")
+                served.append({"block": top.block, "opportunities": top.opportunities})
+                bar.update(1)
             seconds = time.monotonic() - started
+            bar.close()
         timeouts = pipeline.stats().get("aggregator", {}).get("shard_timeouts", -1)
     finally:
         pipeline.stop()
@@ -107,7 +128,8 @@ def replay(args: argparse.Namespace) -> int:
 
     config = load(args.config)
     attach_ray(args.address or config.ray.address or None, config)  # before anything imports ray
-    report = run_replay(config, args.dir, pace_s=args.pace, lstm_risk=not args.heuristic_risk, progress=not args.json)
+    report = run_replay(config, args.dir, pace_s=args.pace, window=args.window, lstm_risk=not args.heuristic_risk,
+                        progress=not args.json)
     if args.out:
         with open(args.out, "w") as f:
             for top in report.served:
@@ -148,7 +170,9 @@ def backtest(args: argparse.Namespace) -> int:
 
 def bench_replay(pools: int = 1000, blocks: int = 200, seed: int = 0) -> dict:
     """`arbscan bench replay`: a generated market's blocks followed live by the whole pipeline (block mined
-    to its ranking served, per block), then captured and replayed through a fresh pipeline (blocks/s)."""
+    to its ranking served, per block), then captured and replayed through a fresh pipeline (blocks/s), with
+    the LSTM's risk model as live and again with the heuristic one; `cores_blocks_per_s`: the watcher and
+    aggregator cores alone, in-process."""
     import os
     import statistics
     import tempfile
@@ -195,6 +219,7 @@ def bench_replay(pools: int = 1000, blocks: int = 200, seed: int = 0) -> dict:
                 pipeline.stop()
             capture(ChainClient(node.url), config.dexes, first, m.w3.eth.block_number, store, progress=False)
             report = run_replay(config, store, progress=False)
+            heuristic = run_replay(config, store, lstm_risk=False, progress=False)
         finally:
             if started_ray:
                 ray.shutdown()
@@ -202,6 +227,7 @@ def bench_replay(pools: int = 1000, blocks: int = 200, seed: int = 0) -> dict:
         cores, logs = cores_blocks_per_s(stored, config.tokens.base), logs_per_block(stored)
     return {"blocks": report.blocks, "pools": report.pools, "logs_per_block": round(logs, 1),
             "blocks_per_s": round(report.blocks_per_s, 1), "replay_block_ms": round(1000 / report.blocks_per_s, 2),
+            "blocks_per_s_heuristic_risk": round(heuristic.blocks_per_s, 1),
             "live_block_ms": round(statistics.median(latencies), 2),
             "live_block_p99_ms": round(sorted(latencies)[int(0.99 * (len(latencies) - 1))], 2),
             "cores_blocks_per_s": round(cores, 1), "shard_timeouts": report.shard_timeouts, "cpus": os.cpu_count(),

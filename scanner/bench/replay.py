@@ -9,6 +9,7 @@ the same store in one process, no sockets, no inference.
 from __future__ import annotations
 
 import time
+
 from web3 import HTTPProvider, Web3
 
 from scanner.chain.anvil import Anvil

@@ -105,6 +105,8 @@ class StoreSource(BlockSource):
         self.released = self.state_block.number
         self.keep = keep
         self._cursor = _Cursor(capture.blocks(), OrderedDict(), keep)
+        self._asked: list[str] = []
+        self._wanted: set[str] = set()
 
     @property
     def last_block(self) -> int:
@@ -129,8 +131,9 @@ class StoreSource(BlockSource):
         block = self._cursor.get(ref.number)
         if ref_of(block.header).hash != ref.hash:
             raise ConfigError(f"block {ref.number} of the capture is {ref_of(block.header).hash}, not {ref.hash}")
-        wanted = {a.lower() for a in addresses}
-        return [log for log in block.logs if log["address"] in wanted]
+        if addresses is not self._asked:  # a watcher asks with the same list every block
+            self._asked, self._wanted = addresses, {a.lower() for a in addresses}
+        return [log for log in block.logs if log["address"] in self._wanted]
 
     def pool_states(self, ref: BlockRef, v2: list[str], v3: list[str]) -> tuple[list[tuple[int, int]], dict[str, V3Pool]]:
         """The initial state with every block up to `ref` applied (read again from the store: a snapshot
