@@ -150,7 +150,7 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
     notes += [f"{key}.l1_fee = 'arbitrum': Arbitrum's L1 pricing is not modelled yet, its profits leave it out"
               for chain, key in zip(networks, keys) if chain.l1_fee == "arbitrum"]
     submitter = config.submitter.enabled and bool(config.submitter.executor) and not replay
-    if config.submitter.enabled and not submitter:
+    if config.submitter.enabled and not submitter and not replay:
         notes.append("submitter.executor is empty: no simulated submission (set it to your ArbExecutor)")
     for note in notes:  # said before the waits, so a start that times out still explains itself
         log.warning(note)

@@ -11,7 +11,8 @@ What makes the two runs comparable, exactly:
   update, which pays no tip: 0 as well. The submitter (whose gas calibration would reach the
   aggregator at some moment) is off;
 - timing: the live run mines a block only once the previous one is served, the replay releases a block
-  only once the previous one is served, and no shard times out in either.
+  only once the previous one is published, and no shard times out in either. A second replay with eight
+  blocks in flight serves the same: the aggregator ranks blocks in order, each on its own updates.
 """
 from __future__ import annotations
 
@@ -68,3 +69,7 @@ def test_a_replayed_capture_serves_the_rankings_the_live_run_served(local_ray, a
     assert sum(len(t["opportunities"]) for t in live) >= BLOCKS  # there was something to rank
     assert any("uniswap-v3" in o["kinds"] for t in live for o in t["opportunities"])
     assert _fields(report.served) == _fields(live)
+
+    # Eight blocks in flight: the stages overlap, and the aggregator still ranks each block on its own updates.
+    windowed = run_replay(config, str(store), window=8, lstm_risk=False, progress=False)
+    assert windowed.shard_timeouts == 0 and _fields(windowed.served) == _fields(live)
