@@ -78,3 +78,29 @@ def test_backtest_recalls_the_competitors_arbitrages_and_labels_our_own(anvil, t
     saved = json.loads((out / "backtest.json").read_text())
     assert saved["recall"] == report.recall and len(saved["per_block"]) == 60
     assert (out / "profit.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_labeller_closes_a_cycle_through_a_v2_pair_and_a_v3_pool():
+    """A→B on a V2 pair, B→A on a V3 pool, in one transaction: one cycle, the V3 leg read from its signed
+    amounts, each swap naming who received its output."""
+    from eth_abi import encode
+
+    from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC, V3_SWAP_TOPIC
+    from scanner.history.label import label
+
+    a, b, pair, pool, bot = ("0x" + f"{i:040x}" for i in (0xA, 0xB, 0x1, 0x2, 0xB07))
+
+    def log(address: str, index: int, topic: str, data: bytes, *indexed: str) -> dict:
+        return {"address": address, "blockNumber": 7, "transactionIndex": 3, "logIndex": index, "data": data,
+                "topics": [bytes.fromhex(topic[2:])] + [bytes(12) + bytes.fromhex(t[2:]) for t in indexed]}
+
+    logs = [log(pair, 0, SYNC_TOPIC, encode(["uint112", "uint112"], [10**21 + 10**18, 2 * 10**21 - 1_990_000])),
+            log(pair, 1, SWAP_TOPIC, encode(["uint256"] * 4, [10**18, 0, 0, 1_990_000]), bot, pool),
+            log(pool, 2, V3_SWAP_TOPIC, encode(["int256", "int256", "uint160", "uint128", "int24"],
+                                               [-(10**18 + 5 * 10**15), 1_990_000, 2**96, 10**20, 0]), bot, bot)]
+    (cycle,) = label(logs, {pair: (a, b), pool: (a, b)})
+    first, second = cycle.trades
+    assert (first.pool, first.zero_for_one, first.amount_in, first.amount_out) == (pair, True, 10**18, 1_990_000)
+    assert first.reserves_before == (10**21, 2 * 10**21) and first.recipient == pool
+    assert (second.pool, second.zero_for_one, second.token_out, second.amount_in, second.recipient) == (pool, False, a, 1_990_000, bot)
+    assert cycle.token == a and cycle.revenue == 5 * 10**15
