@@ -7,9 +7,10 @@ rescans every cycle from scratch per block.
 
 With `chains` > 1 (`run_chains`): that many anvils (chain ids 31337, 31338, ...), a market of
 `pools` pools on each; each chain's latency in one pipeline serving all of them, against the same
-chain run alone in the same bench. Chains keep their own clocks, so each round mines chain i's
-block `STAGGER_S`·i after chain 0's (`p50_ms`); the worst case, every chain's block at the same
-moment, is measured too (`simultaneous_p50_ms`: the chains then share the CPU for one block).
+chain run alone in the same bench. Chains keep their own clocks, so their blocks seldom meet: each
+round mines the chains' blocks in turn, the next once the previous is served and its market is
+quiet (`p50_ms`; all of every chain's actors run all along). The worst case, every chain's block at
+the same moment, is measured too (`simultaneous_p50_ms`: the chains then share the CPU for one block).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from scanner.config import LOCAL_CHAIN_ID, Config
 from scanner.dex.v2 import V2Pool
 from scanner.gas.fees import next_base_fee
 from scanner.rank.ranking import Ranker
-from scanner.serve.client import QueryClient
+from scanner.serve.client import Subscriber
 from scanner.sim.market import Market, MarketSpec
 
 
@@ -71,43 +72,54 @@ def _bench_config(node: Anvil, market: Market, tmp: Path, poll_interval_s: float
                                submitter=dataclasses.replace(config.submitter, enabled=False))
 
 
-STAGGER_S = 0.2  # between two chains' blocks of one round: longer than one block's latency here
-
-
 def _timed(config: Config, markets: dict[str, Market], blocks: int,
-           stagger_s: float = 0.0) -> tuple[dict[str, list[float]], dict]:
+           in_turn: bool = True) -> tuple[dict[str, list[float]], dict]:
     """Launch `config`, then `blocks` rounds (3 more to warm up) that mine one block of every market,
-    the i-th `stagger_s`·i after the first, each timed from mined to served for its chain; per chain
-    latencies, and stats."""
+    in turn or all at once, each timed from mined to served for its chain; per chain latencies, and
+    stats. Served is when the top-N stream carries the block's ranking: the query server publishes
+    it the moment it serves it, and waiting on the stream adds no polling load."""
     pipeline = launch(config, progress=False)
     latencies: dict[str, list[float]] = {name: [] for name in markets}
     rounds = threading.Barrier(len(markets))
+    turn = threading.Condition()
+    upcoming = [0]  # whose turn it is (in turn)
     errors: list[BaseException] = []
 
+    def step(index: int, market: Market, wait_ranked) -> None:
+        if not in_turn:
+            rounds.wait(timeout=60)
+            market.step(on_mined=wait_ranked)
+            return
+        with turn:
+            if not turn.wait_for(lambda: upcoming[0] == index or bool(errors), timeout=60) or errors:
+                raise RuntimeError("another chain's thread stopped")
+        market.step(on_mined=wait_ranked)
+        with turn:
+            upcoming[0] = (index + 1) % len(markets)
+            turn.notify_all()
+
     def follow(index: int, name: str, market: Market) -> None:
-        client = QueryClient(pipeline.endpoints["query"], timeout_s=5.0)  # one per thread: a socket is not shared
-        chain = name if len(markets) > 1 else None
+        # one per thread (a socket is not shared); a chain's own topic when there are several
+        stream = Subscriber(pipeline.endpoints["publish"], timeout_s=10.0, chain=name if len(markets) > 1 else None)
 
         def wait_ranked(number: int) -> None:
             while True:
-                top = client.top(n=1, chain=chain)
+                top = stream.recv()  # QueryTimeout after 10 s without one
                 if top.block is not None and top.block >= number:
                     latencies[name].append((time.monotonic() - market.last_mined_at) * 1000)
                     return
-                if time.monotonic() - market.last_mined_at > 10:
-                    raise RuntimeError(f"block {number} of {name} not ranked within 10 s")
-                time.sleep(0.001)
 
         try:
+            time.sleep(0.5)  # PUB/SUB slow joiner: the subscription reaches the publisher first
             for _ in range(blocks + 3):
-                rounds.wait(timeout=60)
-                time.sleep(index * stagger_s)
-                market.step(on_mined=wait_ranked)
-        except BaseException as e:  # reported by the caller; the barrier lets the others out
+                step(index, market, wait_ranked)
+        except BaseException as e:  # reported by the caller; the barrier and the turns let the others out
             errors.append(e)
             rounds.abort()
+            with turn:
+                turn.notify_all()
         finally:
-            client.close()
+            stream.close()
 
     try:
         threads = [threading.Thread(target=follow, args=(i, *item)) for i, item in enumerate(markets.items())]
@@ -140,8 +152,8 @@ def run_chains(pools: int = 1000, blocks: int = 50, seed: int = 0, chains: int =
         try:
             single = {name: _timed(dataclasses.replace(config, chains=[spec]), {name: markets[name]}, blocks)[0][name]
                       for name, config, spec in zip(names, configs, specs)}
-            together, stats = _timed(dataclasses.replace(configs[0], chains=specs), markets, blocks, STAGGER_S)
-            simultaneous = _timed(dataclasses.replace(configs[0], chains=specs), markets, blocks)[0]
+            together, stats = _timed(dataclasses.replace(configs[0], chains=specs), markets, blocks)
+            simultaneous = _timed(dataclasses.replace(configs[0], chains=specs), markets, blocks, in_turn=False)[0]
         finally:
             if started_ray:
                 ray.shutdown()
