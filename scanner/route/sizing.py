@@ -591,6 +591,10 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
                     if y < 1:
                         closed[direction] = True
                         break
+                    if work >= 16 * limit:  # Φ below the best but rising over a long segment: stop, report its bound
+                        ys, ye = segment(at)
+                        top = _segment_sup(after_pieces, upto_pieces, None, ys, ye)
+                        return (top if top is not None else global_bound()), False, False
                     if y != at.y and id(at) not in ends:  # the wide bound may close this side for good
                         wide = _phi(wide_after, wide_upto, y)
                         work += 1
