@@ -119,14 +119,16 @@ class TokenGraph:
         """The tokens strictly between `start` and `end` on every simple path of 3 to max_hops − 1
         edges between them (the paths that close 4-hop and longer cycles with the edge end-start)."""
         found: list[tuple[str, ...]] = []
+        if self.max_hops < 4:
+            return found
         stack: list[tuple[str, ...]] = [(start,)]
         while stack:
             path = stack.pop()
-            for token in sorted(self._neighbours.get(path[-1], ())):
-                if token == end and len(path) >= 3:
-                    found.append(path[1:])
-                elif token not in path and token != end and len(path) < self.max_hops - 1:
-                    stack.append((*path, token))
+            neighbours = self._neighbours.get(path[-1], set())
+            if len(path) >= 3 and end in neighbours:
+                found.append(path[1:])
+            if len(path) < self.max_hops - 1:
+                stack += [(*path, t) for t in sorted(neighbours) if t != end and t not in path]
         return found
 
     def _add_around(self, slot: int, a: str, b: str, middle: tuple[str, ...]) -> None:
