@@ -1,6 +1,6 @@
-"""Next base fee per chain: EIP-1559 with each chain's elasticity and denominator, proven against
-anvil running OP-stack rules (`--optimism`: elasticity 6, denominator 250, as OP Mainnet and Base);
-Ethereum's rules are proven block by block in `test_gas_chain.py`.
+"""Next base fee per chain: EIP-1559 with each chain's elasticity and denominator. The block-by-block
+proofs on anvil (Ethereum's rules, and OP-stack's with `--optimism`: elasticity 6, denominator 250,
+as OP Mainnet and Base) are in `test_gas_chain.py`.
 
 No recorded L2 headers exist in ../shared/data (its L2 set holds pool states and Sync events,
 no base fees), so the OP-stack check runs on anvil, which expresses those parameters exactly.
