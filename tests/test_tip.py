@@ -1,0 +1,89 @@
+"""The tip model: fitted on synthetic contests with a known P(win | tip, size), the EV-optimal tip, the file."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from scanner.errors import ArbscanError
+from scanner.submit.tip import Contest, TipModel, expected_profit
+
+GAS = 110_000
+SHARE = (0.01, 0.2)  # the synthetic bots bid share × size / gas, share uniform here
+
+
+def contested(size: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-(np.log(size) - math.log(3e14))))  # small opportunities often go unbid
+
+
+def true_p_win(tip: float, size: float) -> float:
+    share = tip * GAS / size
+    beats = min(1.0, max(0.0, (share - SHARE[0]) / (SHARE[1] - SHARE[0])))
+    c = float(contested(np.array([size]))[0])
+    return (1 - c) + c * beats
+
+
+def synthetic(n: int, seed: int = 0) -> list[Contest]:
+    rng = np.random.default_rng(seed)
+    size = np.exp(rng.uniform(math.log(1e13), math.log(1e18), n))
+    bid = rng.random(n) < contested(size)
+    rival = np.where(bid, np.maximum(1, rng.uniform(*SHARE, n) * size / GAS), 0).astype(np.int64)
+    return [Contest(float(s), int(r)) for s, r in zip(size, rival)]
+
+
+@pytest.fixture(scope="module")
+def model() -> TipModel:
+    return TipModel.fit(synthetic(4000))
+
+
+def test_fit_recovers_a_known_win_probability(model):
+    worst = 0.0
+    for size in (1e14, 1e15, 1e16, 1e17):
+        for share in (0.0, 0.005, 0.03, 0.08, 0.12, 0.18, 0.3):
+            tip = int(share * size / GAS)
+            worst = max(worst, abs(float(model.p_win(tip, size)[0]) - true_p_win(tip, size)))
+    assert worst < 0.06, worst
+    assert abs(model.rival[1] - 1.0) < 0.05  # the rival's tip scales with the size, as the bots bid
+
+
+def test_win_probability_is_monotone_in_the_tip(model):
+    tips = np.geomspace(1e6, 1e13, 400)
+    for size in (1e14, 1e16, 1e18):
+        p = model.p_win(tips, size)
+        assert (np.diff(p) >= 0).all() and 0 <= p[0] <= p[-1] <= 1
+
+
+def test_best_tip_maximizes_expected_profit_in_integer_wei(model):
+    base_fee = 10**9
+    for size in (5e14, 3e15, 4e16):
+        choice = model.best_tip(size, GAS, base_fee, GAS)
+        assert isinstance(choice.tip, int) and 0 <= choice.tip <= size // GAS
+        assert choice.p_win == pytest.approx(float(model.p_win(choice.tip, size)[0]))
+        by_hand = choice.p_win * (size - GAS * (base_fee + choice.tip)) - (1 - choice.p_win) * GAS * (base_fee + choice.tip)
+        assert choice.expected_value == pytest.approx(by_hand)
+        fine = np.arange(0, int(size // GAS), max(1, int(size // GAS) // 20_000))  # every tip, finely: no better one
+        ev = expected_profit(model.p_win(fine, size), size, GAS, base_fee, fine.astype(float), GAS)
+        assert choice.expected_value >= ev.max() - 0.002 * abs(ev.max())
+    small, big = (model.best_tip(s, GAS, base_fee, GAS).tip for s in (5e14, 4e16))
+    assert big > 10 * small  # a bigger opportunity is worth a bigger bid
+
+
+def test_best_tip_respects_a_ceiling_and_a_tiny_opportunity(model):
+    assert model.best_tip(4e16, GAS, 10**9, GAS, ceiling=12345).tip <= 12345
+    assert model.best_tip(4e16, GAS, 10**9, GAS, ceiling=0).tip == 0
+    tiny = model.best_tip(1e9, GAS, 10**9, GAS)  # worth less than its gas: nothing to win
+    assert tiny.expected_value < 0
+
+
+def test_save_load_round_trip_and_errors(model, tmp_path):
+    path = tmp_path / "tip.json"
+    model.save(path)
+    assert TipModel.load(path) == model
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(ArbscanError, match="not a tip model"):
+        TipModel.load(tmp_path / "bad.json")
+    with pytest.raises(ArbscanError, match="tip_policy"):
+        TipModel.load(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="at least 2 contested"):
+        TipModel.fit([Contest(1e15, 0), Contest(2e15, 0)])
