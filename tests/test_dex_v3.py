@@ -216,6 +216,19 @@ def test_fast_swap_equals_the_literal_contract_loop(spacing, zero_for_one, amoun
     assert pool.quote_out(zero_for_one, amount) * (m + n * amount) <= k * amount
 
 
+@pytest.mark.parametrize("zero_for_one, first", [(True, -2 * 2560 - 3 * 10), (False, 2560 + 3 * 10)])
+def test_the_curve_of_a_pool_priced_between_ranges_starts_where_liquidity_does(zero_for_one, first):
+    """An empty range is crossed for free, so the bound is priced at the first tick with liquidity
+    ahead, not at the pool's own price (a pool stranded past its liquidity would look like an
+    arbitrage that pays nothing)."""
+    pool = gapped_pool(10)
+    k, m, _ = pool.mobius(zero_for_one)
+    price = sqrt_ratio_at_tick(first) ** 2 / 2**192
+    rate = (price if zero_for_one else 1 / price) * (1 - 500 / 1e6)
+    assert k / m == pytest.approx(rate, rel=1e-12)
+    assert pool.quote_out(zero_for_one, 10**12) * m <= k * 10**12 < pool.quote_out(zero_for_one, 10**12) * m * 1.01
+
+
 def test_a_swap_to_the_limit_on_a_word_boundary_through_empty_ranges_sets_the_tick_below_it():
     pool = gapped_pool(10)
     boundary = -256 * 10  # a word boundary in the range without liquidity around the price

@@ -15,9 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from scanner.dex.pool import DEAD_MOBIUS, InvalidPool, Mobius, Pool, V3State
+
+_T = TypeVar("_T")
 
 MIN_TICK = -887272
 MAX_TICK = 887272
@@ -370,7 +372,7 @@ class V3Pool(Pool):
     fee_bps: int = field(init=False)
     _initialized: list[int] = field(init=False, repr=False)
     _version: int = field(init=False, repr=False)  # bumped whenever `ticks` changes
-    _memo: dict[tuple[Any, ...], int] = field(init=False, repr=False)
+    _memo: dict[tuple[Any, ...], Any] = field(init=False, repr=False)
     _steps: dict[tuple[Any, ...], SwapSteps] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -485,6 +487,16 @@ class V3Pool(Pool):
     def apply(self, result: SwapResult) -> None:
         """Move the pool to the state after a swap that `swap` computed from the current state."""
         self.sqrt_price_x96, self.tick, self.liquidity = result.sqrt_price_x96, result.tick, result.liquidity
+
+    def ticks_crossed(self, tick_before: int, tick_after: int) -> int:
+        """How many initialized ticks a swap from `tick_before` to `tick_after` crossed (what
+        `SwapResult.ticks_crossed` counts), from the ticks initialized now (a swap changes none).
+
+        Moving down, the swap crosses tick T when its price reaches T's and its tick becomes T − 1;
+        moving up, when its tick becomes T. Either way the crossed ticks are the initialized ones in
+        (lower, upper] of the two ticks: two bisections, however many ticks the swap crossed."""
+        lo, hi = min(tick_before, tick_after), max(tick_before, tick_after)
+        return bisect_right(self._initialized, hi) - bisect_right(self._initialized, lo)
 
     def _modify_position(self, tick_lower: int, tick_upper: int, delta: int) -> tuple[int, int]:
         """UniswapV3Pool._modifyPosition for liquidity bookkeeping (Tick.update, the bitmap flips,
@@ -667,7 +679,7 @@ class V3Pool(Pool):
                 lo = mid
         return hi
 
-    def _remember(self, what: str, zero_for_one: bool, compute: Callable[[], int]) -> int:
+    def _remember(self, what: str, zero_for_one: bool, compute: Callable[[], _T]) -> _T:
         """`compute()`, kept until the state changes."""
         key = (what, zero_for_one, self.sqrt_price_x96, self.tick, self.liquidity, self._version)
         value = self._memo.get(key)
@@ -698,37 +710,39 @@ class V3Pool(Pool):
             steps = self._steps[key] = SwapSteps(self, zero_for_one)
         return steps
 
-    def max_liquidity(self, zero_for_one: bool) -> int:
-        """The most liquidity in range anywhere the price can move in this direction (current range included)."""
-        return self._remember("max_liquidity", zero_for_one, lambda: self._max_liquidity(zero_for_one))
+    def mobius(self, zero_for_one: bool) -> Mobius:
+        """The constant-product curve, fee included, of the most liquidity the swap can meet, from the
+        price where it first meets liquidity: never below the exact output.
 
-    def _max_liquidity(self, zero_for_one: bool) -> int:
+        Proof. A range without liquidity costs no input and pays no output (each of its steps has
+        amounts 0 and fee 0), so every swap's output is that of a swap from the first price with
+        liquidity ahead. From there, selling dx (after fee) moves 1/√P (token0 in) or √P (token1 in)
+        by dx/L(P), and each unit sold earns the current price. With L(P) <= Lmax everywhere on the
+        way, the price after any cumulative input is at least as good as with Lmax everywhere, so
+        the continuous output of the real pool is at most that of the constant product with Lmax,
+        whose virtual reserves are Lmax/√P (token0) and Lmax·√P (token1). The contract's rounding
+        only lowers the output: each step rounds its input up and output down, the fee is at least
+        fee/(1e6-fee) of the step's input, so at most (1e6-fee)/1e6 of the input reaches the curve.
+        The reserve in is rounded down and the reserve out up, which only raises the curve.
+        """
+        if not self._can_move(zero_for_one):
+            return DEAD_MOBIUS
+        return self._remember("mobius", zero_for_one, lambda: self._mobius(zero_for_one))
+
+    def _mobius(self, zero_for_one: bool) -> Mobius:
         liquidity = top = self.liquidity
+        start = self.sqrt_price_x96
         i = bisect_right(self._initialized, self.tick)
         crossing = reversed(self._initialized[:i]) if zero_for_one else self._initialized[i:]
         sign = -1 if zero_for_one else 1
         for tick in crossing:
+            if top <= 0:  # nothing met yet: the swap reaches this tick for free
+                start = sqrt_ratio_at_tick(tick)
             liquidity += sign * self.ticks[tick][1]
             top = max(top, liquidity)
-        return top
-
-    def mobius(self, zero_for_one: bool) -> Mobius:
-        """The constant-product curve, fee included, of the most liquidity the swap can meet
-        (`max_liquidity`) at the current price: never below the exact output.
-
-        Proof. Selling dx (after fee) moves 1/√P (token0 in) or √P (token1 in) by dx/L(P), and
-        each unit sold earns the current price. With L(P) <= Lmax everywhere on the way, the price
-        after any cumulative input is at least as good as with Lmax everywhere, so the continuous
-        output of the real pool is at most that of the constant product with Lmax, whose virtual
-        reserves are Lmax/√P (token0) and Lmax·√P (token1). The contract's rounding only lowers the
-        output: each step rounds its input up and output down, the fee is at least fee/(1e6-fee) of
-        the step's input, so at most (1e6-fee)/1e6 of the input reaches the curve. The reserve in
-        is rounded down and the reserve out up, which only raises the curve.
-        """
-        top = self.max_liquidity(zero_for_one)
-        if top <= 0 or not self._can_move(zero_for_one):
+        if top <= 0:
             return DEAD_MOBIUS
-        return virtual_curve(top, self.sqrt_price_x96, zero_for_one, self.fee)
+        return virtual_curve(top, start, zero_for_one, self.fee)
 
     def spot_price(self) -> Fraction:
         """The pool's marginal price before fees: raw token1 units per raw token0 unit, (√P/2^96)²."""
