@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from scanner.submit.journal import REDACTED, Journal, OpportunityRecord, OutcomeRecord, PredictionRecord, SimulationRecord, scrub
+from scanner.submit.journal import (
+    REDACTED,
+    Journal,
+    OpportunityRecord,
+    OutcomeRecord,
+    PredictionRecord,
+    SimulationRecord,
+    TipRecord,
+    scrub,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 WETH, USDC = "0x" + "ee" * 20, "0x" + "cc" * 20
@@ -57,6 +66,18 @@ def test_every_stage_round_trips_with_exact_big_ints(tmp_path):
         assert journal.last_block() == 101
         raw = journal._db.execute("SELECT data FROM journal WHERE stage = 'opportunity'").fetchone()[0]
     assert f'"{2**255 - 19}"' in raw  # stored as decimal TEXT, exact for every reader
+
+
+def test_tips_round_trip_and_meet_their_outcomes(tmp_path):
+    tips = [TipRecord("a", 100, "ev", 2**70 + 3, 0.8125, 1.5e15), TipRecord("b", 101, "fixed", 2 * 10**9)]
+    outcomes = [OutcomeRecord("a", 100, "landed", 10**16, "0x" + "aa" * 32), OutcomeRecord("b", 101, "beaten", 0)]
+    with Journal(tmp_path / "j.sqlite") as journal:
+        journal.write(opportunity("a"), tips[0], outcomes[0], opportunity("b", 101), tips[1])
+        assert journal.tip_outcomes() == [(tips[0], outcomes[0])]  # b's outcome is not known yet
+        journal.write(outcomes[1])
+        assert journal.tip_outcomes() == list(zip(tips, outcomes))
+        assert [r.STAGE for r in journal.records("a")] == ["opportunity", "tip", "outcome"]
+        assert journal.records("b")[1] == tips[1] and tips[1].p_win is None
 
 
 def test_empty_journal_has_no_last_block(tmp_path):

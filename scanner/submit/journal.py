@@ -100,6 +100,21 @@ class BundleRecord:
 
 
 @dataclass(frozen=True)
+class TipRecord:
+    """The priority fee bid for the opportunity sent (wei per gas), by which policy ("fixed" or "ev"), the
+    P(win) the tip model gave it (None without a model) and the expected profit at that tip (ETH wei; None
+    without a model): beside its outcome, what makes the model's calibration measurable."""
+
+    STAGE: ClassVar[str] = "tip"
+    id: str
+    block: int
+    policy: str
+    tip: int
+    p_win: float | None = None
+    expected_value: float | None = None
+
+
+@dataclass(frozen=True)
 class OutcomeRecord:
     """What happened on chain: landed, beaten (a competitor got there first), reverted, or not_sent."""
 
@@ -116,7 +131,7 @@ class OutcomeRecord:
             raise ValueError(f"outcome status must be one of {OUTCOMES}, got {self.status!r}")
 
 
-Record = OpportunityRecord | PredictionRecord | SimulationRecord | BundleRecord | OutcomeRecord
+Record = OpportunityRecord | PredictionRecord | SimulationRecord | BundleRecord | TipRecord | OutcomeRecord
 RECORDS: dict[str, type[Record]] = {cls.STAGE: cls for cls in typing.get_args(Record)}
 _KEY_FIELDS = ("id", "block")
 _RELEASE = "DELETE FROM inflight WHERE tx_hash = ?"
@@ -229,6 +244,15 @@ class Journal:
         """The backrun bundles journaled for opportunities ranked at `block`."""
         rows = self._db.execute("SELECT id, data FROM journal WHERE stage = 'bundle' AND block = ?", (block,)).fetchall()
         return [cast(BundleRecord, _record("bundle", id, block, json.loads(data))) for id, data in rows]
+
+    def tip_outcomes(self) -> list[tuple[TipRecord, OutcomeRecord]]:
+        """Every journaled tip with its opportunity's outcome, by block: predicted P(win) against what happened."""
+        rows = self._db.execute(
+            "SELECT t.id, t.block, t.data, o.block, o.data FROM journal t JOIN journal o ON o.id = t.id"
+            " AND o.stage = 'outcome' WHERE t.stage = 'tip' ORDER BY t.block, t.id").fetchall()
+        return [(cast(TipRecord, _record("tip", id, block, json.loads(tip))),
+                 cast(OutcomeRecord, _record("outcome", id, o_block, json.loads(outcome))))
+                for id, block, tip, o_block, outcome in rows]
 
     def records(self, id: str) -> list[Record]:
         """Every stage journaled for opportunity `id`, in pipeline order."""
