@@ -175,7 +175,11 @@ class SubmitterConfig:
     executor: str = ""
     private_key_env: str = "ARBSCAN_PRIVATE_KEY"
     private_key_file: str = ""  # preferred over the environment variable; keep it mode 0600
-    tip_gwei: float = 2.0
+    tip_gwei: float = 2.0  # the "fixed" policy's tip
+    # "fixed": every transaction tips tip_gwei; "ev": each tip maximizes expected profit under the tip model
+    # (`tip_model`, a JSON file written by `arbscan eval --tip`) of P(win | tip, opportunity size)
+    tip_policy: str = "fixed"
+    tip_model: str = ""
     send_on_local_chain: bool = True
     journal: str = "arbscan-journal.sqlite"
 
@@ -449,6 +453,10 @@ def validate(config: Config) -> None:
     for key, value in not_negative.items():
         if value < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}")
+    if config.submitter.tip_policy not in ("fixed", "ev"):
+        raise ConfigError(f'submitter.tip_policy must be "fixed" or "ev", got {config.submitter.tip_policy!r}')
+    if config.submitter.tip_policy == "ev" and not config.submitter.tip_model:
+        raise ConfigError('submitter.tip_policy = "ev" needs submitter.tip_model: a file written by `arbscan eval --tip`')
     if not 2 <= config.aggregator.max_hops <= 6:
         raise ConfigError(f"aggregator.max_hops must be in [2, 6], got {config.aggregator.max_hops}")
     percentiles = config.gas.percentiles
