@@ -163,7 +163,8 @@ class Ranker:
         """Price routes with a calibrated model from now on (the cached sizings stay valid)."""
         self.gas_model = gas_model
         self._gas_units = self._route_gas()
-        self._set_bound_per_gas(np.arange(len(self.graph)))
+        self._gas_in_token = self._gas_units * self._token_per_eth
+        self._bound_per_gas = self._bound / self._gas_in_token
 
     def remove_pool(self, address: str) -> None:
         """Stop watching a pool (KeyError naming an unknown one); its cycles go with it."""
@@ -239,6 +240,7 @@ class Ranker:
         self._gas_units = self._route_gas()
         rate = np.array([float(r) for r in self.token_per_eth])[graph.cycle_base]
         self._token_per_eth = rate
+        self._gas_in_token = self._gas_units * rate  # a cycle's gas bill in base-token wei per wei of gas price
         self._eth_per_token = 1.0 / rate
         self._x = np.zeros(len(graph))
         self._profit = np.zeros(len(graph))
@@ -264,9 +266,6 @@ class Ranker:
         edges = (2 * np.asarray(slots, dtype=np.int64)[:, None] + np.arange(2)).ravel()
         self._k[edges], self._m[edges], self._n[edges], self._reserve_in[edges] = table.T
 
-    def _set_bound_per_gas(self, rows: np.ndarray) -> None:
-        self._bound_per_gas[rows] = self._bound[rows] / (self._gas_units[rows] * self._token_per_eth[rows])
-
     def _candidates(self, within: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The rows (of all cycles, or of `within`) whose bound beats their gas cost, and that cost.
 
@@ -278,7 +277,7 @@ class Ranker:
             rows = np.flatnonzero(self._bound_per_gas > loose)
         else:
             rows = within[self._bound_per_gas[within] > loose]
-        cost = self._gas_units[rows] * float(self.gas_price) * self._token_per_eth[rows] * (1 - FLOAT_MARGIN)
+        cost = self._gas_in_token[rows] * (float(self.gas_price) * (1 - FLOAT_MARGIN))
         keep = self._bound[rows] > cost
         return rows[keep], cost[keep]
 
@@ -287,8 +286,8 @@ class Ranker:
         edges = self._edges[rows]
         x, profit = optimum(*fold(self._k[edges], self._m[edges], self._n[edges]))
         self._x[rows], self._profit[rows] = x, profit
-        self._bound[rows] = profit_upper_bound(x, profit)
-        self._set_bound_per_gas(rows)
+        self._bound[rows] = bound = profit_upper_bound(x, profit)
+        self._bound_per_gas[rows] = bound / self._gas_in_token[rows]
         if self._sized:
             cached = np.fromiter(self._sized, dtype=np.int64, count=len(self._sized))
             self._hit[rows] = True  # a scratch mask, all False between calls: no allocation per block
