@@ -5,8 +5,8 @@ frames from the inference actor) plus a SUB on the gas oracle; `AggregatorCore` 
 
 With several chains there is one aggregator per chain. The default chain's hosts the query server
 for all of them: the others forward their rankings to its `forwarded` PULL socket
-(`RankingForwarder`), and its health names each chain's. On an OP-stack chain each ranked route is
-charged the L1 data fee of its executor call (`scanner.rank.l1`).
+(`RankingForwarder`), and its health names each chain's. On an L2 (OP-stack, Arbitrum) each ranked
+route is charged the L1 fee of its executor call (`scanner.rank.l1`).
 """
 from __future__ import annotations
 
@@ -26,10 +26,9 @@ from scanner.dex.pool import PoolInfo
 from scanner.dex.v2 import V2Pool
 from scanner.dex.v3 import V3Pool
 from scanner.gas.fees import GasModel
-from scanner.gas.l1fee import FjordFeeParams
 from scanner.model.lstm import Checkpoint
 from scanner.rank.aggregate import AggregatorCore, RankedBlock, ServedBackruns, opportunity_dict
-from scanner.rank.l1 import L1Charger
+from scanner.rank.l1 import L1_PRICING, L1Charger
 from scanner.rank.ranking import Opportunity
 from scanner.rank.risk import LstmRiskModel
 from scanner.serve.query_server import QueryServer, RankingForwarder
@@ -95,7 +94,7 @@ class Aggregator:
                 self.poller.register(self.forwarded, zmq.POLLIN)
         executor = bytes.fromhex((network.executor or ZERO_ADDRESS)[2:])
         self.l1 = L1Charger(network.chain_id, executor, self._calldata, dict(zip(
-            self.core.ranker.graph.base_tokens, self.core.ranker.token_per_eth))) if network.l1_fee == "op-stack" else None
+            self.core.ranker.graph.base_tokens, self.core.ranker.token_per_eth))) if network.l1_fee in L1_PRICING else None
         self.counts = {"blocks_ranked": 0, "withdrawals": 0}
         self._served: tuple[int, str, list[dict]] | None = None  # the mined ranking served now (block, hash, rows)
         self.backruns = ServedBackruns()
@@ -130,7 +129,7 @@ class Aggregator:
             if isinstance(update, GasUpdate):
                 self.core.on_gas(update)
                 if self.l1 is not None and update.l1:
-                    self.l1.params = FjordFeeParams(*update.l1)
+                    self.l1.params = L1_PRICING[self.network.l1_fee](*update.l1)
         while self.forwarded is not None and self.forwarded in events and self.forwarded.poll(0):
             try:
                 cast(QueryServer, self.server).forwarded(self.forwarded.recv())
@@ -161,7 +160,7 @@ class Aggregator:
         return execute_calldata(opp, v3_factories=self.network.v3_factories)
 
     def _rows(self, block: RankedBlock) -> list[dict]:
-        """The served rows of a block: each names its chain, and carries its L1 fee on an OP-stack chain."""
+        """The served rows of a block: each names its chain, and carries its L1 fee on an L2."""
         pairs = self.l1.charge(block.opportunities, self.core.tip) if self.l1 else [(o, 0) for o in block.opportunities]
         return [opportunity_dict(o, self.symbols) | {"block_hash": block.hash, "chain": self.network.name,
                                                       "l1_fee": fee} for o, fee in pairs]

@@ -1,5 +1,5 @@
-"""GasOracle: the gas market after each block of one chain (its own fee rules, and on an OP-stack
-chain its L1Block values), published over ZMQ PUB to every subscriber."""
+"""GasOracle: the gas market after each block of one chain (its own fee rules, and on an L2 the
+values its L1 fee is computed from), published over ZMQ PUB to every subscriber."""
 from __future__ import annotations
 
 import ray
@@ -21,7 +21,7 @@ class GasOracle:
         self.metrics = Metrics(self.role)
         client = ChainClient(rpc_url, timeout_s=chain.request_timeout_s, max_retries=chain.max_retries)
         self.core = GasOracleCore(client, history_blocks=gas.history_blocks, percentiles=tuple(gas.percentiles),
-                                  feeds=gas.feeds, rules=network.rules, l1_block=network.l1_fee == "op-stack")
+                                  feeds=gas.feeds, rules=network.rules, l1_fee=network.l1_fee)
         self.ctx = zmq.Context()
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.sndhwm = 100

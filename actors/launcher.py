@@ -147,8 +147,6 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
     if checkpoint and not config.tokens.price_oracle and not replay:
         notes.append("tokens.price_oracle is empty: the LSTM's price-gap feature reads 0 for every pool, so its "
                      "success probabilities lose their main signal; configure an Aave-style price oracle")
-    notes += [f"{key}.l1_fee = 'arbitrum': Arbitrum's L1 pricing is not modelled yet, its profits leave it out"
-              for chain, key in zip(networks, keys) if chain.l1_fee == "arbitrum"]
     submitter = config.submitter.enabled and bool(config.submitter.executor) and not replay
     if config.submitter.enabled and not submitter and not replay:
         notes.append("submitter.executor is empty: no simulated submission (set it to your ArbExecutor)")

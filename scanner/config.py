@@ -85,7 +85,8 @@ FEE_RULES = ("ethereum", "optimism", "base", "arbitrum")
 """Named base-fee rules (`scanner.gas.fees`: ETHEREUM, OPTIMISM, BASE, ARBITRUM, sources there)."""
 L1_FEES = ("none", "op-stack", "arbitrum")
 """What a transaction pays for L1 besides its L2 gas: nothing, the OP-stack Fjord data fee
-(`scanner.gas.l1fee`, read from the chain's L1Block predeploy), or Arbitrum's L1 pricing."""
+(`scanner.gas.l1fee`, read from the chain's L1Block predeploy), or Arbitrum's poster fee
+(`scanner.gas.arbitrum`, read from the ArbGasInfo and ArbOwnerPublic precompiles)."""
 DEFAULT_CHAIN = "main"
 STALE_BLOCKS = 3
 """The name of the one chain of a single-chain config (`[chain]`, `[[dexes]]`, `[tokens]`)."""

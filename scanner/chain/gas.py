@@ -1,16 +1,25 @@
 """The gas market after each block: base fee now and next (the chain's rules), tips, congestion,
-feeds, and on an OP-stack chain the L1Block values its L1 data fee is computed from."""
+feeds, and on an L2 the values its L1 fee is computed from (OP-stack: the L1Block predeploy;
+Arbitrum: the ArbOS precompiles)."""
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable
+from dataclasses import astuple
+from typing import Any, cast
 
 from eth_utils import to_checksum_address
+from web3 import Web3
 
 from scanner.chain import artifacts
+from scanner.chain.arbitrum import read_arbitrum_l1
 from scanner.chain.opstack import read_l1_block
 from scanner.chain.rpc import ChainClient
 from scanner.gas.fees import ETHEREUM, BaseFeeRules, congestion, next_base_fee, tip_percentiles
 from scanner.wire.messages import GasUpdate
+
+L1_READERS: dict[str, Callable[[Web3, int], Any]] = {"op-stack": read_l1_block, "arbitrum": read_arbitrum_l1}
+"""How each `l1_fee` rule's values are read at a block: a dataclass of ints, published as `GasUpdate.l1`
+(`scanner.rank.l1.L1_PRICING` builds the same class back from them)."""
 
 
 class GasOracleCore:
@@ -24,11 +33,11 @@ class GasOracleCore:
         percentiles: tuple[float, float, float] = (25.0, 50.0, 75.0),
         feeds: list[str] | tuple[str, ...] = (),
         rules: BaseFeeRules = ETHEREUM,
-        l1_block: bool = False,
+        l1_fee: str = "none",
     ) -> None:
         self.client = client
         self.rules = rules
-        self.l1_block = l1_block  # read the L1Block predeploy each block (OP-stack chains)
+        self.l1_reader = L1_READERS.get(l1_fee)  # None: the chain has no L1 fee
         self.history_blocks = history_blocks
         self.percentiles = tuple(percentiles)
         self._feeds = [artifacts.at(client.w3, "GasFeed", to_checksum_address(f)) for f in feeds]
@@ -54,10 +63,9 @@ class GasOracleCore:
         )
 
     def _l1_values(self, number: int) -> tuple[int, ...]:
-        if not self.l1_block:
+        if self.l1_reader is None:
             return ()
-        p = self.client.call(read_l1_block, self.client.w3, number)
-        return (p.l1_base_fee, p.blob_base_fee, p.base_fee_scalar, p.blob_base_fee_scalar)
+        return astuple(self.client.call(self.l1_reader, self.client.w3, number))
 
     def _feed_answer(self, number: int) -> int:
         """The highest answer among the configured feeds (0 when none): the cautious reading."""

@@ -58,6 +58,10 @@ class FjordFeeParams:
         """`baseFeeScalar · 16 · l1BaseFee + blobBaseFeeScalar · blobBaseFee`: wei per compressed byte, × 1e6."""
         return self.base_fee_scalar * CALLDATA_GAS_PER_BYTE * self.l1_base_fee + self.blob_base_fee_scalar * self.blob_base_fee
 
+    def fee(self, calldata: bytes, envelope: TxEnvelope) -> int:
+        """`l1_fee` of an executor call with `calldata` in `envelope` at these values (`scanner.rank.l1`)."""
+        return l1_fee(calldata, envelope, self)
+
 
 _HASH_MASK = 0x1FFF  # 13-bit hash: 8192 table entries
 _MAX_DISTANCE = 0x1FFF  # FastLZ level 1: a match may reach back 8191 bytes
@@ -186,8 +190,15 @@ class TxEnvelope:
     def unsigned(self, calldata: bytes) -> bytes:
         """`0x02 ‖ rlp([chainId, nonce, maxPriorityFee, maxFee, gas, to, value, data, accessList])`:
         the bytes a wallet signs and `getL1Fee` expects."""
-        return b"\x02" + _rlp([self.chain_id, self.nonce, self.max_priority_fee_per_gas, self.max_fee_per_gas,
-                               self.gas, self.to, self.value, calldata, []])
+        return b"\x02" + _rlp(self._fields(calldata))
+
+    def signed(self, calldata: bytes, signature: tuple[int, int, int]) -> bytes:
+        """The same with `(yParity, r, s)` appended: the EIP-2718 bytes a node receives."""
+        return b"\x02" + _rlp(self._fields(calldata) + list(signature))
+
+    def _fields(self, calldata: bytes) -> list[RlpItem]:
+        return [self.chain_id, self.nonce, self.max_priority_fee_per_gas, self.max_fee_per_gas, self.gas, self.to,
+                self.value, calldata, []]
 
 
 def l1_fee(calldata: bytes, envelope: TxEnvelope, params: FjordFeeParams) -> int:

@@ -1,9 +1,10 @@
-"""An L2 transaction's L1 data fee, charged to ranked opportunities (OP-stack chains).
+"""An L2 transaction's L1 cost, charged to ranked opportunities (OP-stack and Arbitrum chains).
 
-On an OP-stack chain every transaction pays, besides gas, a fee for publishing its bytes on L1
-(`scanner.gas.l1fee`, Fjord): a fee per transaction that depends on its calldata, not on gas. The
-ranking prices gas per route for every cycle; the L1 fee needs the route's exact calldata, so it is
-charged to the ranked opportunities (the top N), which are then ordered again. A reverted attempt
+On an L2 every transaction pays, besides gas, for publishing its bytes on L1: on an OP-stack chain
+the Fjord data fee (`scanner.gas.l1fee`), on Arbitrum the poster fee of its brotli-compressed bytes
+(`scanner.gas.arbitrum`). Either is a fee per transaction that depends on its calldata, not on gas.
+The ranking prices gas per route for every cycle; the L1 fee needs the route's exact calldata, so it
+is charged to the ranked opportunities (the top N), which are then ordered again. A reverted attempt
 pays it too, so it adds to the failure cost as well.
 """
 from __future__ import annotations
@@ -11,15 +12,30 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from typing import Protocol
 
+from scanner.gas.arbitrum import ArbitrumL1Pricing
 from scanner.gas.fees import gas_cost_in_token
-from scanner.gas.l1fee import FjordFeeParams, TxEnvelope, l1_fee
+from scanner.gas.l1fee import FjordFeeParams, TxEnvelope
 from scanner.rank.ranking import Opportunity, expected_value
+
+
+class L1Pricing(Protocol):
+    """A chain's L1 fee rule at the values its gas oracle last read."""
+
+    def fee(self, calldata: bytes, envelope: TxEnvelope) -> int:
+        """The L1 fee, in wei, of a transaction with `calldata` in `envelope`."""
+        ...
+
+
+L1_PRICING: dict[str, Callable[..., L1Pricing]] = {"op-stack": FjordFeeParams, "arbitrum": ArbitrumL1Pricing}
+"""Each `l1_fee` rule of a config (`scanner.config.L1_FEES` but "none"), built from the values a
+`GasUpdate.l1` carries (the fields of that class, in order)."""
 
 
 @dataclass
 class L1Charger:
-    """Charges each opportunity the L1 fee of its executor call at the L1Block values last seen.
+    """Charges each opportunity the L1 fee of its executor call at the L1 values last seen.
 
     `calldata` encodes an opportunity's executor call; the envelope around it is the transaction the
     submitter would sign (this chain, the executor, the route's gas and gas price, the tip).
@@ -29,14 +45,14 @@ class L1Charger:
     executor: bytes  # 20 bytes
     calldata: Callable[[Opportunity], bytes]
     token_per_eth: Mapping[str, Fraction]  # base token -> its wei per ETH wei
-    params: FjordFeeParams | None = None  # None until the gas oracle has read L1Block
+    params: L1Pricing | None = None  # None until the gas oracle has read the chain's L1 values
 
     def fee(self, opp: Opportunity, tip: int) -> int:
-        """The L1 fee of `opp`'s executor call, in wei of ETH (0 before any L1Block values)."""
+        """The L1 fee of `opp`'s executor call, in wei of ETH (0 before any L1 values)."""
         if self.params is None:
             return 0
         envelope = TxEnvelope(self.chain_id, self.executor, opp.gas_units, opp.gas_price, min(tip, opp.gas_price))
-        return l1_fee(self.calldata(opp), envelope, self.params)
+        return self.params.fee(self.calldata(opp), envelope)
 
     def charge(self, opportunities: list[Opportunity], tip: int) -> list[tuple[Opportunity, int]]:
         """Each opportunity with its L1 fee in its gas and failure cost, and the fee (wei of ETH); those

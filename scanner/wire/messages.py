@@ -145,8 +145,9 @@ class GasUpdate:
     tips: tuple[int, int, int]  # 25th, 50th, 75th percentile priority fee of recent blocks
     gas_used_ratio: float
     feed_answer: int = 0  # the configured AggregatorV3 gas feed, 0 when none
-    # OP-stack chains: the L1Block values the L1 data fee is computed from (l1 base fee, blob base
-    # fee, base fee scalar, blob base fee scalar: `scanner.gas.l1fee.FjordFeeParams`); () elsewhere
+    # L2s: the values the L1 fee is computed from, the fields of the chain's `scanner.rank.l1.L1_PRICING`
+    # class in order (OP-stack: l1 base fee, blob base fee, base fee scalar, blob base fee scalar;
+    # Arbitrum: L1 price per unit, brotli level); () elsewhere
     l1: tuple[int, ...] = ()
 
     KIND = "gas"
