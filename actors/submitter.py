@@ -18,6 +18,7 @@ from scanner.config import LOCAL_CHAIN_ID, ChainConfig, SubmitterConfig
 from scanner.serve.client import QueryTimeout, Subscriber
 from scanner.submit.journal import Journal
 from scanner.submit.submitter import SubmitterCore, load_key
+from scanner.submit.tip import TipModel
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,10 @@ class SimSubmitter:
         # send_on_local_chain means what it says: anywhere but the local chain this only simulates
         # (SubmitterCore refuses, and its broadcast_guard checks again before every send).
         send = cfg.send_on_local_chain and self.client.chain_id() == LOCAL_CHAIN_ID
+        tip_model = TipModel.load(cfg.tip_model) if cfg.tip_policy == "ev" else None
         self.core = SubmitterCore(self.client, cfg.executor, self.account, journal, top_k=cfg.top_k,
-                                  send=send, tip_wei=int(cfg.tip_gwei * 10**9), on_calibrated=self._hand_over,
-                                  v3_factories=self.v3_factories)
+                                  send=send, tip_wei=int(cfg.tip_gwei * 10**9), tip_model=tip_model,
+                                  on_calibrated=self._hand_over, v3_factories=self.v3_factories)
         self._seen = dataclasses.replace(self.core.stats)
 
     def _step(self) -> None:

@@ -71,4 +71,4 @@ def test_a_transaction_sent_just_before_the_submitter_dies_is_journaled_by_its_s
     assert (outcome.status == "landed") == (receipt["status"] == 1), (outcome, receipt["status"])
     assert outcome.status in ("landed", "beaten", "reverted"), outcome
     assert [type(r).__name__ for r in records] == ["OpportunityRecord", "PredictionRecord", "SimulationRecord",
-                                                   "OutcomeRecord"]
+                                                   "TipRecord", "OutcomeRecord"]

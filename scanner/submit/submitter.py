@@ -16,7 +16,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from eth_account import Account
@@ -39,8 +39,10 @@ from scanner.submit.journal import (
     OutcomeRecord,
     PredictionRecord,
     SimulationRecord,
+    TipRecord,
     scrub,
 )
+from scanner.submit.tip import TipModel
 
 log = logging.getLogger(__name__)
 GAS_HEADROOM = 1.2  # gas limit over the estimate: reserves moved by others cost a little more
@@ -105,14 +107,15 @@ class SubmitterCore:
     """Simulates the top `top_k` opportunities of each ranked block; may send the best on the local chain."""
 
     def __init__(self, client: ChainClient, executor: str, account: LocalAccount, journal: Journal, *,
-                 top_k: int = 3, send: bool = False, tip_wei: int = 2 * 10**9,
+                 top_k: int = 3, send: bool = False, tip_wei: int = 2 * 10**9, tip_model: TipModel | None = None,
                  on_calibrated: Callable[[GasModel], None] | None = None, v3_factories: Sequence[str] = ()) -> None:
         self.client = client
         self.v3_factories = tuple(v3_factories)  # the factories whose pools a V3 hop may use
         self.account = account
         self.journal = journal
         self.top_k = top_k
-        self.tip_wei = tip_wei
+        self.tip_wei = tip_wei  # the fixed policy's tip
+        self.tip_model = tip_model  # given: the "ev" policy, each opportunity's tip maximizes expected profit
         self.chain_id = client.chain_id()
         if send and self.chain_id != LOCAL_CHAIN_ID:
             raise BroadcastRefused(f"submitter.send_on_local_chain is set but the node is chain {self.chain_id}, "
@@ -287,21 +290,40 @@ class SubmitterCore:
                 return False
             time.sleep(0.02)
 
-    def fee_caps(self, block: int, base_fee: int, trigger: dict | None = None) -> tuple[int, int]:
-        """(maxPriorityFeePerGas, maxFeePerGas) of our transaction for block + 1: the configured tip, kept
-        below a `trigger`'s fee cap (the node orders its pool by maxFeePerGas, ties by arrival) and at most
-        what we already sent for that block (a sender's later nonce may not bid more than its earlier one)."""
-        max_fee = 2 * base_fee + self.tip_wei
-        if trigger is not None:
-            max_fee = min(max_fee, int(trigger.get("maxFeePerGas") or trigger["gasPrice"], 16) - 1)
-        max_fee = min(max_fee, self._max_fee_at.get(block + 1, max_fee))
-        return min(self.tip_wei, max_fee), max_fee
+    def fee_caps(self, block: int, base_fee: int, trigger: dict | None = None, tip: int | None = None) -> tuple[int, int]:
+        """(maxPriorityFeePerGas, maxFeePerGas) of our transaction for block + 1: `tip` (the fixed one when
+        None), kept below a `trigger`'s fee cap (the node orders its pool by maxFeePerGas, ties by arrival) and
+        at most what we already sent for that block (a sender's later nonce may not bid more than its earlier one)."""
+        tip = self.tip_wei if tip is None else tip
+        max_fee = 2 * base_fee + tip
+        ceiling = self._max_fee_ceiling(block, trigger)
+        if ceiling is not None:
+            max_fee = min(max_fee, ceiling)
+        return min(tip, max_fee), max_fee
+
+    def _max_fee_ceiling(self, block: int, trigger: dict | None) -> int | None:
+        """The highest maxFeePerGas we may bid for block + 1 (None: no limit), as `fee_caps` says why."""
+        caps = [int(trigger.get("maxFeePerGas") or trigger["gasPrice"], 16) - 1] if trigger is not None else []
+        caps += [self._max_fee_at[block + 1]] if block + 1 in self._max_fee_at else []
+        return min(caps) if caps else None
+
+    def choose_tip(self, opp: dict, block: int, sim: Simulation, base_fee: int, trigger: dict | None = None) -> TipRecord:
+        """The tip to bid: the fixed one, or (with a tip model) the one maximizing P(win | tip, size)·(profit −
+        gas·(base fee + tip)) − P(lose)·gas·(base fee + tip), a beaten route reverting at its final profit
+        check after its swaps (so it burns about its whole gas). Size and costs in ETH wei."""
+        if self.tip_model is None:
+            return TipRecord(opp["id"], block, "fixed", self.tip_wei)
+        gas = cast(int, sim.gas_estimate)
+        ceiling = self._max_fee_ceiling(block, trigger)
+        size = max(cast(int, sim.profit) * float(opp.get("eth_per_token", 1.0)), 1.0)
+        choice = self.tip_model.best_tip(size, gas, base_fee, gas, None if ceiling is None else max(0, ceiling - base_fee))
+        return TipRecord(opp["id"], block, "ev", choice.tip, choice.p_win, choice.expected_value)
 
     def bundle(self, opp: dict, block: int, gas_limit: int, base_fee: int,
-               trigger: dict | None = None) -> tuple[str, dict]:
+               trigger: dict | None = None, tip: int | None = None) -> tuple[str, dict]:
         """The signed transaction and the `eth_sendBundle` request that targets block + 1; behind a pending
         `trigger` (its node transaction), the bundle is [trigger, ours] and our fee caps stay below its own."""
-        tip, max_fee = self.fee_caps(block, base_fee, trigger)
+        tip, max_fee = self.fee_caps(block, base_fee, trigger, tip)
         before = [self.client.rpc("eth_getRawTransactionByHash", trigger["hash"])] if trigger is not None else []
         if self._nonce is None:
             self._nonce = self.client.call(self.client.w3.eth.get_transaction_count, self.account.address, "pending")
@@ -321,15 +343,24 @@ class SubmitterCore:
 
         The transaction is held in the journal before it leaves (write-ahead), so being killed right
         after the send cannot lose it: the restarted submitter finds and resolves it. A backrun's bundle
-        is journaled too (appended to `records`)."""
+        is journaled too (appended to `records`), and so is the tip chosen; under the "ev" policy an opportunity
+        whose expected profit is not positive at any tip is not sent."""
         head = self.client.get_block("latest")
-        if sim.gas_estimate is None:  # only ok simulations (which have an estimate) are submitted
-            raise TypeError(f"simulation of {opp['id']} has no gas estimate")
-        raw, payload = self.bundle(opp, block, int(sim.gas_estimate * GAS_HEADROOM), int(head["baseFeePerGas"]), trigger)
+        if sim.gas_estimate is None or sim.profit is None:  # only ok simulations (which have both) are submitted
+            raise TypeError(f"simulation of {opp['id']} has no gas estimate or profit")
+        base_fee = int(head["baseFeePerGas"])
+        chosen = self.choose_tip(opp, block, sim, base_fee, trigger)
+        raw, payload = self.bundle(opp, block, int(sim.gas_estimate * GAS_HEADROOM), base_fee, trigger, chosen.tip)
         self.stats.last_bundle = payload
-        fees = self.fee_caps(block, int(head["baseFeePerGas"]), trigger)
-        if trigger is not None and isinstance(records, list):
-            records.append(BundleRecord(opp["id"], block, trigger["hash"], payload["params"][0]["txs"], block + 1, *fees))
+        fees = self.fee_caps(block, base_fee, trigger, chosen.tip)
+        chosen = replace(chosen, tip=fees[0])  # what is bid: a trigger's fee cap may hold a fixed tip lower
+        if isinstance(records, list):
+            if trigger is not None:
+                records.append(BundleRecord(opp["id"], block, trigger["hash"], payload["params"][0]["txs"], block + 1, *fees))
+            records.append(chosen)
+        if chosen.expected_value is not None and chosen.expected_value <= 0:
+            return OutcomeRecord(opp["id"], block, "not_sent", error=f"expected profit {chosen.expected_value / 1e18:.6f} ETH "
+                                                                    "at the best tip: not worth a bid")
         if not self.send:
             return OutcomeRecord(opp["id"], block, "not_sent")
         self.broadcast_guard()
