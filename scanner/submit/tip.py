@@ -9,12 +9,16 @@ higher bid never wins less) and is inspectable; the LSTM's features describe poo
 competitors' bid curve, and its head would have to be retrained with the scanner's model.
 
 A `Contest` is one opportunity we ranked at block t (its gross profit in ETH wei) and the highest
-competing tip on any of its pools in block t + 1 (0 when no competitor bid). The model is
+competing tip on any of its pools in block t + 1 (0 when no competitor bid); where we sent it, also
+our tip and whether our transaction landed. The model is
 
-    P(win | tip, size) = (1 − c(size)) + c(size) · F(log tip − a − b · log size)
+    P(outbid every rival | tip, size) = (1 − c(size)) + c(size) · F(log tip − a − b · log size)
+    P(win | tip, size) = P(outbid) + (1 − P(outbid)) · q
 
 with c the chance that anyone bids (logistic in log size), a + b · log size the typical highest rival
-tip (least squares on contested rows) and F the empirical distribution of the residuals around it.
+tip (least squares on contested rows), F the empirical distribution of the residuals around it, and q
+the share of our own sends that landed although a rival bid more (a rival closes one pool of a cycle
+to the fair price, which can leave the cycle profitable behind it).
 """
 from __future__ import annotations
 
@@ -43,6 +47,8 @@ class Contest:
 
     size: float  # gross profit, ETH wei
     rival_tip: int  # 0: nobody bid
+    tip: int | None = None  # ours, where we sent it
+    landed: bool = False  # where we sent it: did it land
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class TipModel:
     contested: tuple[float, float]  # logit of P(someone bids) = [0] + [1] · log size
     rival: tuple[float, float]  # log highest rival tip ≈ [0] + [1] · log size
     residuals: tuple[float, ...]  # QUANTILES ascending quantiles of the log rival tip around that line
+    behind: float  # q: P(our route lands although a rival outbid it)
     contests: int  # rows it was fitted on
 
     @classmethod
@@ -82,13 +89,19 @@ class TipModel:
         slope = float(np.polyfit(xs, ys, 1)[0]) if np.ptp(xs) > 0 else 0.0
         intercept = float(np.mean(ys - slope * xs))
         residuals = np.quantile(ys - intercept - slope * xs, np.linspace(0, 1, QUANTILES))
-        return cls(contested, (intercept, slope), tuple(float(r) for r in residuals), len(size))
+        outbid = [c.landed for c in contests if c.tip is not None and c.tip <= c.rival_tip]
+        behind = float(np.mean(outbid)) if outbid else 0.0
+        return cls(contested, (intercept, slope), tuple(float(r) for r in residuals), behind, len(size))
 
     def p_contested(self, size: float) -> float:
         z = self.contested[0] + self.contested[1] * math.log(size)
         return float(0.5 * (1 + math.tanh(0.5 * z)))
 
     def p_win(self, tips: np.ndarray | Sequence[int] | int, size: float) -> np.ndarray:
+        """P(our transaction lands on an opportunity of `size` ETH wei), for each tip (wei)."""
+        return self.behind + (1 - self.behind) * self.p_outbid(tips, size)
+
+    def p_outbid(self, tips: np.ndarray | Sequence[int] | int, size: float) -> np.ndarray:
         """P(our tip beats every competitor's on an opportunity of `size` ETH wei), for each tip (wei)."""
         t = np.atleast_1d(np.asarray(tips, dtype=float))
         if size <= 0:
@@ -116,7 +129,7 @@ class TipModel:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "contested": list(self.contested), "rival": list(self.rival),
-                "residuals": list(self.residuals), "contests": self.contests}
+                "residuals": list(self.residuals), "behind": self.behind, "contests": self.contests}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TipModel:
@@ -125,7 +138,7 @@ class TipModel:
         contested = tuple(float(v) for v in d["contested"])
         rival = tuple(float(v) for v in d["rival"])
         return cls((contested[0], contested[1]), (rival[0], rival[1]), tuple(float(r) for r in d["residuals"]),
-                   int(d["contests"]))
+                   float(d["behind"]), int(d["contests"]))
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
