@@ -72,3 +72,18 @@ def test_record_train_evaluate_end_to_end(tmp_path):
     assert json.loads((out / "evaluation.json").read_text())["seeds"] == [8]
     with pytest.raises(ValueError, match="used to train"):
         evaluate(model, [7], 5, out)
+
+
+def test_tip_evaluation_refuses_training_seeds_and_plots_predicted_against_observed(tmp_path):
+    from scanner.sim.tip_eval import evaluate_tips, plot_win_curves
+    from scanner.submit.tip import Contest, TipModel
+
+    with pytest.raises(ValueError, match=r"\[2\] are training seeds"):
+        evaluate_tips([1, 2], [2, 3], 10, tmp_path)
+    rng = np.random.default_rng(1)
+    sizes = np.exp(rng.uniform(np.log(1e14), np.log(1e17), 300))
+    rivals = (rng.uniform(0.01, 0.2, 300) * sizes / 110_000).astype(int)
+    tips = rng.choice([10**8, 10**9, 10**10, 10**11], 300)
+    sends = [Contest(float(s), int(r), int(t), bool(t > r)) for s, r, t in zip(sizes, rivals, tips)]
+    path = plot_win_curves(TipModel.fit(sends), sends, tmp_path / "tip_win.png")
+    assert (tmp_path / "tip_win.png").stat().st_size > 10_000 and path.endswith("tip_win.png")
