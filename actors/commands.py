@@ -1,5 +1,6 @@
-"""The bodies of the chain and pipeline commands of `arbscan` (market, demo, run, top, stream); the
-parser is `actors/cli.py`, the model and measurement commands are `actors/analysis.py`. Each
+"""The bodies of the config, chain and pipeline commands of `arbscan` (config check, market, demo,
+run, top, stream); the parser is `actors/cli.py`, the model and measurement commands are
+`actors/analysis.py`. Each
 imports what it needs when it runs (a command that starts Ray sets its token first) and returns
 the exit status."""
 from __future__ import annotations
@@ -7,6 +8,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+
+def config_check(args: argparse.Namespace) -> int:
+    """Each file through the loader and its validation, nothing more: no node is contacted (a chain id
+    and a node are checked against each other when `run` starts)."""
+    from scanner.config import load, summary
+    from scanner.errors import ConfigError
+
+    failed = 0
+    for path in args.files:
+        try:
+            print(f"{path}: ok: {summary(load(path))}")
+        except ConfigError as e:
+            print(f"{path}: error: {e}", file=sys.stderr)
+            failed += 1
+    return 2 if failed else 0
 
 
 def market(args: argparse.Namespace) -> int:

@@ -345,6 +345,29 @@ def dump(config: Config) -> str:
     return "\n".join(lines)
 
 
+def _short(address: str) -> str:
+    return f"{address[:6]}…{address[-4:]}"
+
+
+def _pools_source(dex: DexConfig) -> str:
+    """Where discovery finds a DEX's pools (`scanner.chain.discovery`)."""
+    if dex.kind == "uniswap-v3":
+        return f"{dex.name}: PoolCreated of {_short(dex.factory)} from block {dex.from_block}"
+    return f"{dex.name}: pair list of {_short(dex.factory)}"
+
+
+def summary(config: Config) -> str:
+    """One line: each chain with its id, node, fee rules, where its pools come from and its base tokens."""
+    chains = []
+    for spec in config.networks():
+        node = f"${spec.rpc_url_env}" if spec.rpc_url_env else spec.rpc_url
+        cap = f", at most {spec.tokens.max_pools} per factory" if spec.tokens.max_pools else ""
+        pools = "; ".join(_pools_source(d) for d in spec.dexes) or "no dexes"
+        chains.append(f"{spec.name} (chain {spec.chain_id}, node {node}, base fee {spec.eip1559}, L1 fee {spec.l1_fee}): "
+                      f"{len(spec.dexes)} dexes ({pools}{cap}), {len(spec.tokens.base)} base tokens")
+    return f"{len(chains)} chain{'s' if len(chains) != 1 else ''}: " + " | ".join(chains)
+
+
 def is_loopback(endpoint: str) -> bool:
     if endpoint.startswith(("ipc://", "inproc://")):
         return True

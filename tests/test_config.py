@@ -270,3 +270,17 @@ def test_bad_chains_are_named_by_table(chains, extra, message):
 def test_custom_eip1559_numbers_are_accepted():
     (chain,) = from_dict({"chains": [dict(CHAIN, eip1559_elasticity=6, eip1559_denominator=50)]}).networks()
     assert (chain.eip1559_elasticity, chain.eip1559_denominator) == (6, 50)
+
+
+def test_summary_is_one_line_naming_each_chain_its_fee_rules_and_where_its_pools_come_from():
+    v3 = {"name": "v3", "kind": "uniswap-v3", "factory": "0x" + "22" * 20, "from_block": 165}
+    config = from_dict({"chains": [dict(CHAIN, dexes=[DEX, v3], tokens={"base": ["0x" + "33" * 20], "max_pools": 50},
+                                        rpc_url_env="BASE_RPC_URL", eip1559="base", l1_fee="op-stack"),
+                                   dict(CHAIN, name="arb", chain_id=42161, l1_fee="arbitrum")]})
+    line = cfg.summary(config)
+    assert "\n" not in line and line.startswith("2 chains: base (chain 8453, node $BASE_RPC_URL, base fee base, "
+                                                "L1 fee op-stack): 2 dexes (uni: pair list of 0x1111…1111; "
+                                                "v3: PoolCreated of 0x2222…2222 from block 165, at most 50 per factory), "
+                                                "1 base tokens | arb (chain 42161, node http://127.0.0.1:8545, ")
+    assert line.endswith("L1 fee arbitrum): 0 dexes (no dexes), 0 base tokens")
+    assert cfg.summary(from_dict({})).startswith("1 chain: main (chain 31337,")

@@ -4,12 +4,17 @@
 - `deploy/kuberay/*.yaml`: the fields KubeRay's RayCluster / RayJob (ray.io/v1) and Kubernetes require.
 - `deploy/Dockerfile`: one set-up path (deploy/setup.sh), a CPU default and a CUDA build argument.
 - `deploy/prometheus.yml` and `deploy/grafana/arbscan.json`: every arbscan metric, by its exported name.
+- `deploy/*.toml`: `arbscan config check` passes each (no network); the L2 files' factories and init
+  code hashes derive the recorded pools of their chain, and name WETH and native USDC.
 """
 from __future__ import annotations
 
 import json
 import re
 import shlex
+import socket
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -18,7 +23,8 @@ import pytest
 import ray
 import yaml
 
-from actors.cli import build_parser
+from actors.cli import build_parser, main
+from scanner.chain.artifacts import pair_address, v3_pool_address
 from scanner.config import load
 
 REPO = Path(__file__).resolve().parents[1]
@@ -241,3 +247,89 @@ def test_deploy_readme_covers_ray_up_kuberay_and_scaling():
     for path in re.findall(r"`((?:deploy/)?(?:kuberay/|grafana/)?[\w.-]+\.(?:yaml|yml|toml|json|sh))`", text):
         target = REPO / path if path.startswith("deploy/") else DEPLOY / path
         assert target.exists(), path
+
+
+# ---------------------------------------------------------------------------------------------
+# Chain configs: `arbscan config check`, and the L2 files' addresses against real pools
+
+L2_FILES = {"arbitrum": DEPLOY / "arbitrum.toml", "base": DEPLOY / "base.toml", "optimism": DEPLOY / "optimism.toml"}
+L2_DATA = REPO.parent / "shared" / "data" / "l2-2024-11-01" / "pools.json"
+# One real pool of each (chain, kind) from that pools.json, so the check below never runs on nothing:
+# (chain, kind, pool, token0, token1, fee tier)
+KNOWN_POOLS = [
+    ("arbitrum", "uniswap-v3", "0xc6962004f452be9203591991d15f6b388e09e8d0", "0x82af49447d8a07e3bd95bd0d56f35241523fbab1",
+     "0xaf88d065e77c8cc2239327c5edb3a432268e5831", 500),
+    ("arbitrum", "uniswap-v2", "0x879ad3b4d85e049d81bfa732db7e00b6d04d676e", "0x82af49447d8a07e3bd95bd0d56f35241523fbab1",
+     "0xfb411a4a80bb7a5ec87c7651acdd605fe14c36e4", 3000),
+    ("base", "uniswap-v3", "0xc9034c3e7f58003e6ae0c8438e7c8f4598d5acaa", "0x4200000000000000000000000000000000000006",
+     "0x4ed4e862860bed51a9570b96d89af5e1b0efefed", 3000),
+    ("base", "uniswap-v2", "0xe31c372a7af875b3b5e0f3713b17ef51556da667", "0x0b3e328455c4059eeb9e3f84b5543f74e24e7e1b",
+     "0x4200000000000000000000000000000000000006", 3000),
+    ("optimism", "uniswap-v3", "0x1fb3cf6e48f1e7b10213e7b6d87d4c073c7fdb7b", "0x0b2c639c533813f4aa9d7837caf62653d097ff85",
+     "0x4200000000000000000000000000000000000006", 500),
+]
+BRIDGED_USDC = {"0xff970a61a04b1ca14834a43f5de4533ebddb5cc8", "0x7f5c764cbc14f9669b88837ca1490cca17c31607",
+                "0xd9aaec86b65d86f6a7b5b1b0c42ffa531710b6ca"}  # USDC.e on Arbitrum and Optimism, USDbC on Base
+
+
+def _recorded_pools() -> list[tuple[str, str, str, str, str, int]]:
+    """KNOWN_POOLS, and every pool of the recorded L2 data where ../shared is here."""
+    if not L2_DATA.is_file():
+        return KNOWN_POOLS
+    kinds = {"v2": "uniswap-v2", "v3": "uniswap-v3"}
+    return KNOWN_POOLS + [(p["chain"], kinds[p["version"]], p["address"], p["token0"]["address"], p["token1"]["address"],
+                           int(p["feeTier"])) for p in json.loads(L2_DATA.read_text())]
+
+
+def test_every_deploy_config_passes_config_check_without_a_network(capsys, monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("config check opened a connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    files = sorted(DEPLOY.glob("*.toml"))
+    assert set(L2_FILES.values()) <= set(files)
+    assert main(["config", "check", *map(str, files)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ok: ")[0] for line in lines] == list(map(str, files))
+    for name, path in L2_FILES.items():
+        (line,) = [line for line in lines if line.startswith(str(path))]
+        assert f"1 chain: {name} (chain {load(path).chains[0].chain_id}," in line and "2 dexes" in line, line
+
+
+def test_config_check_names_the_table_of_a_broken_file_and_exits_2(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text((DEPLOY / "base.toml").read_text().replace('kind = "uniswap-v3"', 'kind = "uniswap-v9"'))
+    proc = subprocess.run([str(Path(sys.executable).parent / "arbscan"), "config", "check", str(DEPLOY / "base.toml"),
+                           str(broken)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout.startswith(f"{DEPLOY / 'base.toml'}: ok: ")  # the good file is still checked and summarised
+    assert proc.stderr.strip() == (f"{broken}: error: chains[0].dexes[1].kind 'uniswap-v9' is not a known DEX kind: "
+                                   "use one of uniswap-v2, uniswap-v3")
+
+
+@pytest.mark.parametrize("name", sorted(L2_FILES))
+def test_l2_config_derives_every_recorded_pool_of_its_chain_and_names_native_usdc_and_weth(name):
+    """Each factory with its init code hash puts every recorded pool of its chain and kind at the
+    create2 address the pool really has; the base tokens are the chain's WETH and native USDC."""
+    (chain,) = load(L2_FILES[name]).chains
+    dexes = {d.kind: d for d in chain.dexes}
+    assert set(dexes) == {"uniswap-v2", "uniswap-v3"} and all(d.init_code_hash for d in chain.dexes)
+    checked = 0
+    for pool_chain, kind, address, token0, token1, fee in _recorded_pools():
+        if pool_chain != name:
+            continue
+        dex = dexes[kind]
+        code_hash = bytes.fromhex(dex.init_code_hash[2:])
+        derived = (v3_pool_address(dex.factory, token0, token1, fee, code_hash) if kind == "uniswap-v3"
+                   else pair_address(dex.factory, token0, token1, code_hash))
+        assert derived.lower() == address.lower(), (name, kind, address)
+        checked += 1
+    assert checked >= 1
+    weth, usdc = (a.lower() for a in chain.tokens.base)
+    tokens = {a.lower() for p in _recorded_pools() if p[0] == name for a in p[3:5]}
+    assert weth in tokens and usdc in tokens and usdc not in BRIDGED_USDC
+    example = {c.name: c for c in load(DEPLOY / "l2.example.toml").chains}[name]
+    assert (example.chain_id, example.eip1559, example.l1_fee, example.tokens) == (chain.chain_id, chain.eip1559,
+                                                                                   chain.l1_fee, chain.tokens)
+    assert {(d.kind, d.factory) for d in example.dexes} <= {(d.kind, d.factory) for d in chain.dexes}
