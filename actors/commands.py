@@ -1,8 +1,7 @@
 """The bodies of the config, chain and pipeline commands of `arbscan` (config check, market, demo,
 run, top, stream); the parser is `actors/cli.py`, the model and measurement commands are
-`actors/analysis.py`. Each
-imports what it needs when it runs (a command that starts Ray sets its token first) and returns
-the exit status."""
+`actors/analysis.py`. Each imports what it needs when it runs (a command that starts Ray sets its
+token first) and returns the exit status."""
 from __future__ import annotations
 
 import argparse
