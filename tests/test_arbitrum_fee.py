@@ -41,7 +41,7 @@ GWEI = 10**9
 ARBITRUM_ONE = 42161
 WETH, USDC = "0x82aF49447D8a07e3bd95BD0d56f35241523fBab1", "0xaf88d065e77c8cC2239327C5EDb3A432268e5831"
 EXECUTOR = bytes.fromhex("5a" * 20)
-MIN_GAS_PRICE = 10**7  # docs.arbitrum.io "Gas and fees": the L2 gas price floor, 0.01 gwei on Arbitrum One
+MIN_GAS_PRICE = 10**7  # 0.01 gwei: the L2 gas price floor a docs.arbitrum.io "Gas and fees" version gives (the preset holds 0.02)
 KEY = "0x" + "11" * 32
 
 

@@ -254,17 +254,17 @@ def test_deploy_readme_covers_ray_up_kuberay_and_scaling():
 
 L2_FILES = {"arbitrum": DEPLOY / "arbitrum.toml", "base": DEPLOY / "base.toml", "optimism": DEPLOY / "optimism.toml"}
 L2_DATA = REPO.parent / "shared" / "data" / "l2-2024-11-01" / "pools.json"
-# One real pool of each (chain, kind) from that pools.json, so the check below never runs on nothing:
-# (chain, kind, pool, token0, token1, fee tier)
+# One real pool of each (chain, kind) from that pools.json, each chain's with its WETH and native USDC,
+# so the check below never runs on nothing: (chain, kind, pool, token0, token1, fee tier)
 KNOWN_POOLS = [
     ("arbitrum", "uniswap-v3", "0xc6962004f452be9203591991d15f6b388e09e8d0", "0x82af49447d8a07e3bd95bd0d56f35241523fbab1",
      "0xaf88d065e77c8cc2239327c5edb3a432268e5831", 500),
     ("arbitrum", "uniswap-v2", "0x879ad3b4d85e049d81bfa732db7e00b6d04d676e", "0x82af49447d8a07e3bd95bd0d56f35241523fbab1",
      "0xfb411a4a80bb7a5ec87c7651acdd605fe14c36e4", 3000),
-    ("base", "uniswap-v3", "0xc9034c3e7f58003e6ae0c8438e7c8f4598d5acaa", "0x4200000000000000000000000000000000000006",
-     "0x4ed4e862860bed51a9570b96d89af5e1b0efefed", 3000),
-    ("base", "uniswap-v2", "0xe31c372a7af875b3b5e0f3713b17ef51556da667", "0x0b3e328455c4059eeb9e3f84b5543f74e24e7e1b",
-     "0x4200000000000000000000000000000000000006", 3000),
+    ("base", "uniswap-v3", "0xb4cb800910b228ed3d0834cf79d697127bbb00e5", "0x4200000000000000000000000000000000000006",
+     "0x833589fcd6edb6e08f4c7c32d4f71b54bda02913", 100),
+    ("base", "uniswap-v2", "0x88a43bbdf9d098eec7bceda4e2494615dfd9bb9c", "0x4200000000000000000000000000000000000006",
+     "0x833589fcd6edb6e08f4c7c32d4f71b54bda02913", 3000),
     ("optimism", "uniswap-v3", "0x1fb3cf6e48f1e7b10213e7b6d87d4c073c7fdb7b", "0x0b2c639c533813f4aa9d7837caf62653d097ff85",
      "0x4200000000000000000000000000000000000006", 500),
 ]
