@@ -18,7 +18,7 @@ from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 from web3 import HTTPProvider, Web3
 
-from scanner.chain.arbitrum import ARB_GAS_INFO, ARB_OWNER_PUBLIC, GET_L1_BASE_FEE_ESTIMATE, read_arbitrum_l1
+from scanner.chain.arbitrum import ARB_GAS_INFO, ARB_OWNER_PUBLIC, GET_PRICES_IN_WEI, read_arbitrum_l1
 from scanner.chain.gas import L1_READERS, GasOracleCore
 from scanner.chain.rpc import ChainClient
 from scanner.config import L1_FEES
@@ -175,24 +175,33 @@ def test_profit_after_gas_on_an_arbitrum_chain_includes_the_l1_component():
 
 def test_every_l1_fee_rule_has_a_reader_and_a_pricing_and_the_selector_is_the_documented_one():
     assert set(L1_READERS) == set(L1_PRICING) == set(L1_FEES) - {"none"}
-    assert GET_L1_BASE_FEE_ESTIMATE == bytes.fromhex("f5d6ded7")  # ArbGasInfo.getL1BaseFeeEstimate()
+    assert GET_PRICES_IN_WEI == bytes.fromhex("41b247a8")  # ArbGasInfo.getPricesInWei()
 
 
 @pytest.mark.chain
 def test_the_gas_oracle_reads_arbos_values_and_a_node_without_them_is_an_error(anvil):
-    """On a plain anvil there is no ArbOS: the read fails naming the setting. With stand-ins at 0x…6C
-    and 0x…6B that answer one word (what each getter returns), the gas oracle publishes them."""
+    """On a plain anvil there is no ArbOS: the read fails naming the setting, and so does an answer
+    that is not ArbOS's. With stand-ins at 0x…6C and 0x…6B that answer what getPricesInWei() and
+    getBrotliCompressionLevel() return, the gas oracle publishes the price per unit and level."""
     w3 = Web3(HTTPProvider(anvil.url, request_kwargs={"timeout": 30}))
     block = w3.eth.block_number
-    with pytest.raises(ChainError, match=r"getL1BaseFeeEstimate\(\).*not an Arbitrum chain.*l1_fee"):
+    with pytest.raises(ChainError, match=r"getPricesInWei\(\).*not an Arbitrum chain.*l1_fee"):
         read_arbitrum_l1(w3, block)
-    for address, value in ((ARB_GAS_INFO, 31 * GWEI), (ARB_OWNER_PUBLIC, 1)):
-        # PUSH32 value, PUSH1 0, MSTORE, PUSH1 32, PUSH1 0, RETURN
-        code = "0x7f" + value.to_bytes(32, "big").hex() + "600052" + "60206000f3"
-        w3.provider.make_request("anvil_setCode", [address, code])
+
+    def answer(*words: int) -> str:
+        """Runtime code that returns `words` to any call: PUSH32 word, PUSH1 offset, MSTORE each, then RETURN."""
+        stores = "".join("7f" + w.to_bytes(32, "big").hex() + "60" + bytes([32 * i]).hex() + "52" for i, w in enumerate(words))
+        return "0x" + stores + "60" + bytes([32 * len(words)]).hex() + "6000f3"
+
+    per_unit = 31 * GWEI
+    w3.provider.make_request("anvil_setCode", [ARB_OWNER_PUBLIC, answer(1)])
+    w3.provider.make_request("anvil_setCode", [ARB_GAS_INFO, answer(139 * 16 * per_unit, 16 * per_unit, 0, 1, 0, 1)])
+    with pytest.raises(ChainError, match=r"is not ArbOS's.*not an Arbitrum chain"):
+        read_arbitrum_l1(w3, block)
+    w3.provider.make_request("anvil_setCode", [ARB_GAS_INFO, answer(140 * 16 * per_unit, 16 * per_unit, 0, 1, 0, 1)])
     w3.provider.make_request("evm_mine", [])
     oracle = GasOracleCore(ChainClient(anvil.url), rules=ARBITRUM, l1_fee="arbitrum")
     update = oracle.poll()
-    assert update is not None and L1_PRICING["arbitrum"](*update.l1) == ArbitrumL1Pricing(31 * GWEI, 1)
+    assert update is not None and L1_PRICING["arbitrum"](*update.l1) == ArbitrumL1Pricing(per_unit, 1)
     plain = GasOracleCore(ChainClient(anvil.url), rules=ARBITRUM).poll()  # l1_fee "none": the rest, and no L1 values
     assert plain is not None and plain.l1 == () and replace(update, l1=()) == plain
