@@ -290,7 +290,7 @@ def _metric(name: str, role: str, timeout_s: float = 20.0) -> float | None:
     return None
 
 
-NORMAL_BLOCKS = 60
+NORMAL_BLOCKS = 30
 BURST_BLOCKS = 10 * NORMAL_BLOCKS
 MEMORY_SLACK_MB = 64.0
 
