@@ -1,4 +1,4 @@
-"""The L1 component of an Arbitrum transaction's cost (Nitro's poster fee), exact to the wei.
+"""The L1 component of an Arbitrum transaction's cost (Nitro's poster fee), to the wei of its bytes.
 
 An Arbitrum transaction pays, besides its L2 gas, for the batch poster's L1 data. ArbOS prices it
 as the transaction's brotli-compressed size in L1 calldata units (16 per byte, as L1 charges a
@@ -28,9 +28,11 @@ A route's transaction is priced before it is signed: `TxEnvelope.signed` puts a 
 signature in it (y-parity 1 and Nitro's own fake r, s of `makeFakeTxForMessage`: 64 incompressible
 bytes, as a real signature is). Brotli's entropy codes span the whole transaction, so the real
 signature's bytes move the compressed size a little: measured over 400 signed executor-like calls,
-within 15 bytes (7 %) of the placeholder's, +1 byte on average (Nitro pads its own unsigned
-estimates by 16 bytes and 1 % for this). The nonce too is the envelope's. Pure arithmetic and
-brotli; no I/O.
+within 15 bytes (7 %) of the placeholder's, +1 byte on average (Nitro pads its own estimates of
+unsigned transactions by 16 bytes and 1 %, `estimationPaddingUnits`). The nonce too is the
+envelope's. Nitro compresses with google/brotli's C encoder; the `brotli` package binds the same
+encoder, so sizes agree while the two are of versions whose level-0/1 output is the same (not
+checked against a Nitro node here). Pure arithmetic and brotli; no I/O.
 """
 from __future__ import annotations
 
