@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="folder for the journal and plots (default runs/demo)")
     p.add_argument("--no-mempool", action="store_true",
                    help="mine each block's transactions at once, without the pending watcher and backruns")
+    p.add_argument("--chains", type=int, default=1,
+                   help="N local chains at once (default 1): the first with Ethereum's fee rules, the others OP-stack "
+                        "chains with the canonical L1 fee oracle; one ranking, each row after its chain's own fees "
+                        "(mined blocks only, no submitter)")
     p.set_defaults(handler=commands.demo)
 
     p = sub.add_parser("run", help="run the scanner against the chain a config names (local Ray or a cluster)")

@@ -67,10 +67,15 @@ def demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from actors.ray_session import use_private_token
+    from scanner.errors import ConfigError
 
+    if args.chains < 1:
+        raise ConfigError(f"--chains must be 1 or more, got {args.chains}")
     use_private_token()  # before anything imports ray: the demo's local Ray never touches ~/.ray
-    from actors.demo import run_demo
+    from actors.demo import run_chains_demo, run_demo
 
+    if args.chains > 1:
+        return run_chains_demo(args.chains, args.blocks, args.seed, args.interval, Path(args.out))
     return run_demo(args.blocks, args.seed, args.interval, Path(args.out), mempool=not args.no_mempool)
 
 

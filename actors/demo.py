@@ -1,20 +1,38 @@
 """`arbscan demo`: a local chain, the simulated market, a local Ray and every actor, live.
 
-Everything it starts it stops again (anvil by PID, Ray with `ray.shutdown()`), also on Ctrl-C.
+With `--chains N` it runs N local chains at once: the first with Ethereum's fee rules, the others
+OP-stack chains (`anvil --optimism`, OP Mainnet's base-fee rules, the canonical `GasPriceOracle` and
+`L1Block` installed so each route pays its exact L1 data fee), a market on each, and one ranking
+whose rows name their chain. Everything it starts it stops again (anvil by PID, Ray with
+`ray.shutdown()`), also on Ctrl-C.
 """
 from __future__ import annotations
 
 import json
 import sys
 import time
-from dataclasses import asdict
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from web3 import HTTPProvider, Web3
 
 from actors.ray_session import attach_ray, token_hint
 from scanner.chain.anvil import Anvil, searcher_key_file
-from scanner.config import LOCAL_CHAIN_ID, ChainConfig, Config, DexConfig, SocketsConfig, SubmitterConfig, TokensConfig, dump
+from scanner.chain.opstack import OpStackOracle
+from scanner.config import (
+    LOCAL_CHAIN_ID,
+    ChainConfig,
+    ChainSpec,
+    Config,
+    DexConfig,
+    SocketsConfig,
+    SubmitterConfig,
+    TokensConfig,
+    dump,
+)
+from scanner.gas.l1fee import FjordFeeParams
 from scanner.rank.display import ranking_table
 from scanner.serve.client import QueryClient
 from scanner.sim.market import Market
@@ -36,14 +54,51 @@ def local_config(node: Anvil, dep: Deployment, journal: Path, key_file: Path,
     )
 
 
-def wait_for_block(client: QueryClient, number: int, timeout_s: float = 3.0):
-    """The served ranking once it has reached block `number` (or the latest after the timeout)."""
+L1_VALUES = FjordFeeParams(l1_base_fee=8_000_000_000, blob_base_fee=3, base_fee_scalar=1368, blob_base_fee_scalar=810_949)
+"""What the OP-stack chains' `L1Block` holds: an 8 gwei L1 and OP Mainnet's Fjord scalars."""
+
+
+def chains_config(configs: Sequence[Config], names: Sequence[str]) -> Config:
+    """The first config's settings with every config's single chain as a [[chains]] entry named by
+    `names`: the first keeps Ethereum's rules, the others are OP-stack chains (OP Mainnet's base-fee
+    rules and the L1 data fee) with chain ids LOCAL_CHAIN_ID + i. The submitter is off: each chain
+    would need its own executor and key, which is not built yet."""
+    chains = [replace(config.networks()[0], name=name) if i == 0 else
+              ChainSpec(**{**vars(config.networks()[0]), "name": name, "chain_id": LOCAL_CHAIN_ID + i,
+                           "eip1559": "optimism", "l1_fee": "op-stack"})
+              for i, (config, name) in enumerate(zip(configs, names))]
+    return replace(configs[0], chains=chains, submitter=replace(configs[0].submitter, enabled=False))
+
+
+def start_chain(stack: ExitStack, index: int) -> tuple[Anvil, Web3, OpStackOracle | None]:
+    """Chain `index` of a local multi-chain set-up, stopped with `stack`: 0 an Ethereum-rules anvil, any
+    other an OP-stack one with the canonical fee oracle (returned) holding `L1_VALUES`."""
+    node = stack.enter_context(Anvil.start(chain_id=LOCAL_CHAIN_ID + index, optimism=index > 0))
+    w3 = Web3(HTTPProvider(node.url, request_kwargs={"timeout": 30}))
+    oracle = OpStackOracle.install(w3) if index else None
+    if oracle is not None:
+        oracle.set_l1_values(L1_VALUES)
+    return node, w3, oracle
+
+
+def wait_for_block(client: QueryClient, number: int, timeout_s: float = 3.0, chain: str | None = None):
+    """The served ranking (of `chain`, when given) once it has reached block `number` (or the latest
+    after the timeout)."""
     deadline = time.monotonic() + timeout_s
-    top = client.top(n=10)
+    top = client.top(n=10, chain=chain)
     while (top.block is None or top.block < number) and time.monotonic() < deadline:
         time.sleep(0.02)
-        top = client.top(n=10)
+        top = client.top(n=10, chain=chain)
     return top
+
+
+def announce(ctx, pipeline, out_dir: Path) -> None:
+    """Where to watch: the dashboard, the query API and stream, the actors, the run folder."""
+    print(f"Ray dashboard: http://{ctx.dashboard_url}  (token auth: {token_hint()})")
+    print(f"query API: {pipeline.endpoints['query']}   top-N stream: {pipeline.endpoints['publish']}")
+    print(f"actors: {', '.join(pipeline.actors)}   pools: {len(pipeline.pools)}   run folder: {out_dir}")
+    for note in pipeline.notes:
+        print(f"note: {note}")
 
 
 def backrun_line(block: int, backruns: list[dict], bundles: list[BundleRecord]) -> str:
@@ -87,11 +142,7 @@ def run_demo(blocks: int | None, seed: int, interval_s: float, out_dir: Path, me
         (out_dir / "config.toml").write_text(dump(config))
         symbols = {addr: sym for sym, addr in dep.tokens.items()}
         pipeline = launch(config, symbols=symbols, pending=mempool)
-        print(f"Ray dashboard: http://{ctx.dashboard_url}  (token auth: {token_hint()})")
-        print(f"query API: {pipeline.endpoints['query']}   top-N stream: {pipeline.endpoints['publish']}")
-        print(f"actors: {', '.join(pipeline.actors)}   pools: {len(pipeline.pools)}   run folder: {out_dir}")
-        for note in pipeline.notes:
-            print(f"note: {note}")
+        announce(ctx, pipeline, out_dir)
         client = QueryClient(pipeline.endpoints["query"], timeout_s=5.0)
         total = blocks if blocks is not None else 10**9
 
@@ -134,3 +185,52 @@ def run_demo(blocks: int | None, seed: int, interval_s: float, out_dir: Path, me
         if ray.is_initialized():
             ray.shutdown()
         node.stop()
+
+
+def run_chains_demo(chains: int, blocks: int | None, seed: int, interval_s: float, out_dir: Path) -> int:
+    """The demo on `chains` local chains at once (see the module): per block, each market mines one,
+    then the ranking of every chain together, each row after its own chain's fees."""
+    import ray
+
+    from actors.launcher import launch
+
+    if chains < 2:
+        raise ValueError(f"run_chains_demo needs 2 or more chains, got {chains}: use run_demo for one")
+    out_dir = out_dir / time.strftime("%Y%m%d-%H%M%S")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = ["main"] + [f"op{i}" if chains > 2 else "op" for i in range(1, chains)]
+    with ExitStack() as stack:
+        markets, configs, symbols = {}, [], {}
+        for i, name in enumerate(names):
+            node, w3, _ = start_chain(stack, i)
+            rules = "Ethereum fee rules" if i == 0 else "OP-stack fee rules, canonical GasPriceOracle installed"
+            print(f"chain {name}: {node.url} (anvil, chain id {LOCAL_CHAIN_ID + i}, {rules}); deploying the market, "
+                  f"seed {seed + i} ...", file=sys.stderr)
+            markets[name] = market = Market(w3, MarketSpec.with_v3(seed=seed + i))
+            dep = market.deploy()
+            configs.append(local_config(node, dep, out_dir / f"journal-{name}.sqlite", searcher_key_file(out_dir)))
+            symbols.update({addr: sym for sym, addr in dep.tokens.items()})
+        config = chains_config(configs, names)
+        (out_dir / "config.toml").write_text(dump(config))
+        print("starting a local Ray ...", file=sys.stderr)
+        ctx = attach_ray(None, Config())
+        stack.callback(lambda: ray.shutdown() if ray.is_initialized() else None)
+        pipeline = launch(config, symbols=symbols)
+        stack.callback(pipeline.stop)
+        announce(ctx, pipeline, out_dir)
+        print("submitter: off with several chains (each chain would need its own executor and key)")
+        client = QueryClient(pipeline.endpoints["query"], timeout_s=5.0)
+        total = blocks if blocks is not None else 10**9
+        for _ in range(total):
+            started = time.monotonic()
+            for name, market in markets.items():
+                summary = market.step()
+                wait_for_block(client, summary.number, chain=name)
+                print(f"\n{name}: {summary.line()}", flush=True)
+            top = client.top(n=10)
+            print(ranking_table(top.block, top.opportunities, blocks=top.blocks), flush=True)
+            time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+        agg = {name: s for name, s in pipeline.stats().items() if name.startswith("aggregator")}
+        print("\ndone: " + "; ".join(f"{name}: {s.get('blocks_ranked', 0)} blocks ranked, "
+                                     f"{s.get('shard_timeouts', 0)} shard timeouts" for name, s in sorted(agg.items())))
+    return 0

@@ -8,33 +8,20 @@ node goes away only that chain degrades: the other keeps ranking and health name
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from contextlib import ExitStack
 
 import pytest
 import ray
-from web3 import HTTPProvider, Web3
 
-from actors.demo import local_config, searcher_key_file
+from actors.demo import chains_config, local_config, searcher_key_file, start_chain
 from actors.launcher import launch
-from scanner.chain.opstack import OpStackOracle
-from scanner.config import ChainSpec, Config
 from scanner.gas.fees import OPTIMISM, next_base_fee
-from scanner.gas.l1fee import FjordFeeParams, TxEnvelope
+from scanner.gas.l1fee import TxEnvelope
 from scanner.serve.client import QueryClient
 from scanner.sim.market import Market, MarketSpec
 from scanner.submit.calibrate import ZERO_ADDRESS, execute_calldata
 
 pytestmark = pytest.mark.ray
-L1 = FjordFeeParams(l1_base_fee=8_000_000_000, blob_base_fee=3, base_fee_scalar=1368, blob_base_fee_scalar=810_949)
-
-
-def two_chain_config(one: Config, two: Config) -> Config:
-    """`one`'s settings with both configs' single chain as [[chains]]: "main" (Ethereum rules) first,
-    then "op" (OP Mainnet's base-fee rules and the OP-stack L1 fee)."""
-    main, op = one.networks()[0], two.networks()[0]
-    chains = [replace(main, name="main"), ChainSpec(**{**vars(op), "name": "op", "chain_id": 31338,
-                                                       "eip1559": "optimism", "l1_fee": "op-stack"})]
-    return replace(one, chains=chains, submitter=replace(one.submitter, enabled=False))
 
 
 def wait_ranked(client: QueryClient, chain: str, number: int, timeout_s: float = 15.0):
@@ -46,19 +33,17 @@ def wait_ranked(client: QueryClient, chain: str, number: int, timeout_s: float =
         time.sleep(0.02)
 
 
-def test_two_chains_rank_apart_and_one_node_going_away_degrades_only_its_chain(local_ray, anvil_factory, tmp_path):
-    main_node, op_node = anvil_factory(), anvil_factory(optimism=True, chain_id=31338)
-    op_w3 = Web3(HTTPProvider(op_node.url, request_kwargs={"timeout": 30}))
-    oracle = OpStackOracle.install(op_w3)
-    oracle.set_l1_values(L1)
-    markets = {"main": Market(Web3(HTTPProvider(main_node.url, request_kwargs={"timeout": 30})), MarketSpec(seed=5)),
-               "op": Market(op_w3, MarketSpec(seed=6))}
-    deployments = {name: m.deploy() for name, m in markets.items()}
-    configs = [local_config(node, deployments[name], tmp_path / f"{name}.sqlite", searcher_key_file(tmp_path))
-               for node, name in ((main_node, "main"), (op_node, "op"))]
-    config = two_chain_config(*configs)
-    pipeline = launch(config, progress=False)
-    try:
+def test_two_chains_rank_apart_and_one_node_going_away_degrades_only_its_chain(local_ray, tmp_path):
+    with ExitStack() as stack:
+        (main_node, main_w3, _), (op_node, op_w3, oracle) = start_chain(stack, 0), start_chain(stack, 1)
+        assert oracle is not None
+        markets = {"main": Market(main_w3, MarketSpec(seed=5)), "op": Market(op_w3, MarketSpec(seed=6))}
+        deployments = {name: m.deploy() for name, m in markets.items()}
+        configs = [local_config(node, deployments[name], tmp_path / f"{name}.sqlite", searcher_key_file(tmp_path))
+                   for node, name in ((main_node, "main"), (op_node, "op"))]
+        config = chains_config(configs, ["main", "op"])
+        pipeline = launch(config, progress=False)
+        stack.callback(pipeline.stop)
         assert {"aggregator@main", "aggregator@op", "gas-oracle@op", "watcher-0@op", "inference"} <= set(pipeline.actors)
         client = QueryClient(pipeline.endpoints["query"], timeout_s=5.0)
         rows = {"main": [], "op": []}
@@ -104,5 +89,3 @@ def test_two_chains_rank_apart_and_one_node_going_away_degrades_only_its_chain(l
         number = markets["main"].step().number
         assert wait_ranked(client, "main", number).block == number
         assert ray.get(pipeline.actors["aggregator@main"].stats.remote())["chain"] == "main"
-    finally:
-        pipeline.stop()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -122,14 +123,26 @@ def test_submitter_journal_matches_predictions_to_the_wei(live):
         assert journal.last_block() is not None
 
 
-def test_demo_exits_by_itself_and_leaves_nothing_running(tmp_path):
+@pytest.mark.parametrize("chains", [1, 2])
+def test_demo_exits_by_itself_and_leaves_nothing_running(tmp_path, chains):
+    """One chain (the mempool market and its backruns), then two at once: Ethereum's and OP-stack fee
+    rules, one ranking whose rows name their chain."""
     tag = f"ARBSCAN_TEST_TAG={uuid.uuid4().hex}"
     env = dict(os.environ, ARBSCAN_TEST_TAG=tag.split("=")[1], RAY_USAGE_STATS_ENABLED="0")
     proc = subprocess.run([sys.executable, "-m", "actors.cli", "demo", "--blocks", "3", "--interval", "0.5",
-                           "--out", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+                           "--chains", str(chains), "--out", str(tmp_path)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Ray dashboard: http://127.0.0.1:" in proc.stdout
-    assert proc.stdout.count("\nblock ") >= 3
+    if chains == 1:
+        assert proc.stdout.count("\nblock ") >= 3
+    else:
+        assert "chain id 31338, OP-stack fee rules" in proc.stderr
+        assert proc.stdout.count("\nblocks main ") == 3
+        rows = re.findall(r"^\s*\d+ (main|op):WETH", proc.stdout, flags=re.M)
+        assert set(rows) == {"main", "op"}, proc.stdout[-3000:]
+        ranked = dict(re.findall(r"aggregator@(main|op): (\d+) blocks ranked", proc.stdout))
+        assert ranked.keys() == {"main", "op"} and all(int(n) >= 3 for n in ranked.values()), ranked
     deadline = time.monotonic() + 15
     while tagged_processes(tag) and time.monotonic() < deadline:
         time.sleep(0.5)

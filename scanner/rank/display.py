@@ -16,14 +16,20 @@ def hop_kinds(opportunity: dict) -> str:
     return " ".join(f"v3/{fee}" if kind == "uniswap-v3" else "v2" for kind, fee in zip(kinds, opportunity["fees_bps"]))
 
 
-def ranking_table(block: int | None, opportunities: Iterable[dict], *, limit: int = 10) -> str:
+def ranking_table(block: int | None, opportunities: Iterable[dict], *, limit: int = 10,
+                  blocks: dict[str, int] | None = None) -> str:
+    """The top `limit` rows under a heading with the ranked block (`blocks`: each chain's, when several)."""
     opportunities = list(opportunities)[:limit]
-    head = f"block {block}: {len(opportunities)} opportunities" if block is not None else "no block ranked yet"
+    if blocks:
+        block_text = "blocks " + ", ".join(f"{chain} {number}" for chain, number in sorted(blocks.items()))
+    else:
+        block_text = f"block {block}" if block is not None else ""
+    head = f"{block_text}: {len(opportunities)} opportunities" if block_text else "no block ranked yet"
     lines = [head]
     if opportunities:
         lines.append(f"{'#':>2} {'path':<28} {'dex per hop':<18} {'input':>12} {'gross':>11} {'gas':>10} {'net':>11} "
                      f"{'P(ok)':>6} {'slip':>10} {'EV (ETH)':>11}  id")
-    several = len({o.get("chain") for o in opportunities}) > 1  # then each path says its chain
+    several = len(blocks or ()) > 1 or len({o.get("chain") for o in opportunities}) > 1  # then each path says its chain
     for i, o in enumerate(opportunities, 1):
         path = (f"{o['chain']}:" if several else "") + "→".join(o.get("symbols") or [t[:6] for t in o["tokens"]])
         lines.append(
