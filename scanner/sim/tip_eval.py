@@ -121,7 +121,7 @@ def run_seed(seed: int, blocks: int, tip_wei: int, tip_model: dict | None = None
                 run.step()
             run.finish()
         with Journal(run.journal_path) as journal:
-            sends = [(t.tip, t.p_win, o.status) for t, o in journal.tip_outcomes() if o.status != "not_sent"]
+            sends = [(t.tip, t.p_win, o.status, t.expected_value) for t, o in journal.tip_outcomes() if o.status != "not_sent"]
         stats = asdict(run.submitter.stats)
         stats.pop("last_bundle")
         return {"seed": seed, "contests": run.contests_sent(), "net": run.realized_net(),
@@ -169,8 +169,9 @@ def evaluate_tips(train_seeds: list[int], seeds: list[int], blocks: int, out_dir
         "ev_sends": len(sends), "ev_mean_p_win": float(p.mean()) if len(p) else None,
         "ev_landed_rate": float(won.mean()) if len(p) else None,
         "ev_brier": float(np.mean((p - won) ** 2)) if len(p) else None,
-        "sent": {n: sum(r["stats"]["sent"] for r in runs) for n, runs in by_policy.items()},
-        "landed": {n: sum(r["stats"]["landed"] for r in runs) for n, runs in by_policy.items()},
+        "ev_predicted_net_eth": sum(s[3] for s in sends) / 1e18,  # what the model expected of the EV sends
+        **{key: {n: sum(r["stats"][key] for r in runs) for n, runs in by_policy.items()}
+           for key in ("sent", "landed", "beaten", "reverted")},
         "model": model.to_dict() | {"file": str(out_dir / "tip_model.json")},
         "plots": [plot_win_curves(model, fixed_sends, out_dir / "tip_win.png"), plot_profit(net, out_dir / "tip_profit.png")],
         "seconds": round(time.monotonic() - started, 1),
