@@ -30,9 +30,20 @@ def train(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from scanner.sim.evaluate import evaluate
+    from scanner.sim.evaluate import _jsonable, evaluate
 
-    result = evaluate(Path(args.model), args.seeds, args.blocks, Path(args.out))
+    if args.tip:
+        from scanner.sim.tip_eval import evaluate_tips
+
+        if not args.train_seeds or args.model:
+            raise ArbscanError("arbscan eval --tip fits its own tip model: give --train-seeds, not --model")
+        result = _jsonable(evaluate_tips(args.train_seeds, args.seeds, args.blocks, Path(args.out),
+                                         train_blocks=args.train_blocks))
+        (Path(args.out) / "tip_evaluation.json").write_text(json.dumps(result, indent=1))
+    elif args.model is None:
+        raise ArbscanError("arbscan eval needs --model (a checkpoint), or --tip with --train-seeds")
+    else:
+        result = evaluate(Path(args.model), args.seeds, args.blocks, Path(args.out))
     print(json.dumps(result, default=str) if args.json else "\n".join(f"{k:>36}: {v}" for k, v in result.items()))
     return 0
 

@@ -21,6 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    p = sub.add_parser("config", help="check config files without contacting any node")
+    config_sub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    p = config_sub.add_parser("check", help="load and validate each file; one summary line each, or the error naming "
+                                            "the table (exit 2 if any fails; nodes are checked when `run` starts)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="TOML configs, e.g. deploy/*.toml")
+    p.set_defaults(handler=commands.config_check)
+
     p = sub.add_parser("market", help="run the simulated market on a local anvil and print one line per block")
     p.add_argument("--blocks", type=int, default=100, help="blocks to mine (default 100)")
     p.add_argument("--seed", type=int, default=0, help="market seed; the same seed gives the same market (default 0)")
@@ -78,10 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint to write")
     p.set_defaults(handler=analysis.train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint on unseen market seeds against baselines; writes PNG plots")
-    p.add_argument("--model", required=True, help="checkpoint to evaluate")
+    p = sub.add_parser("eval", help="evaluate a checkpoint (or, with --tip, the EV-optimal tip) on unseen market seeds "
+                                    "against baselines; writes PNG plots")
+    p.add_argument("--model", help="checkpoint to evaluate (not with --tip)")
     p.add_argument("--seeds", type=int, nargs="+", required=True, help="market seeds never used in training")
     p.add_argument("--blocks", type=int, default=300, help="blocks per seed (default 300)")
+    p.add_argument("--tip", action="store_true", help="evaluate tip bidding instead: fit the tip model on --train-seeds "
+                   "(mempool market), then run --seeds with the EV-optimal tip and with each fixed tip of a grid")
+    p.add_argument("--train-seeds", type=int, nargs="+", default=[], help="with --tip: seeds to fit the tip model on")
+    p.add_argument("--train-blocks", type=int, default=None, help="with --tip: blocks per training seed (default --blocks)")
     p.add_argument("--out", default="runs/eval", help="folder for the plots (default runs/eval)")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.set_defaults(handler=analysis.evaluate)

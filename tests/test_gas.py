@@ -4,7 +4,10 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+from eth_account import Account
+from web3 import Web3
 
+from scanner.config import LOCAL_CHAIN_ID
 from scanner.gas.fees import (
     DEFAULT_BASE_GAS,
     DEFAULT_GAS_PER_HOP,
@@ -14,6 +17,8 @@ from scanner.gas.fees import (
     next_base_fee,
     tip_percentiles,
 )
+from scanner.submit.journal import Journal
+from scanner.submit.submitter import SubmitterCore
 
 GWEI = 10**9
 LIMIT = 30_000_000  # target 15M
@@ -90,6 +95,27 @@ def test_calibration_fits_the_slope_and_never_underprices_a_sample():
     model = GasModel.calibrate(samples)
     assert model == GasModel(base=59_000, per_hop=61_000)
     assert all(model.units(h) >= g for h, g in samples)
+
+
+def test_the_submitter_fits_gas_on_the_samples_that_allow_it_instead_of_failing(tmp_path):
+    """One route's gas alone can mislead (a 2-hop route that paid a first storage write cost more than a
+    3-hop one): the submitter then waits for more measured routes, it does not stop (it once did)."""
+    class Node:  # all SubmitterCore asks of its node when built: no call reaches a node here
+        w3 = Web3()
+
+        def chain_id(self) -> int:
+            return LOCAL_CHAIN_ID
+
+    handed: list[GasModel] = []
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        core = SubmitterCore(Node(), "0x" + "5e" * 20, Account.from_key("0x" + "11" * 32), journal,  # type: ignore[arg-type]
+                             on_calibrated=handed.append)
+        core._calibrate(2, 230_000)
+        core._calibrate(3, 215_000)  # gas falling with hops: no fit yet
+        assert core.gas_model is None and handed == []
+        core._calibrate(2, 175_000)  # the 2-hop mean now lies below the 3-hop one
+        assert core.gas_model == GasModel(base=205_000, per_hop=12_500) and handed == [core.gas_model]
+        assert all(core.gas_model.units(h) >= g for h, g in core._gas_samples)
 
 
 def test_calibration_needs_two_hop_counts_and_a_rising_cost():

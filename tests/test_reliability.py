@@ -539,13 +539,18 @@ def test_the_journal_lost_no_row_and_wrote_none_twice_across_the_kills(crash_liv
     lost = set().union(*live.journal_snapshots) - final  # every row once committed is still there, unchanged
     with sqlite3.connect(live.journal) as db:
         duplicated = db.execute("SELECT COUNT(*) - COUNT(DISTINCT id || stage) FROM journal").fetchone()[0]
-        stages = db.execute("SELECT id, COUNT(DISTINCT stage), COUNT(*) FROM journal GROUP BY id").fetchall()
+        stages = db.execute("SELECT id, GROUP_CONCAT(stage), COUNT(*) FROM journal GROUP BY id").fetchall()
         blocks = [b for (b,) in db.execute("SELECT DISTINCT block FROM journal ORDER BY block")]
     figure("journal_rows", len(final))
     figure("journal_rows_lost", len(lost))
     figure("journal_rows_duplicated", duplicated)
     assert lost == set() and duplicated == 0
-    # No half-journaled opportunity: each has its four stages (opportunity, prediction, simulation, outcome).
-    assert stages and all(n == 4 and rows == 4 for _, n, rows in stages), [s for s in stages if s[1:] != (4, 4)]
+    # No half-journaled opportunity: each has the four stages every opportunity gets (opportunity, prediction,
+    # simulation, outcome), the tip where it was submitted (a backrun: its bundle too), each once.
+    required, optional = {"opportunity", "prediction", "simulation", "outcome"}, {"tip", "bundle"}
+    half = [(id, names, rows) for id, names, rows in stages
+            if not required <= set(names.split(",")) <= required | optional or len(set(names.split(","))) != rows]
+    assert stages and not half, half
+    assert any("tip" in names for _, names, _ in stages)  # the sent ones journaled their tip
     before_kill = max((b for *_, b, _ in live.journal_snapshots[-1]), default=-1) if live.journal_snapshots[-1] else -1
     assert blocks and blocks[-1] > before_kill  # the restarted submitter went on journaling

@@ -51,6 +51,7 @@ GAS_HEADROOM = 1.2  # gas limit over the estimate: reserves moved by others cost
 BACKRUN_GAS_HEADROOM = 1.5
 DROPPED_AFTER_BLOCKS = 5  # a sent transaction not mined this many blocks after its target: the node dropped it
 BACKRUNS_REMEMBERED = 10_000  # triggers already handled (each pending transaction is backrun once)
+GAS_SAMPLES = 32  # measured routes the gas model is fitted on (the first ones; then it is fixed)
 
 
 class BroadcastRefused(ArbscanError):
@@ -129,8 +130,10 @@ class SubmitterCore:
         # they are held in the journal meanwhile, so a restart picks up what its predecessor sent
         self._pending: dict[str, tuple[dict, int, list]] = {
             tx_hash: (opp, block, records) for tx_hash, opp, block, records in journal.held()}
-        self._gas_samples: dict[int, int] = {}  # hops -> the first measured route's gas
-        self.gas_model: GasModel | None = None  # calibrated once routes of two hop counts were measured
+        # (hops, gas) of the first GAS_SAMPLES measured V2 routes: one route's gas alone can mislead (a
+        # first write to a storage slot costs 20k more), so the fit uses all of them
+        self._gas_samples: list[tuple[int, int]] = []
+        self.gas_model: GasModel | None = None  # calibrated once routes of two hop counts fit a rising line
         self.on_calibrated = on_calibrated  # called with it then (the actor hands it to the aggregator)
         self._backrun_done: OrderedDict[str, None] = OrderedDict()  # triggers handled, oldest first
         # Target block -> the lowest maxFeePerGas we sent for it: a node drops a sender's later nonce that
@@ -241,13 +244,27 @@ class SubmitterCore:
             return Simulation(False, None, None, scrub(artifacts.describe_revert("ArbExecutor", e)))
         except (Web3RPCError, ValueError, ChainError) as e:
             return Simulation(False, None, None, scrub(str(e)))
-        if all(kind == "uniswap-v2" for kind in opp.get("kinds") or ()):  # the model prices V2 hops
-            self._gas_samples.setdefault(len(opp["pools"]), gas)
-        if self.gas_model is None and len(self._gas_samples) >= 2:
-            self.gas_model = GasModel.calibrate(self._gas_samples.items())
-            if self.on_calibrated is not None:
-                self.on_calibrated(self.gas_model)
+        if self.gas_model is None and len(self._gas_samples) < GAS_SAMPLES \
+                and all(kind == "uniswap-v2" for kind in opp.get("kinds") or ()):  # the model prices V2 hops
+            self._calibrate(len(opp["pools"]), gas)
         return Simulation(True, profit, gas)
+
+    def _calibrate(self, hops: int, gas: int) -> None:
+        """Add a measured route; fit the gas model once the samples span two hop counts. A fit that
+        the samples refuse (gas falling with hops) waits for more samples; with GAS_SAMPLES and still
+        no fit, the ranker keeps the default model (said once in the log)."""
+        self._gas_samples.append((hops, gas))
+        if len({h for h, _ in self._gas_samples}) < 2:
+            return
+        try:
+            self.gas_model = GasModel.calibrate(self._gas_samples)
+        except ValueError as e:
+            if len(self._gas_samples) == GAS_SAMPLES:
+                log.warning("submitter: no gas calibration from %d measured routes, the default model stays: %s",
+                            GAS_SAMPLES, e)
+            return
+        if self.on_calibrated is not None:
+            self.on_calibrated(self.gas_model)
 
     def _profit_at(self, fn, block: int, predicted: int) -> int:
         """The executor's profit in an eth_call at `block`.
