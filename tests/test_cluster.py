@@ -477,14 +477,15 @@ def test_ray_job_submit_runs_arbscan_on_a_head_the_test_started(ray_head, anvil,
             assert top.block == summary.number
         deadline = time.monotonic() + 45
         text = ""
-        while time.monotonic() < deadline:  # the metrics export port of the head
+        watcher_0 = lambda: [s for s in _series(text, "ray_arbscan_pools_watched") if 'role="watcher-0"' in s]  # noqa: E731
+        while time.monotonic() < deadline:  # the metrics export port of the head (each process exports on its own)
             text = _scrape(ray_head["metrics_port"])
-            if _series(text, "ray_arbscan_blocks_total") and _series(text, "ray_arbscan_pools_watched"):
+            if _series(text, "ray_arbscan_blocks_total") and watcher_0():
                 break
             market.step()
             time.sleep(1.0)
         assert _series(text, "ray_arbscan_blocks_total"), "no ray_arbscan_blocks_total on the metrics port"
-        assert [s for s in _series(text, "ray_arbscan_pools_watched") if 'role="watcher-0"' in s]
+        assert watcher_0(), "no ray_arbscan_pools_watched of watcher-0 on the metrics port"
         deadline = time.monotonic() + 60
         while jobs.get_job_status(sid) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
             assert time.monotonic() < deadline, jobs.get_job_logs(sid)[-3000:]
