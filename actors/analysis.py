@@ -14,7 +14,7 @@ def record(args: argparse.Namespace) -> int:
 
     from scanner.sim.record import record
 
-    print(json.dumps(record(args.blocks, args.seed, Path(args.out), policy=args.policy), default=str))
+    print(json.dumps(record(args.blocks, args.seed, Path(args.out), policy=args.policy, v3=args.v3), default=str))
     return 0
 
 
@@ -23,6 +23,14 @@ def train(args: argparse.Namespace) -> int:
 
     from scanner.sim.evaluate import train_files
 
+    if args.capture:  # a capture store (scanner/bench/learn_history.py)
+        from scanner.bench.learn_history import train_capture
+
+        overrides = {} if args.max_epochs is None else {"max_epochs": args.max_epochs}
+        print(json.dumps(train_capture(args.capture, args.out, args.train_fraction, **overrides), default=str))
+        return 0
+    if not args.data:
+        raise ArbscanError("arbscan train needs --data FILE... (recordings) or --capture DIR (a capture store)")
     print(json.dumps(train_files([Path(p) for p in args.data], Path(args.out)), default=str))
     return 0
 
@@ -32,6 +40,17 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from scanner.sim.evaluate import _jsonable, evaluate
 
+    if args.capture:  # a capture store (scanner/bench/learn_history.py)
+        from scanner.bench.learn_history import evaluate_capture
+
+        if args.model is None or args.tip or args.seeds:
+            raise ArbscanError("arbscan eval --capture DIR scores a checkpoint on the store's blocks: "
+                               "give --model, not --tip or --seeds")
+        result = evaluate_capture(args.capture, args.model, args.out)
+        print(json.dumps(result) if args.json else "\n".join(f"{k:>36}: {v}" for k, v in result.items()))
+        return 0
+    if not args.seeds:
+        raise ArbscanError("arbscan eval needs --seeds (market seeds), or --capture DIR with --model")
     if args.tip:
         from scanner.sim.tip_eval import evaluate_tips
 

@@ -78,17 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True, help="market seed")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--policy", choices=["ev", "profit"], default="ev", help="submit the top by EV or by raw profit")
+    p.add_argument("--v3", action="store_true",
+                   help="record the demo's market (V2 pools and canonical V3 pools) instead of the V2 market")
     p.set_defaults(handler=analysis.record)
 
     p = sub.add_parser("train", help="train the LSTM on recorded files (Adam, time-split validation, early stopping)")
-    p.add_argument("--data", nargs="+", required=True, help="files written by `arbscan record`")
+    p.add_argument("--data", nargs="+", default=None, help="files written by `arbscan record`")
     p.add_argument("--out", required=True, help="checkpoint to write")
+    p.add_argument("--capture", metavar="DIR", default=None,
+                   help="train on a capture store instead (`arbscan capture`, or tests/fixtures/convert_base_sync.py "
+                        "--store DIR for the Base Sync day): the features the watchers compute over its blocks, the "
+                        "first --train-fraction of them (early stopping validates on the latest part of those)")
+    p.add_argument("--train-fraction", type=float, default=0.8,
+                   help="with --capture: the share of the blocks to train on, the earliest (default 0.8)")
+    p.add_argument("--max-epochs", type=int, default=None, help="with --capture: at most N epochs (default TrainConfig's)")
     p.set_defaults(handler=analysis.train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint (or, with --tip, the EV-optimal tip) on unseen market seeds "
                                     "against baselines; writes PNG plots")
     p.add_argument("--model", help="checkpoint to evaluate (not with --tip)")
-    p.add_argument("--seeds", type=int, nargs="+", required=True, help="market seeds never used in training")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="market seeds never used in training")
+    p.add_argument("--capture", metavar="DIR", default=None,
+                   help="evaluate a checkpoint of `arbscan train --capture` on the blocks of this store after its "
+                        "training part instead: Brier skill of the success head vs base rate and logistic "
+                        "regression, CRPS of the price-move head vs a rolling std (writes OUT/capture_evaluation.json "
+                        "and OUT/capture_reliability.png)")
     p.add_argument("--blocks", type=int, default=300, help="blocks per seed (default 300)")
     p.add_argument("--tip", action="store_true", help="evaluate tip bidding instead: fit the tip model on --train-seeds "
                    "(mempool market), then run --seeds with the EV-optimal tip and with each fixed tip of a grid")

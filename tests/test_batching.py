@@ -13,8 +13,8 @@ torch.set_num_threads(1)  # two shared cores: intra-op threads only contend with
 
 # Typical scale of each feature (FEATURE_NAMES order: price change, volume, gas, liquidity,
 # congestion, price gap, fee).
-MEAN = np.array([0.0, 0.01, 3.0, 20.0, 0.5, 0.0, 0.003])
-STD = np.array([0.01, 0.02, 0.3, 2.0, 0.1, 0.005, 0.001])
+MEAN = np.array([0.0, 0.01, 3.0, 20.0, 0.5, 0.0, 0.003, 0.1])
+STD = np.array([0.01, 0.02, 0.3, 2.0, 0.1, 0.005, 0.001, 0.3])
 
 
 class FakeClock:

@@ -17,13 +17,13 @@ torch.set_num_threads(1)  # two shared cores: intra-op threads only contend with
 
 # Typical scale of each feature (FEATURE_NAMES order: price change, volume, gas, liquidity,
 # congestion, price gap, fee).
-MEAN = np.array([0.0, 0.01, 3.0, 20.0, 0.5, 0.0, 0.003])
-STD = np.array([0.01, 0.02, 0.3, 2.0, 0.1, 0.005, 0.001])
+MEAN = np.array([0.0, 0.01, 3.0, 20.0, 0.5, 0.0, 0.003, 0.1])
+STD = np.array([0.01, 0.02, 0.3, 2.0, 0.1, 0.005, 0.001, 0.3])
 
 
 def test_feature_frame_round_trip():
     rows = [FeatureRow(3, 10, 0.001, 0.02, 3.4, 21.0, 0.6, 0.004, 0.003),
-            FeatureRow(2**40, 11, -0.002, 0.0, 3.5, 19.0, 0.4, -0.012, 0.0005)]
+            FeatureRow(2**40, 11, -0.002, 0.0, 3.5, 19.0, 0.4, -0.012, 0.0005, 1.1)]
     frame = FeatureFrame.decode(FeatureFrame.from_rows(rows).encode())
     assert frame.pool.tolist() == [3, 2**40] and frame.block.tolist() == [10, 11]
     np.testing.assert_allclose(frame.x, np.array([r.values() for r in rows]), rtol=1e-6)

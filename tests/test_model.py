@@ -10,8 +10,8 @@ torch.set_num_threads(1)  # two shared cores: intra-op threads only contend with
 
 # Typical scale of each feature (FEATURE_NAMES order: price change, volume, gas, liquidity,
 # congestion, price gap, fee).
-MEAN = np.array([0.0, 0.01, 3.0, 20.0, 0.5, 0.0, 0.003])
-STD = np.array([0.01, 0.02, 0.3, 2.0, 0.1, 0.005, 0.001])
+MEAN = np.array([0.0, 0.01, 3.0, 20.0, 0.5, 0.0, 0.003, 0.1])
+STD = np.array([0.01, 0.02, 0.3, 2.0, 0.1, 0.005, 0.001, 0.3])
 
 
 @pytest.fixture
@@ -30,9 +30,9 @@ def raw_features(*shape: int, seed: int = 0) -> torch.Tensor:
 
 def test_default_architecture():
     m = ArbLSTM()
-    assert N_FEATURES == 7
-    assert m.config == ModelConfig(7, (50, 30), 32)
-    assert [(layer.input_size, layer.hidden_size) for layer in m.layers] == [(7, 50), (50, 30)]
+    assert N_FEATURES == 8
+    assert m.config == ModelConfig(8, (50, 30), 32)
+    assert [(layer.input_size, layer.hidden_size) for layer in m.layers] == [(8, 50), (50, 30)]
 
 
 def test_shapes_and_ranges(model):
@@ -77,8 +77,8 @@ def test_left_padded_short_history_equals_its_own_sequence(model):
 def test_bad_lengths_and_feature_count_are_refused(model):
     with pytest.raises(ValueError, match=r"lengths must be B=2 values in \[1, T=10\]"):
         model(raw_features(2, 10), torch.tensor([0, 10]))
-    with pytest.raises(ValueError, match="expected 7 features"):
-        model(torch.zeros(2, 10, 5))  # rows of the old five-feature set
+    with pytest.raises(ValueError, match="expected 8 features"):
+        model(torch.zeros(2, 10, 7))  # rows of the older seven-feature set
 
 
 def test_loss_is_finite_and_differentiable(model):

@@ -7,6 +7,7 @@ at the block, never our own math.
 """
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -20,6 +21,7 @@ from scanner.chain.v3 import create_pool, deploy_factory, read_pool, send
 from scanner.config import DexConfig
 from scanner.dex.kinds import make_pool
 from scanner.dex.v3 import V3Pool, sqrt_ratio_at_tick
+from scanner.model.features import FEATURE_NAMES
 from scanner.wire.messages import BlockUpdate, Withdraw, decode
 
 pytestmark = pytest.mark.chain
@@ -146,3 +148,34 @@ def test_watcher_follows_v3_state_block_by_block_and_through_reorgs(world):
     assert core.state.v3_skipped == 0
     assert reorgs == 4 and events >= 20 and checked == 48 and len(ticks_seen) > 10
 
+
+
+def test_watcher_counts_the_initialized_ticks_each_block_crossed(world):
+    """The LSTM's ticks-crossed feature, against the positions the fixture placed: the 500 pool has
+    initialized ticks -600, -200, -50, 30, 50, 200 and the 3000 pool -3600, -1200, -300, 180, 300, 1200.
+    Swaps run to price limits, so where each stops (and what it crosses) is known without our math."""
+    w3, me, factory, harness, pools = world
+    client = ChainClient(w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    found = discover(client, [DexConfig("v3", factory.address, kind="uniswap-v3", fees=[500, 3000])], progress=False)
+    core = PoolWatcherCore(client, dict(enumerate(found)), shard=0)
+    ids = {info.address: i for i, info in enumerate(found)}
+    p500, p3000 = (p.address.lower() for p in pools)
+    core.bootstrap()
+
+    def block(*swaps: tuple[str, bool, int]) -> dict[int, float]:
+        _rpc(w3, "evm_setAutomine", False)
+        for pool, zero_for_one, tick in swaps:
+            harness.functions.swap(Web3.to_checksum_address(pool), zero_for_one, 10**30,
+                                   sqrt_ratio_at_tick(tick)).transact({"from": me, "gas": TX_GAS})
+        _rpc(w3, "evm_mine")
+        _rpc(w3, "evm_setAutomine", True)
+        (frame,) = core.poll().features
+        return dict(zip(frame.pool.tolist(), frame.x[:, FEATURE_NAMES.index("log_ticks_crossed")].tolist()))
+
+    crossed = block((p3000, True, -400))  # 0 -> -400 crosses -300
+    assert crossed == pytest.approx({ids[p3000]: math.log1p(1), ids[p500]: 0.0})
+    crossed = block((p3000, False, 250))  # -400 -> 250 crosses -300 and 180
+    assert crossed == pytest.approx({ids[p3000]: math.log1p(2), ids[p500]: 0.0})
+    crossed = block((p500, True, -100), (p500, False, 100))  # -50, then -50, 30 and 50: four in one block
+    assert crossed == pytest.approx({ids[p3000]: 0.0, ids[p500]: math.log1p(4)})
+    assert (core.state.v3[p500].tick, core.state.v3[p3000].tick) == (100, 250)

@@ -182,13 +182,14 @@ class HeadTracker:
 
 @dataclass
 class PoolBlockState:
-    """One pool after one block: reserves (V3: virtual reserves at its price and liquidity) and
-    the swap inflow during the block."""
+    """One pool after one block: reserves (V3: virtual reserves at its price and liquidity), the
+    swap inflow during the block and, for V3, the initialized ticks its swaps crossed."""
 
     reserve0: int
     reserve1: int
     amount0_in: int = 0
     amount1_in: int = 0
+    ticks_crossed: int = 0
 
 
 @dataclass
@@ -240,7 +241,9 @@ class ShardState:
             try:
                 if event.after is not None:
                     sqrt_price, liquidity, tick = event.after
+                    tick_before = pool.tick
                     pool.update(sqrt_price, tick, liquidity)
+                    state.ticks_crossed += pool.ticks_crossed(tick_before, tick)
                     state.amount0_in += max(event.amount0, 0)
                     state.amount1_in += max(event.amount1, 0)
                 else:

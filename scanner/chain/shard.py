@@ -95,8 +95,8 @@ class QuietRows:
     """The feature rows of the pools a block did not touch, for a whole shard at once.
 
     A quiet pool's row is `compute_features` of reserves equal to the previous block's: no price change,
-    no volume, the block's gas and congestion, its own liquidity, price gap (mid price against the
-    oracle's) and fee. The per-pool parts are kept here (as `compute_features` computes them, so every
+    no volume, no ticks crossed, the block's gas and congestion, its own liquidity, price gap (mid
+    price against the oracle's) and fee. The per-pool parts are kept here (as `compute_features` computes them, so every
     float is the same) and only the pools a block changed are recomputed: one Python call per changed
     pool, not per pool.
     """
@@ -254,7 +254,8 @@ class PoolWatcherCore:
             if keep[i]:
                 x[i] = compute_features(PoolObservation(r0, r1, p0, p1, c.amount0_in, c.amount1_in, ref.base_fee,
                                                         self.tip_wei, ratio, self.fees[address],
-                                                        ReferencePrices.pool_log_price(prices, *self.tokens[address])))
+                                                        ReferencePrices.pool_log_price(prices, *self.tokens[address]),
+                                                        c.ticks_crossed))
         ids = quiet.ids[keep]
         return FeatureFrame(ids, np.full(len(ids), ref.number, dtype=np.int64), x[keep].astype(np.float32),
                             np.full(len(ids), self.chain_id, dtype=np.int64))

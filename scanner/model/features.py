@@ -11,6 +11,10 @@ is from the oracle's. Competing arbitrageurs trade a pool when it strays from th
 price they watch (a CEX price on mainnet, the oracle here), so this is what makes "will someone
 else trade this pool before us" predictable at all; a pool's own price history cannot show it.
 Whether a gap is worth closing depends on the pool's fee, so the fee is the seventh input.
+
+The eighth is a Uniswap V3 pool's count of initialized ticks its swaps crossed in the block: a
+crossing changes the pool's active liquidity, hence how far the next trade moves its price, which its
+virtual reserves after the block do not show. V2 pools have no ticks and read 0.
 """
 from __future__ import annotations
 
@@ -39,10 +43,11 @@ class FeatureRow:
     congestion: float  # gas used / gas limit of the block, in [0, 1]
     log_price_gap: float  # log(mid price / the oracle's reference price); 0 without an oracle
     fee: float  # the pool's swap fee as a fraction (30 bps: 0.003)
+    log_ticks_crossed: float = 0.0  # log1p of initialized ticks the block's swaps crossed (V3; V2: 0)
 
     def values(self) -> tuple[float, ...]:
         return (self.log_price_change, self.volume_to_liquidity, self.log_gas_price,
-                self.log_liquidity, self.congestion, self.log_price_gap, self.fee)
+                self.log_liquidity, self.congestion, self.log_price_gap, self.fee, self.log_ticks_crossed)
 
 
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in fields(FeatureRow)[2:])
@@ -64,6 +69,7 @@ class PoolObservation:
     gas_used_ratio: float  # gas used / gas limit of the block
     fee_bps: int = 30
     ref_log_price: float | None = None  # log(raw token1 per raw token0) at the oracle's prices; None: no oracle
+    ticks_crossed: int = 0  # initialized V3 ticks the block's swaps crossed (V2: 0)
 
 
 def compute_features(obs: PoolObservation) -> tuple[float, ...]:
@@ -78,8 +84,8 @@ def compute_features(obs: PoolObservation) -> tuple[float, ...]:
         if getattr(obs, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(obs, name)}: "
                              "skip pools that are empty at this block")
-    if obs.amount0_in < 0 or obs.amount1_in < 0 or obs.base_fee_wei < 0 or obs.tip_wei < 0:
-        raise ValueError(f"swap amounts and fees must be non-negative, got {obs}")
+    if min(obs.amount0_in, obs.amount1_in, obs.base_fee_wei, obs.tip_wei, obs.ticks_crossed) < 0:
+        raise ValueError(f"swap amounts, fees and ticks crossed must be non-negative, got {obs}")
     if not 0 <= obs.fee_bps < 10_000:
         raise ValueError(f"fee_bps must be in [0, 10000), got {obs.fee_bps}")
     if not 0.0 <= obs.gas_used_ratio <= 1.0:
@@ -93,7 +99,7 @@ def compute_features(obs: PoolObservation) -> tuple[float, ...]:
     volume = obs.amount0_in / obs.prev_reserve0 + obs.amount1_in / obs.prev_reserve1
     gas_gwei = (obs.base_fee_wei + obs.tip_wei) / WEI_PER_GWEI
     return (price_change, math.log1p(volume), math.log1p(gas_gwei), 0.5 * (log_r0 + log_r1),
-            float(obs.gas_used_ratio), gap, obs.fee_bps / 10_000)
+            float(obs.gas_used_ratio), gap, obs.fee_bps / 10_000, math.log1p(obs.ticks_crossed))
 
 
 class NonFiniteFeatureError(ValueError):

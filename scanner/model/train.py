@@ -197,6 +197,7 @@ def synthetic_dataset(pools: int = 64, blocks: int = 1000, seed: int = 0) -> Seq
     move[:, 1:] = traded[:, 1:] * rng.normal(size=(pools, steps - 1)) * 0.002 * np.exp(0.5 * activity[:, :-1])
     liquidity = rng.normal(12, 2, size=(pools, 1)) + np.cumsum(0.01 * rng.normal(size=(pools, steps)), axis=1)
     fee = np.broadcast_to(rng.choice([0.0005, 0.0025, 0.003], size=(pools, 1)), (pools, steps))
+    crossed = np.log1p(traded * rng.poisson(np.exp(activity)))  # a trade crosses more ticks in an active pool
     features = np.stack([move, volume, np.broadcast_to(gas, (pools, steps)), liquidity,
-                         np.broadcast_to(congestion, (pools, steps)), np.zeros((pools, steps)), fee], axis=-1)
+                         np.broadcast_to(congestion, (pools, steps)), np.zeros((pools, steps)), fee, crossed], axis=-1)
     return SequenceDataset(features[:, :-1], move[:, 1:], traded[:, 1:])

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from tqdm import tqdm
 
 from scanner.model.features import FEATURE_NAMES, Normalizer
 from scanner.model.lstm import ArbLSTM, Checkpoint
@@ -196,8 +198,11 @@ def classification(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
 # -- the evaluation ----------------------------------------------------------------------------
 
 
-def evaluate(model: Path, seeds: list[int], blocks: int, out_dir: Path) -> dict:
-    """Record `seeds` under both policies, score the checkpoint against the baselines, plot, report."""
+def evaluate(model: Path, seeds: list[int], blocks: int, out_dir: Path, workers: int = 2) -> dict:
+    """Record `seeds` under both policies, score the checkpoint against the baselines, plot, report.
+
+    The runs use the market the checkpoint was trained on (its `train_market`: "v2", or "v3" for the
+    demo's market with V3 pools). `workers` runs record at once, each on its own anvil."""
     torch.set_num_threads(1)
     checkpoint = Checkpoint.load(model)
     risk = checkpoint.metadata.get("risk")
@@ -208,14 +213,19 @@ def evaluate(model: Path, seeds: list[int], blocks: int, out_dir: Path) -> dict:
         raise ValueError(f"seeds {sorted(trained_on & set(seeds))} were used to train {model}: evaluate on others")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, list[Recording]] = {"profit": [], "ev": []}
-    for seed in seeds:
-        for policy in runs:
-            path = out_dir / f"seed{seed}-{policy}.npz"
-            record(blocks, seed, path, policy=policy, model=model)
-            runs[policy].append(Recording.load(path))
+    v3 = checkpoint.metadata.get("train_market", "v2") == "v3"
+    def path(seed: int, policy: str) -> Path:
+        return out_dir / f"seed{seed}-{policy}.npz"
+
+    policies = ("profit", "ev")
+    with ProcessPoolExecutor(workers) as pool:
+        done = [pool.submit(record, blocks, seed, path(seed, policy), progress=False, policy=policy, model=model, v3=v3)
+                for seed in seeds for policy in policies]
+        for future in tqdm(as_completed(done), total=len(done), desc="evaluation runs", unit="run"):
+            future.result()
+    runs = {policy: [Recording.load(path(seed, policy)) for seed in seeds] for policy in policies}
     result = score(checkpoint, runs)
-    result |= {"model": str(model), "seeds": list(seeds), "blocks": blocks, "plots": plot(result.pop("_series"), out_dir)}
+    result |= {"model": str(model), "seeds": list(seeds), "blocks": blocks, "market": "v3" if v3 else "v2", "plots": plot(result.pop("_series"), out_dir)}
     result = _jsonable(result)
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=1))
     return result
@@ -369,6 +379,10 @@ def train_files(paths: list[Path], out: Path, **overrides: Any) -> dict:
     torch.set_num_threads(1)
     started = time.monotonic()
     recordings = [Recording.load(Path(p)) for p in paths]
+    markets = {r.meta.get("market", "v2") for r in recordings}
+    if len(markets) > 1:
+        raise ValueError(f"the recordings come from different markets {sorted(markets)}: train on one market's "
+                         "recordings, so evaluation can run the market the model learned")
     config = TrainConfig(**overrides)
     dataset = recorded_dataset(recordings)
     checkpoint = train(dataset, config)
@@ -376,14 +390,14 @@ def train_files(paths: list[Path], out: Path, **overrides: Any) -> dict:
     risk = fit_risk(checkpoint, recordings, [split] * len(recordings))
     checkpoint.metadata |= {
         "risk": risk, "train_files": [Path(p).name for p in paths],
-        "train_seeds": sorted({int(r.meta["seed"]) for r in recordings}),
+        "train_seeds": sorted({int(r.meta["seed"]) for r in recordings}), "train_market": markets.pop(),
         "train_seconds": round(time.monotonic() - started, 1),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.save(out)
     keys = ("val_loss", "val_nll", "val_bce", "base_bce", "best_epoch", "epochs_run", "pools", "blocks",
-            "train_seeds", "train_seconds")
+            "train_seeds", "train_market", "train_seconds")
     return {k: checkpoint.metadata[k] for k in keys} | {
         "calibration_rows": risk["calibration_rows"], "baseline_rows": risk["baseline_rows"], "out": str(out),
         "bytes": out.stat().st_size}

@@ -14,6 +14,7 @@ the sent one gets from its receipt; the sent ones are checked against their rece
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -31,12 +32,13 @@ from web3 import HTTPProvider, Web3
 
 from scanner.chain.anvil import Anvil, searcher_key_file
 from scanner.chain.discovery import discover
-from scanner.chain.follow import SWAP_TOPIC, SYNC_TOPIC, decode_pair_logs
+from scanner.chain.follow import POOL_TOPICS, ShardState, virtual_reserves
 from scanner.chain.gas import GasOracleCore
 from scanner.chain.rpc import ChainClient
 from scanner.chain.shard import PoolWatcherCore
 from scanner.config import DexConfig
 from scanner.dex.v2 import V2Pool, amount_out
+from scanner.dex.v3 import V3Pool
 from scanner.model.features import N_FEATURES
 from scanner.model.lstm import shipped_checkpoint
 from scanner.rank.aggregate import AggregatorCore, opportunity_dict
@@ -119,16 +121,17 @@ class Recording:
 
 
 def record(blocks: int, seed: int, out: Path, *, progress: bool = True, policy: str = "ev",
-           model: Path | None = None) -> dict:
+           model: Path | None = None, v3: bool = False) -> dict:
     """Run the market for `blocks` labelled blocks on a fresh anvil and save the recording to `out`.
 
     policy "ev" sends the best opportunity by expected value under the LSTM (`model`, else the
     shipped checkpoint, else the heuristic stand-in); "profit" sends the best by net profit.
+    `v3`: the demo's market (V2 pools plus canonical V3 pools) instead of the V2 market.
     Returns `summary` of the recording plus its path.
     """
     started = time.monotonic()
     with Anvil.start() as node:
-        rec = record_on(node, blocks, seed, policy=policy, model=model, progress=progress)
+        rec = record_on(node, blocks, seed, policy=policy, model=model, progress=progress, v3=v3)
     rec.meta["seconds"] = round(time.monotonic() - started, 1)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -137,14 +140,14 @@ def record(blocks: int, seed: int, out: Path, *, progress: bool = True, policy: 
 
 
 def record_on(node: Anvil, blocks: int, seed: int, *, policy: str = "ev", model: Path | None = None,
-              progress: bool = False) -> Recording:
+              progress: bool = False, v3: bool = False) -> Recording:
     """`record` on a node the caller owns (a fresh anvil: the market deploys itself there)."""
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if blocks < 1:
         raise ValueError(f"blocks must be at least 1, got {blocks}")
     with tempfile.TemporaryDirectory(prefix="arbscan-record-") as tmp:
-        session = _Session(node, seed, Path(tmp), policy, _checkpoint(policy, model))
+        session = _Session(node, seed, Path(tmp), policy, _checkpoint(policy, model), v3)
         try:
             with warnings.catch_warnings():  # web3 warns for every other contract's log in a receipt it decodes
                 warnings.filterwarnings("ignore", "The log with transaction hash", UserWarning)
@@ -159,7 +162,8 @@ def summary(rec: Recording) -> dict:
     status = {name: int((rec.cand_sent == i).sum()) for i, name in enumerate(STATUS) if i}
     net = rec.cand_sent_profit[sent].sum() - rec.cand_gas_paid[sent].sum()
     return {
-        "seed": rec.meta["seed"], "policy": rec.meta["policy"], "risk_model": rec.meta["risk_model"],
+        "seed": rec.meta["seed"], "policy": rec.meta["policy"], "market": rec.meta.get("market", "v2"),
+        "risk_model": rec.meta["risk_model"],
         "blocks": int(len(rec.blocks)), "pools": int(rec.features.shape[1]), "candidates": int(len(rec.cand_t)),
         "candidate_success_rate": round(float(rec.cand_success.mean()), 4) if len(rec.cand_t) else None,
         "pool_traded_ahead_rate": round(float(rec.next_traded.mean()), 4),
@@ -185,7 +189,13 @@ def _effective_tip(tx, base_fee: int) -> int:
 
 
 def _mid(r: tuple[int, int]) -> float:
-    return math.log(r[1]) - math.log(r[0])
+    """Log mid price; NaN for a V3 pool whose price sits where no liquidity is (no price to move)."""
+    return math.log(r[1]) - math.log(r[0]) if min(r) > 0 else math.nan
+
+
+def _reserves(state: ShardState) -> dict[str, tuple[int, int]]:
+    """Every pool's reserves as its features see them (V3: virtual reserves)."""
+    return state.reserves | {a: virtual_reserves(p) for a, p in state.v3.items()}
 
 
 @dataclass
@@ -194,7 +204,7 @@ class _Candidate:
     rank: int
     opp: Opportunity
     ids: list[int]
-    reserves: list[tuple[int, int]]  # each hop's pool at the ranked block
+    reserves: list[tuple[int, int]]  # each hop's pool at the ranked block (V3: virtual reserves)
     sent: int = 0
     sent_profit: int = 0
     gas_paid: int = 0
@@ -205,15 +215,18 @@ class _Candidate:
 class _Session:
     """Everything one recording runs, wired as the Ray actors wire it, minus the sockets."""
 
-    def __init__(self, node: Anvil, seed: int, tmp: Path, policy: str, checkpoint: Path | None) -> None:
-        self.seed, self.policy = seed, policy
-        self.market = Market(Web3(HTTPProvider(node.url, request_kwargs={"timeout": 30})), MarketSpec(seed=seed))
+    def __init__(self, node: Anvil, seed: int, tmp: Path, policy: str, checkpoint: Path | None, v3: bool) -> None:
+        self.seed, self.policy, self.market_kind = seed, policy, "v3" if v3 else "v2"
+        spec = MarketSpec.with_v3(seed) if v3 else MarketSpec(seed=seed)
+        self.market = Market(Web3(HTTPProvider(node.url, request_kwargs={"timeout": 30})), spec)
         dep = self.market.deploy()
         self.client = ChainClient(node.url)
         # Wall-clock timestamps would change gas (pairs skip a storage write within one second), hence
         # base fees and congestion, from run to run: a fixed 12 s block interval keeps a seed's run repeatable.
         self.client.rpc("anvil_setBlockTimestampInterval", 12)
         dexes = [DexConfig(name, factory, fee) for name, (factory, fee) in dep.factories.items()]
+        if dep.v3_factory:
+            dexes.append(DexConfig("uniswap-v3", dep.v3_factory, kind="uniswap-v3", fees=dep.v3_fees))
         self.registry = dict(enumerate(discover(self.client, dexes, progress=False)))
         self.ids = {p.address: i for i, p in self.registry.items()}
         self.addresses = [Web3.to_checksum_address(p.address) for p in self.registry.values()]
@@ -225,7 +238,8 @@ class _Session:
         self.oracle = GasOracleCore(self.client, feeds=[dep.gas_feed])
         self.journal = Journal(tmp / "journal.sqlite")
         self.submitter = SubmitterCore(self.client, dep.executor, load_key(None, str(searcher_key_file(tmp))),
-                                       self.journal, top_k=1, send=True)
+                                       self.journal, top_k=1, send=True,
+                                       v3_factories=[dep.v3_factory] if dep.v3_factory else [])
         self.candidates: list[_Candidate] = []
         self.awaiting: dict[str, _Candidate] = {}  # sent, outcome not journaled yet
         self.mismatches = 0
@@ -254,7 +268,7 @@ class _Session:
         chain_blocks, features, moves, traded = [], [], [], []
         ranked: list[_Candidate] = []
         for t in range(blocks + 1):
-            before = dict(self.watcher.state.reserves)
+            before = ShardState(dict(self.watcher.state.reserves), v3=copy.deepcopy(self.watcher.state.v3))
             self.market.step()
             self._gas()
             update, frame = self._poll()
@@ -278,7 +292,8 @@ class _Session:
         self._resolve()
         bar.close()
         meta = {
-            "seed": self.seed, "policy": self.policy, "risk_model": self.risk_label, "top_n": TOP_N,
+            "seed": self.seed, "policy": self.policy, "market": self.market_kind, "risk_model": self.risk_label,
+            "top_n": TOP_N,
             "tip_wei": self.submitter.tip_wei, "pools": [p.address for p in self.registry.values()],
             "fee_bps": [p.fee_bps for p in self.registry.values()], "receipt_mismatches": self.mismatches,
             "unresolved": len(self.awaiting),
@@ -314,37 +329,41 @@ class _Session:
             self.aggregator.on_gas(update)
             self.watcher.tip_wei = update.tips[1]
 
-    def _ahead(self, number: int, before: dict[str, tuple[int, int]]):
-        """Per pool: log move and swapped flag ahead of our slot in block `number`; reserves at the slot."""
+    def _ahead(self, number: int, before: ShardState) -> tuple[np.ndarray, np.ndarray, ShardState]:
+        """Per pool: log move and swapped flag ahead of our slot in block `number`; the pools at the slot
+        (`before` with the logs ahead of us applied by the watcher's own code)."""
         block = self.client.get_block(number, True)
         tip = self.submitter.tip_wei
         slot = sum(1 for tx in block["transactions"] if _effective_tip(tx, int(block["baseFeePerGas"])) > tip)
         logs = self.client.get_logs({"fromBlock": number, "toBlock": number, "address": self.addresses,
-                                     "topics": [[SYNC_TOPIC, SWAP_TOPIC]]})
-        at_slot = dict(before)
+                                     "topics": [POOL_TOPICS]})
+        start = _reserves(before)
+        at_slot = ShardState(dict(before.reserves), v3=copy.deepcopy(before.v3))
+        changed = at_slot.apply_logs(number, [e for e in logs if int(e["transactionIndex"]) < slot])
         hit = np.zeros(len(self.registry), np.float32)
-        for log in decode_pair_logs(logs):
-            if log.tx_index >= slot:
-                continue
-            if log.reserves is not None:
-                at_slot[log.pool] = log.reserves
-            else:
-                hit[self.ids[log.pool]] = 1.0
-        move = np.array([_mid(at_slot[p.address]) - _mid(before[p.address]) for p in self.registry.values()],
-                        np.float32)
+        for pool, state in changed.items():
+            hit[self.ids[pool]] = float(state.amount0_in + state.amount1_in > 0)  # swapped, not only minted or burnt
+        end = _reserves(at_slot)
+        move = np.array([_mid(end[p.address]) - _mid(start[p.address]) for p in self.registry.values()], np.float32)
+        move[np.isnan(move)] = 0.0  # an empty range has no price: its features drop the pool too
         return move, hit, at_slot
 
     def _candidate(self, t: int, rank: int, opp: Opportunity) -> _Candidate:
         graph = self.aggregator.ranker.graph
-        pools = [cast(V2Pool, graph.pools[graph.slots[p]]) for p in opp.pools]  # the market has V2 pools only
-        reserves = [(pool.reserve0, pool.reserve1) for pool in pools]
+        pools = [graph.pools[graph.slots[p]] for p in opp.pools]
+        reserves = [virtual_reserves(pool) if isinstance(pool, V3Pool) else (cast(V2Pool, pool).reserve0,
+                                                                             cast(V2Pool, pool).reserve1)
+                    for pool in pools]
         return _Candidate(t, rank, opp, [self.ids[p] for p in opp.pools], reserves)
 
-    def _label(self, c: _Candidate, at_slot: dict[str, tuple[int, int]]) -> None:
+    def _label(self, c: _Candidate, at_slot: ShardState) -> None:
         """The exact gross profit of the candidate's input against the pools at our slot."""
         amount = c.opp.amount_in
         for pool, z41, fee in zip(c.opp.pools, c.opp.zero_for_one, c.opp.fees_bps):
-            r0, r1 = at_slot[pool]
+            if pool in at_slot.v3:
+                amount = at_slot.v3[pool].quote_out(z41, amount)
+                continue
+            r0, r1 = at_slot.reserves[pool]
             amount = amount_out(amount, r0, r1, fee) if z41 else amount_out(amount, r1, r0, fee)
         c.realized = amount - c.opp.amount_in
         c.success = c.realized >= 1  # the executor's minProfit when sending
