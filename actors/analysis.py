@@ -23,8 +23,8 @@ def train(args: argparse.Namespace) -> int:
 
     from scanner.sim.evaluate import train_files
 
-    if args.capture:  # a capture store (scanner/bench/learn_history.py)
-        from scanner.bench.learn_history import train_capture
+    if args.capture:  # a capture store (scanner/sim/history_eval.py)
+        from scanner.sim.history_eval import train_capture
 
         overrides = {} if args.max_epochs is None else {"max_epochs": args.max_epochs}
         print(json.dumps(train_capture(args.capture, args.out, args.train_fraction, **overrides), default=str))
@@ -40,8 +40,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from scanner.sim.evaluate import _jsonable, evaluate
 
-    if args.capture:  # a capture store (scanner/bench/learn_history.py)
-        from scanner.bench.learn_history import evaluate_capture
+    if args.capture:  # a capture store (scanner/sim/history_eval.py)
+        from scanner.sim.history_eval import evaluate_capture
 
         if args.model is None or args.tip or args.seeds:
             raise ArbscanError("arbscan eval --capture DIR scores a checkpoint on the store's blocks: "

@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "submit": {"dex", "gas", "rank", "wire", "chain"},
     "history": {"dex", "gas", "model", "wire", "chain", "rank"},  # rank: the backtest runs the aggregator core
     # whole-system drivers
-    "sim": {"dex", "route", "gas", "model", "wire", "rank", "chain", "serve", "submit"},
+    "sim": {"dex", "route", "gas", "model", "wire", "rank", "chain", "serve", "submit", "history"},
     "bench": {"dex", "route", "gas", "model", "wire", "rank", "chain", "serve", "submit", "sim", "history"},
 }
 PURE = {"dex", "route", "gas", "model", "wire", "rank", "cluster"}

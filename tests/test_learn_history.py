@@ -18,9 +18,8 @@ import pytest
 import torch
 from scipy.special import ndtr
 
-import scanner.bench.learn_history as learn_history
+import scanner.sim.history_eval as history_eval
 from actors.cli import main
-from scanner.bench.learn_history import evaluate_capture, score, train_capture
 from scanner.chain.shard import PoolWatcherCore
 from scanner.errors import ConfigError
 from scanner.history.learn import CaptureDataset, capture_dataset, crps_gaussian, rolling_std, time_split
@@ -30,6 +29,7 @@ from scanner.history.syncs import read_sync_fixture, sync_fixture_store
 from scanner.model.features import FEATURE_NAMES, N_FEATURES, PoolObservation, compute_features
 from scanner.model.lstm import ArbLSTM, Checkpoint, ModelConfig
 from scanner.model.train import SequenceDataset
+from scanner.sim.history_eval import evaluate_capture, score, train_capture
 
 torch.set_num_threads(1)
 
@@ -148,21 +148,21 @@ def test_the_time_split_keeps_the_scored_blocks_out_of_training(day, store, tmp_
     split = time_split(day.rows, 0.8)
     assert split == 34_550
     seen: list[SequenceDataset] = []
-    real_train = learn_history.train
+    real_train = history_eval.train
 
     def spy(ds, config):
         seen.append(ds)
         return real_train(ds, config)
 
-    monkeypatch.setattr(learn_history, "train", spy)
-    monkeypatch.setattr(learn_history, "capture_dataset", lambda capture, progress: day)
+    monkeypatch.setattr(history_eval, "train", spy)
+    monkeypatch.setattr(history_eval, "capture_dataset", lambda capture, progress: day)
     a = train_capture(store, tmp_path / "a.pt", 0.8, **TINY)
     assert seen[0].features.shape[1] == split  # training and its early stopping see only the first 80 % of rows
     assert np.array_equal(seen[0].next_traded, day.data.next_traded[:, :split])
     assert a["train_label_blocks"] == [FIRST_BLOCK + 1, FIRST_BLOCK + split]
     assert a["blocks"] == split and a["val_windows"] == 5 * ((split - round(split * 0.8)) // 100)
 
-    monkeypatch.setattr(learn_history, "capture_dataset", lambda capture, progress: _tampered(day, split))
+    monkeypatch.setattr(history_eval, "capture_dataset", lambda capture, progress: _tampered(day, split))
     b = train_capture(store, tmp_path / "b.pt", 0.8, **TINY)
     ca, cb = Checkpoint.load(tmp_path / "a.pt"), Checkpoint.load(tmp_path / "b.pt")
     assert all(torch.equal(ca.state_dict[k], cb.state_dict[k]) for k in ca.state_dict)  # not one bit learned from them
@@ -173,7 +173,7 @@ def test_the_time_split_keeps_the_scored_blocks_out_of_training(day, store, tmp_
     for row, name in ((1_000, "c"), (split - 200, "d")):
         traded = d.next_traded.copy()
         traded[:, row] = 1 - traded[:, row]
-        monkeypatch.setattr(learn_history, "capture_dataset", lambda capture, progress, t=traded: replace(
+        monkeypatch.setattr(history_eval, "capture_dataset", lambda capture, progress, t=traded: replace(
             day, data=SequenceDataset(d.features, d.next_move, t)))
         report = train_capture(store, tmp_path / f"{name}.pt", 0.8, **TINY)
         other = Checkpoint.load(tmp_path / f"{name}.pt")
