@@ -62,9 +62,12 @@ class Pipeline:
         return {name: _get(ref, timeout_s, name) for name, ref in refs.items()}
 
     def stop(self) -> None:
+        """Ask every actor to stop at once (one blocked on a dead node may take its loop's join
+        timeout; asked in turn, those waits would add up), then kill each."""
+        refs = {name: actor.stop.remote() for name, actor in self.actors.items()}
         for name, actor in self.actors.items():
             try:
-                ray.get(actor.stop.remote(), timeout=10)
+                ray.get(refs[name], timeout=10)
             except Exception as e:  # it may already be gone; killing it below is what matters
                 log.info("stopping %s: %s", name, e)
             ray.kill(actor, no_restart=True)

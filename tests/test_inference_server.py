@@ -39,7 +39,7 @@ def test_frames_that_cannot_be_read_are_refused():
         FeatureFrame.decode(msgpack.packb({**msg, "v": 2}))
     msg["cols"]["x"][1] = [1, 4]
     msg["cols"]["x"][0] = msg["cols"]["x"][0][:16]
-    with pytest.raises(WireError, match=r"must be \[rows, 7\]"):
+    with pytest.raises(WireError, match=rf"must be \[rows, {N_FEATURES}\]"):
         FeatureFrame.decode(msgpack.packb(msg))
     with pytest.raises(WireError, match="not a msgpack frame"):
         FeatureFrame.decode(b"\xc1garbage")

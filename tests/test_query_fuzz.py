@@ -1,6 +1,6 @@
 """Hostile frames against a live query server: every frame libzmq lets through gets a structured reply.
 
-10,000 generated frames (200 hypothesis examples x 50 frames, pipelined on one DEALER) plus a few
+5,000 generated frames (100 hypothesis examples x 50 frames, pipelined on one DEALER) plus a few
 frames over the size limit on their own sockets (libzmq drops those by disconnecting the peer).
 Memory bounds, replaying the same frames after the fuzz (hypothesis itself grows the process, so
 the fuzz pass is only reported): process RSS grows by less than 16 MiB over a replay, and with
@@ -25,7 +25,7 @@ from scanner.serve.query_server import QueryServer
 from scanner.wire.query import ERROR_CODES, Health, Limits, RankingStore, pack, unpack
 
 BATCH = 50
-EXAMPLES = 200
+EXAMPLES = 100
 RETAINED_BOUND = 64 * 1024
 RSS_BOUND = 16 * 2**20
 LIMITS = Limits()
