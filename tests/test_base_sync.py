@@ -16,21 +16,18 @@ most what `scanner.dex.v2` quotes for its input at the state before (the pair's 
 """
 from __future__ import annotations
 
-import gzip
-import json
 from collections import Counter
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
-import pyarrow as pa
 from eth_abi import encode as abi_encode
 
 from scanner.chain.follow import SYNC_TOPIC, ShardState
 from scanner.chain.shard import PoolWatcherCore
 from scanner.dex.v2 import V2Pool
 from scanner.history.replay import StoreSource, pool_infos
-from scanner.history.store import HEADERS_SCHEMA, LOGS_SCHEMA, POOLS_SCHEMA, TICKS_SCHEMA, Chunk, Store, load
+from scanner.history.syncs import read_sync_fixture, sync_fixture_store
 from scanner.wire.messages import BlockUpdate
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures/base_sync_2024_11_01.json.gz"
@@ -58,20 +55,12 @@ class Sync:
 
 @cache
 def _day() -> tuple[dict, tuple[Sync, ...]]:
-    data = json.loads(gzip.decompress(FIXTURE.read_bytes()))
-    pools, c = data["pools"], data["columns"]
-    syncs = tuple(Sync(pools[p]["address"], b, t, i, (r0, r1)) for p, b, t, i, r0, r1 in
-                  zip(c["pool"], c["block"], c["tx_index"], c["log_index"], c["reserve0"], c["reserve1"], strict=True))
-    return data, syncs
+    data, events = read_sync_fixture(FIXTURE)
+    return data, tuple(Sync(e.pool, e.block, e.tx_index, e.log_index, (e.reserve0, e.reserve1)) for e in events)
 
 
 def _start() -> dict[str, Reserves]:
     return {p["address"]: (p["reserve0"], p["reserve1"]) for p in _day()[0]["pools"]}
-
-
-def _digest(number: int) -> bytes:
-    """A made-up block hash (the source has no headers): parents chain by number."""
-    return number.to_bytes(32, "big")
 
 
 def _first_out_of_order(keys: list[tuple[int, int, int]]) -> int | None:
@@ -136,26 +125,9 @@ def test_every_sync_moves_the_tracker_to_the_recorded_reserves():
 
 def test_the_watcher_replays_the_day_block_by_block(tmp_path):
     """All 43,189 blocks through a capture store and `PoolWatcherCore`, as a replay runs them."""
-    data, syncs = _day()
-    pools = data["pools"]
+    _, syncs = _day()
     numbers = list(range(FIRST_BLOCK, LAST_BLOCK + 1))
-    with Store(tmp_path) as store:
-        store.commit_state(
-            {"chain_id": 8453, "from_block": FIRST_BLOCK, "dexes": [], "state_block_hash": _digest(FIRST_BLOCK - 1).hex()},
-            pa.Table.from_pylist([{"address": p["address"], "factory": "", "kind": "uniswap-v2", "dex": "uniswap-v2",
-                                   "token0": p["token0"], "token1": p["token1"], "fee_ppm": p["fee_bps"] * 100,
-                                   "reserve0": str(p["reserve0"]), "reserve1": str(p["reserve1"])} for p in pools], schema=POOLS_SCHEMA),
-            TICKS_SCHEMA.empty_table())
-        headers = pa.table({"number": numbers, "hash": [_digest(n) for n in numbers], "parent_hash": [_digest(n - 1) for n in numbers],
-                            "timestamp": [0] * len(numbers), "base_fee": [0] * len(numbers), "gas_used": [0] * len(numbers),
-                            "gas_limit": [30_000_000] * len(numbers)}, schema=HEADERS_SCHEMA)
-        logs = pa.table({"block_number": [s.block for s in syncs], "tx_index": [s.tx_index for s in syncs],
-                         "log_index": [s.log_index for s in syncs], "tx_hash": [bytes(32)] * len(syncs),
-                         "address": [s.pool for s in syncs], "topics": [[bytes.fromhex(SYNC_TOPIC[2:])]] * len(syncs),
-                         "data": [abi_encode(["uint112", "uint112"], s.reserves) for s in syncs]}, schema=LOGS_SCHEMA)
-        store.commit_chunk(Chunk(FIRST_BLOCK, LAST_BLOCK), headers, logs)
-
-    capture = load(tmp_path)
+    capture = sync_fixture_store(FIXTURE, tmp_path)  # what `convert_base_sync.py --store` writes
     infos = dict(enumerate(pool_infos(capture)))
     address = {i: p.address for i, p in infos.items()}
     source = StoreSource(capture)

@@ -82,3 +82,9 @@ def test_dataset_is_validated():
         SequenceDataset(data.features, data.next_move[:, 1:], data.next_traded)
     with pytest.raises(ValueError, match="record more blocks"):
         train(data, TrainConfig(progress=False))
+
+
+def test_train_options_by_name():
+    assert TrainConfig.of(max_epochs=3, lr=0.01) == TrainConfig(max_epochs=3, lr=0.01)
+    with pytest.raises(ValueError, match=r"unknown training options \['epochs'\]"):
+        TrainConfig.of(epochs=3)

@@ -261,6 +261,10 @@ class ShardState:
             changed[event.pool] = state
         return before
 
+    def all_reserves(self) -> dict[str, tuple[int, int]]:
+        """Every pool's reserves: V2 as they are, V3 as virtual reserves of its in-range liquidity."""
+        return self.reserves | {a: virtual_reserves(p) for a, p in self.v3.items()}
+
     def v3_update(self, pool: str, ticks: Iterable[int] | None = None) -> V3State:
         """What a receiver needs to bring `pool` to its state now: slot0, liquidity and the values
         of `ticks` (those that changed), or the whole state when `ticks` is None."""

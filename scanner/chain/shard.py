@@ -19,7 +19,7 @@ import numpy as np
 from eth_utils import to_checksum_address
 
 from scanner.chain.discovery import PoolLens
-from scanner.chain.follow import POOL_TOPICS, BlockRef, HeadTracker, NewBlock, PoolBlockState, Reorg, ShardState, virtual_reserves
+from scanner.chain.follow import POOL_TOPICS, BlockRef, HeadTracker, NewBlock, PoolBlockState, Reorg, ShardState
 from scanner.chain.reference import ReferencePrices
 from scanner.chain.rpc import ChainClient
 from scanner.chain.v3 import read_pool
@@ -184,7 +184,7 @@ class PoolWatcherCore:
         reserves, self.state.v3 = self.source.pool_states(head, v2, sorted(self.v3_addresses))
         self.state.reserves = {a.lower(): r for a, r in zip(v2, reserves)}
         self.tracker.start_at(head)
-        self.quiet = QuietRows(self._reserves(), self.ids, self.fees, self.tokens)
+        self.quiet = QuietRows(self.state.all_reserves(), self.ids, self.fees, self.tokens)
         if self.reference:
             self.reference.log_prices(head.hash)  # a wrong oracle address fails here, by name, not every block
         return self._update(head, {a.lower() for a in self.addresses}, snapshot=True)
@@ -210,7 +210,7 @@ class PoolWatcherCore:
             if isinstance(event, Reorg):
                 self.reorgs_seen += 1
                 restored, restored_v3 = self.state.rollback(event.fork_number)
-                self.quiet = QuietRows(self._reserves(), self.ids, self.fees, self.tokens)
+                self.quiet = QuietRows(self.state.all_reserves(), self.ids, self.fees, self.tokens)
                 log.warning("shard %d: reorg of depth %d above block %d", self.shard, event.depth, event.fork_number)
                 out.messages.append(Withdraw(self.shard, event.fork_number, event.depth,
                                              {self.ids[p]: self.state.reserves[p] for p in restored},
@@ -224,10 +224,6 @@ class PoolWatcherCore:
         self.blocks_seen += 1
         out.features.append(self._features(ref, changed, prices))
         return self._update(ref, set(changed))
-
-    def _reserves(self) -> dict[str, tuple[int, int]]:
-        """Every pool's reserves: V2 as they are, V3 as virtual reserves of its in-range liquidity."""
-        return self.state.reserves | {a: virtual_reserves(p) for a, p in self.state.v3.items()}
 
     def _update(self, ref: BlockRef, changed: set[str], snapshot: bool = False) -> BlockUpdate:
         """The block's message: changed V2 reserves, and each changed V3 pool's slot0, liquidity and

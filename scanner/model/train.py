@@ -10,8 +10,8 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -69,6 +69,15 @@ class TrainConfig:
     val_fraction: float = 0.2  # the latest blocks, for every pool
     seed: int = 0
     progress: bool = True  # one line per epoch on stderr
+
+    @classmethod
+    def of(cls, **options: Any) -> TrainConfig:
+        """The config with `options` (field names) changed, refusing an unknown name by name."""
+        names = [f.name for f in fields(cls)]
+        unknown = set(options) - set(names)
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}: use TrainConfig fields {names}")
+        return cls(**options)
 
 
 def train(dataset: SequenceDataset, config: TrainConfig = TrainConfig()) -> Checkpoint:

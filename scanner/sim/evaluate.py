@@ -26,7 +26,7 @@ import json
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -372,10 +372,7 @@ def train_files(paths: list[Path], out: Path, **overrides: Any) -> dict:
     validation blocks (which the LSTM did not fit), the baselines on every candidate; both go
     into the checkpoint's metadata with the training seeds, which evaluation refuses to reuse.
     """
-    unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
-    if unknown:
-        raise ValueError(f"unknown training options {sorted(unknown)}: use TrainConfig fields "
-                         f"{[f.name for f in fields(TrainConfig)]}")
+    config = TrainConfig.of(**overrides)
     torch.set_num_threads(1)
     started = time.monotonic()
     recordings = [Recording.load(Path(p)) for p in paths]
@@ -383,7 +380,6 @@ def train_files(paths: list[Path], out: Path, **overrides: Any) -> dict:
     if len(markets) > 1:
         raise ValueError(f"the recordings come from different markets {sorted(markets)}: train on one market's "
                          "recordings, so evaluation can run the market the model learned")
-    config = TrainConfig(**overrides)
     dataset = recorded_dataset(recordings)
     checkpoint = train(dataset, config)
     split = validation_start(dataset.features.shape[1], config.val_fraction)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +43,12 @@ WINDOW_BATCH = 2048  # windows per forward pass in window mode
 def train_capture(store: str | Path, out: str | Path, train_fraction: float = 0.8, progress: bool = True,
                   **overrides: Any) -> dict:
     """Train on the first `train_fraction` of the capture's blocks, save to `out`; `overrides` are TrainConfig fields."""
-    unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
-    if unknown:
-        raise ValueError(f"unknown training options {sorted(unknown)}: use TrainConfig fields")
+    config = TrainConfig.of(**{"progress": progress, **overrides})
     torch.set_num_threads(1)
     started = time.monotonic()
     capture = load(store)
     ds = capture_dataset(capture, progress)
     split = time_split(ds.rows, train_fraction)
-    config = TrainConfig(**{"progress": progress, **overrides})
     checkpoint = train(ds.part(0, split), config)
     checkpoint.metadata |= {
         "train_source": SOURCE, "capture": str(store), "train_fraction": train_fraction,

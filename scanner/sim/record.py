@@ -32,13 +32,13 @@ from web3 import HTTPProvider, Web3
 
 from scanner.chain.anvil import Anvil, searcher_key_file
 from scanner.chain.discovery import discover
-from scanner.chain.follow import POOL_TOPICS, ShardState, virtual_reserves
+from scanner.chain.follow import POOL_TOPICS, ShardState
 from scanner.chain.gas import GasOracleCore
 from scanner.chain.rpc import ChainClient
 from scanner.chain.shard import PoolWatcherCore
 from scanner.config import DexConfig
-from scanner.dex.v2 import V2Pool, amount_out
-from scanner.dex.v3 import V3Pool
+from scanner.dex.pool import Pool
+from scanner.dex.v2 import amount_out
 from scanner.model.features import N_FEATURES
 from scanner.model.lstm import shipped_checkpoint
 from scanner.rank.aggregate import AggregatorCore, opportunity_dict
@@ -193,11 +193,6 @@ def _mid(r: tuple[int, int]) -> float:
     return math.log(r[1]) - math.log(r[0]) if min(r) > 0 else math.nan
 
 
-def _reserves(state: ShardState) -> dict[str, tuple[int, int]]:
-    """Every pool's reserves as its features see them (V3: virtual reserves)."""
-    return state.reserves | {a: virtual_reserves(p) for a, p in state.v3.items()}
-
-
 @dataclass
 class _Candidate:
     t: int
@@ -337,23 +332,21 @@ class _Session:
         slot = sum(1 for tx in block["transactions"] if _effective_tip(tx, int(block["baseFeePerGas"])) > tip)
         logs = self.client.get_logs({"fromBlock": number, "toBlock": number, "address": self.addresses,
                                      "topics": [POOL_TOPICS]})
-        start = _reserves(before)
+        start = before.all_reserves()
         at_slot = ShardState(dict(before.reserves), v3=copy.deepcopy(before.v3))
         changed = at_slot.apply_logs(number, [e for e in logs if int(e["transactionIndex"]) < slot])
         hit = np.zeros(len(self.registry), np.float32)
         for pool, state in changed.items():
             hit[self.ids[pool]] = float(state.amount0_in + state.amount1_in > 0)  # swapped, not only minted or burnt
-        end = _reserves(at_slot)
+        end = at_slot.all_reserves()
         move = np.array([_mid(end[p.address]) - _mid(start[p.address]) for p in self.registry.values()], np.float32)
         move[np.isnan(move)] = 0.0  # an empty range has no price: its features drop the pool too
         return move, hit, at_slot
 
     def _candidate(self, t: int, rank: int, opp: Opportunity) -> _Candidate:
         graph = self.aggregator.ranker.graph
-        pools = [graph.pools[graph.slots[p]] for p in opp.pools]
-        reserves = [virtual_reserves(pool) if isinstance(pool, V3Pool) else (cast(V2Pool, pool).reserve0,
-                                                                             cast(V2Pool, pool).reserve1)
-                    for pool in pools]
+        pools = [cast(Pool, graph.pools[graph.slots[p]]) for p in opp.pools]  # a ranked pool is in the graph
+        reserves = [(pool.reserve_in(True), pool.reserve_in(False)) for pool in pools]  # V3: virtual reserves
         return _Candidate(t, rank, opp, [self.ids[p] for p in opp.pools], reserves)
 
     def _label(self, c: _Candidate, at_slot: ShardState) -> None:
