@@ -16,6 +16,9 @@ from scanner.chain.anvil import Anvil
 # uses this token and these session files, never ~/.ray; set before any test module imports ray.
 RAY_DIR = Path(tempfile.mkdtemp(prefix="arbscan-test-ray-"))
 os.environ.update(private_token(RAY_DIR))
+# matplotlib (the evaluations' PNG plots) keeps its font cache and config under ~/.cache and
+# ~/.config unless told otherwise: here, in and under this run's temp folder.
+os.environ["MPLCONFIGDIR"] = str(RAY_DIR / "matplotlib")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
