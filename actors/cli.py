@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "backtest", help="rank every block of a capture and match the arbitrages that really happened",
-        description="Run the watcher and aggregator cores in-process over the capture in DIR (heuristic risk model, "
+        description="Run the watcher and aggregator cores in-process (with --ray: as Ray tasks over chunks of blocks) "
+                    "over the capture in DIR (heuristic risk model, "
                     "gas at the next base fee) and report per block the top-N ranked (sizes, net profit, P(success)). "
                     "Realized arbitrages of block N (closed cycles through known pools in one transaction, and with "
                     "--arbitrageurs every swap paying out to those addresses) are matched with block N-1's ranking: "
@@ -171,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated addresses whose received swaps count as arbitrage legs")
     p.add_argument("--out", metavar="DIR", default="runs/backtest", help="folder for backtest.json and profit.png")
     p.add_argument("--rows", type=int, default=40, help="table rows to print (default 40)")
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run the blocks as Ray tasks, a chunk each, on the cluster at ADDRESS ('auto', host:port, "
+                        "ray://host:port; 'local': a new private local Ray); each chunk warms its pools through the blocks "
+                        "before it, and the store's files reach the nodes through Ray's object store (no shared disk). "
+                        "The report is the single-process one")
+    p.add_argument("--chunk-blocks", type=int, default=500, help="blocks per Ray task with --ray (default 500)")
     p.add_argument("--json", action="store_true", help="no progress bar or table; print the summary as one JSON line")
     p.set_defaults(handler=history.backtest)
 

@@ -6,6 +6,13 @@ import argparse
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+
+    from scanner.history.backtest import BacktestReport
+    from scanner.history.store import Capture
 
 
 def capture(args: argparse.Namespace) -> int:
@@ -153,8 +160,18 @@ def backtest(args: argparse.Namespace) -> int:
 
     config = load(args.config)
     arbitrageurs = [a for a in (args.arbitrageurs or "").split(",") if a]
-    report = backtest(load_store(args.dir), config.tokens.base, top_n=args.top, arbitrageurs=arbitrageurs,
-                      progress=not args.json)
+    if args.ray:
+        import ray
+
+        from actors.ray_session import attach_ray
+
+        if not ray.is_initialized():  # a caller in this process (a test) may have attached already
+            attach_ray(None if args.ray == "local" else args.ray, config)
+        report = backtest_on_ray(load_store(args.dir), config.tokens.base, chunk_blocks=args.chunk_blocks, top_n=args.top,
+                                 arbitrageurs=arbitrageurs, progress=not args.json)
+    else:
+        report = backtest(load_store(args.dir), config.tokens.base, top_n=args.top, arbitrageurs=arbitrageurs,
+                          progress=not args.json)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "backtest.json").write_text(json.dumps(report.to_dict()))
@@ -166,6 +183,48 @@ def backtest(args: argparse.Namespace) -> int:
         print(table(report, args.rows))
         print(f"report: {out / 'backtest.json'}   plot: {out / 'profit.png'}")
     return 0
+
+
+def _backtest_chunk(files: dict[str, ObjectRef], base_tokens: list[str], first: int, last: int, top_n: int,
+                    arbitrageurs: list[str]) -> BacktestReport:
+    """One chunk, on any node: the store's files it needs come through the object store (no shared disk)."""
+    import tempfile
+
+    import ray
+
+    from scanner.history.backtest import backtest
+    from scanner.history.store import unpack
+
+    with tempfile.TemporaryDirectory(prefix="arbscan-backtest-") as tmp:
+        data = dict(zip(files, ray.get(list(files.values())), strict=True))
+        return backtest(unpack(data, tmp), base_tokens, top_n=top_n, arbitrageurs=arbitrageurs, progress=False,
+                        first=first, last=last)
+
+
+def backtest_on_ray(capture: Capture, base_tokens: list[str], *, chunk_blocks: int, top_n: int = 10,
+                    arbitrageurs: list[str] = (), progress: bool = True) -> BacktestReport:
+    """`arbscan backtest --ray`: the capture's blocks cut into chunks of `chunk_blocks`, each a Ray task (one
+    CPU, retried if its node dies: a chunk is a pure function of the store) that warms its pools through
+    the blocks before it; the chunks' reports merged are the single-process report (a test checks)."""
+    import ray
+    from tqdm import tqdm
+
+    from scanner.history.backtest import chunk_ranges, merge
+
+    started = time.monotonic()
+    ranges = chunk_ranges(capture.first_block, capture.last_block, chunk_blocks)
+    files = {name: ray.put((capture.root / name).read_bytes()) for name in capture.file_names()}
+    task = ray.remote(num_cpus=1, max_retries=2)(_backtest_chunk)
+    pending = {task.options(name=f"backtest-{a}-{b}").remote({n: files[n] for n in capture.file_names(b)}, base_tokens, a, b,
+                                                             top_n, list(arbitrageurs)): (a, b)
+               for a, b in ranges}
+    done: dict[tuple[int, int], BacktestReport] = {}
+    with tqdm(total=len(ranges), unit="chunk", desc="backtest", disable=not progress) as bar:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            done[pending.pop(ready[0])] = ray.get(ready[0])
+            bar.update(1)
+    return merge([done[r] for r in ranges], time.monotonic() - started)
 
 
 def bench_replay(pools: int = 1000, blocks: int = 200, seed: int = 0) -> dict:

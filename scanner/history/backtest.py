@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from scanner.chain.shard import PoolWatcherCore
 from scanner.dex.pool import Pool
+from scanner.errors import ConfigError
 from scanner.gas.fees import GasModel
 from scanner.history.label import Trade, label, trades
 from scanner.history.replay import StoreSource, pool_infos
@@ -209,12 +210,18 @@ def _legs(logs: list[dict], tokens: dict[str, tuple[str, str]], arbitrageurs: se
 
 
 def backtest(capture: Capture, base_tokens: list[str], *, top_n: int = 10, arbitrageurs: Iterable[str] = (),
-             gas_model: GasModel = GasModel(), progress: bool = True) -> BacktestReport:
-    """Rank every captured block and match the realized arbitrages (see the module docstring)."""
+             gas_model: GasModel = GasModel(), progress: bool = True, first: int | None = None,
+             last: int | None = None) -> BacktestReport:
+    """Rank every captured block (or blocks `first`..`last`) and match the realized arbitrages (see the
+    module docstring). A range that starts later warms its pools from the capture's initial state through
+    the blocks before it, and prices tokens at the initial state as the whole run does: the blocks of a
+    range report exactly what they report in a run over the whole capture."""
     started = time.monotonic()
+    first = capture.first_block if first is None else first
+    last = capture.last_block if last is None else min(last, capture.last_block)
     infos = pool_infos(capture)
     pools = dict(enumerate(infos))
-    source = StoreSource(capture)
+    source = StoreSource(capture, start=first)
     watcher = PoolWatcherCore(source, pools, shard=0)
     core = AggregatorCore(pools, base_tokens, 1, top_n=top_n, gas_model=gas_model)
     (previous,) = core.on_block(watcher.bootstrap())
@@ -224,9 +231,11 @@ def backtest(capture: Capture, base_tokens: list[str], *, top_n: int = 10, arbit
     tokens = {p.address: (p.token0, p.token1) for p in infos}
     watch = {a.lower() for a in arbitrageurs}
     per_block: list[BlockReport] = []
-    bar = tqdm(total=capture.last_block - capture.first_block + 1, unit="block", desc="backtest", disable=not progress)
-    for block in capture.blocks():
+    bar = tqdm(total=last - first + 1, unit="block", desc="backtest", disable=not progress)
+    for block in capture.blocks(first):
         number = block.header.number
+        if number > last:
+            break
         finder = CycleFinder(graph_pools, rates, gas_model)
         start_prices = eth_prices(graph_pools, weth)
         ranked = {o.id: o for o in previous.opportunities}
@@ -256,13 +265,32 @@ def backtest(capture: Capture, base_tokens: list[str], *, top_n: int = 10, arbit
         per_block.append(_block_report(previous, realized))
         bar.update(1)
     bar.close()
+    return _report(first, last, len(pools), top_n, per_block, time.monotonic() - started)
+
+
+def _report(first: int, last: int, pools: int, top_n: int, per_block: list[BlockReport], seconds: float) -> BacktestReport:
     every = [r for b in per_block for r in b.realized]
     profitable = [r for r in every if r.profitable]
     matched = sum(1 for r in profitable if r.matched)
-    return BacktestReport(capture.first_block, capture.last_block, len(per_block), len(pools), top_n, len(every),
-                          len(profitable), matched, matched / len(profitable) if profitable else 1.0,
-                          sum(b.captured_eth for b in per_block), sum(b.realized_eth for b in per_block),
-                          time.monotonic() - started, per_block)
+    return BacktestReport(first, last, len(per_block), pools, top_n, len(every), len(profitable), matched,
+                          matched / len(profitable) if profitable else 1.0, sum(b.captured_eth for b in per_block),
+                          sum(b.realized_eth for b in per_block), seconds, per_block)
+
+
+def chunk_ranges(first: int, last: int, blocks: int) -> list[tuple[int, int]]:
+    """`first`..`last` cut into consecutive ranges of at most `blocks` blocks."""
+    if blocks < 1:
+        raise ConfigError(f"a chunk holds at least 1 block, got {blocks}: pass --chunk-blocks 1 or more")
+    return [(a, min(a + blocks - 1, last)) for a in range(first, last + 1, blocks)]
+
+
+def merge(parts: list[BacktestReport], seconds: float) -> BacktestReport:
+    """The report of consecutive ranges' reports, as one run over their union reports it (`seconds`: the
+    wall time of the whole)."""
+    if not parts or any(b.first != a.last + 1 for a, b in zip(parts, parts[1:])):
+        raise ConfigError("backtest chunks to merge must be consecutive ranges, in order")
+    return _report(parts[0].first, parts[-1].last, parts[0].pools, parts[0].top_n, [b for p in parts for b in p.per_block],
+                   seconds)
 
 
 def _block_report(ranked: RankedBlock, realized: list[Realized]) -> BlockReport:

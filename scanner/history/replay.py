@@ -97,14 +97,24 @@ class _Cursor:
 
 
 class StoreSource(BlockSource):
-    """The blocks of `capture` as a `BlockSource`; the head is the state block until `release` moves it."""
+    """The blocks of `capture` as a `BlockSource`; the head is the state block until `release` moves it.
 
-    def __init__(self, capture: Capture, keep: int = 512) -> None:
+    With `start`, the source begins at block `start - 1` instead of the capture's state block: its state
+    is the capture's initial state with every block before `start` applied (see `pool_states`), which is
+    how a chunk of a long capture warms up on its own."""
+
+    def __init__(self, capture: Capture, keep: int = 512, start: int | None = None) -> None:
         self.capture = capture
-        self.state_block = state_ref(capture)
+        first = capture.first_block
+        if start is None or start == first:
+            self.state_block = state_ref(capture)
+        elif first < start <= capture.last_block:
+            self.state_block = ref_of(next(capture.blocks(start - 1)).header)
+        else:
+            raise ConfigError(f"block {start} is not in the capture ({first}..{capture.last_block}): start inside it")
         self.released = self.state_block.number
         self.keep = keep
-        self._cursor = _Cursor(capture.blocks(), OrderedDict(), keep)
+        self._cursor = _Cursor(capture.blocks(self.state_block.number + 1), OrderedDict(), keep)
         self._asked: list[str] = []
         self._wanted: set[str] = set()
 
@@ -144,7 +154,7 @@ class StoreSource(BlockSource):
             raise ConfigError(f"pools {missing[:3]} are not in the capture's initial state: replay the pools it holds")
         state = ShardState({a.lower(): (infos[a.lower()].reserve0, infos[a.lower()].reserve1) for a in v2}, history_blocks=1,
                            v3={a: v3_pool(infos[a]) for a in v3})
-        if ref.number > self.state_block.number:
+        if ref.number >= self.capture.first_block:
             for block in self.capture.blocks():
                 if block.header.number > ref.number:
                     break

@@ -215,9 +215,14 @@ class Capture:
     def logs(self) -> pa.Table:
         return pa.concat_tables([lg for _, lg in self.chunk_tables()]) if self.chunks else LOGS_SCHEMA.empty_table()
 
-    def blocks(self) -> Iterator[Block]:
-        """Every captured block, with or without logs, in order: what a replay feeds the pipeline."""
-        for headers, logs in self.chunk_tables():
+    def blocks(self, start: int = 0) -> Iterator[Block]:
+        """Every captured block from `start` on, with or without logs, in order: what a replay feeds the
+        pipeline (chunks that end before `start` are not read)."""
+        for chunk in self.chunks:
+            if chunk.last < start:
+                continue
+            headers = pq.read_table(self.root / chunk.headers, schema=HEADERS_SCHEMA)
+            logs = pq.read_table(self.root / chunk.logs, schema=LOGS_SCHEMA)
             rows = iter(logs.to_pylist())
             row = next(rows, None)
             for header in headers.to_pylist():
@@ -227,7 +232,20 @@ class Capture:
                                  "logIndex": row["log_index"], "transactionHash": row["tx_hash"],
                                  "address": row["address"], "topics": row["topics"], "data": row["data"]})
                     row = next(rows, None)
-                yield Block(Header(**header), mine)
+                if header["number"] >= start:
+                    yield Block(Header(**header), mine)
+
+    def file_names(self, last: int | None = None) -> list[str]:
+        """The committed files (in `root`) that hold the state and the blocks up to `last` (all: None): what a
+        process without this directory needs to `unpack` the store and read those blocks."""
+        return [MANIFEST, POOLS, TICKS] + [n for c in self.chunks if last is None or c.first <= last for n in (c.logs, c.headers)]
+
+
+def unpack(files: dict[str, bytes], root: str | Path) -> Capture:
+    """Write files named as `Capture.file_names` gives them into the empty directory `root`; read it as a store."""
+    for name, data in files.items():
+        (Path(root) / name).write_bytes(data)
+    return load(root)
 
 
 def load(root: str | Path) -> Capture:
