@@ -101,7 +101,7 @@ class Aggregator:
         self.last_latency_ms = 0.0
         others = [f"aggregator@{name}" for name in network.serves[1:]]  # the host asks every chain's aggregator
         self.peers = PeerHealth([network.actor(f"watcher-{i}") for i in range(shards)] + [network.actor("gas-oracle"),
-                                "inference"] + ([] if forward else ["submitter"]) + others, network.suffix)
+                                "inference", network.actor("submitter")] + others, network.suffix)
         if ray.get_runtime_context().was_current_actor_reconstructed:
             # Restarted: the pools hold launch-time reserves. Each watcher re-sends its full state
             # (chain head) and nothing is served until every shard has; the submitter's gas

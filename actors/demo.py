@@ -2,8 +2,9 @@
 
 With `--chains N` it runs N local chains at once: the first with Ethereum's fee rules, the others
 OP-stack chains (`anvil --optimism`, OP Mainnet's base-fee rules, the canonical `GasPriceOracle` and
-`L1Block` installed so each route pays its exact L1 data fee), a market on each, and one ranking
-whose rows name their chain. Everything it starts it stops again (anvil by PID, Ray with
+`L1Block` installed so each route pays its exact L1 data fee), a market on each, one ranking
+whose rows name their chain, and a submitter per chain that proves the best of its chain's rows on
+that chain (sending only on the first: only chain id 31337 is the local chain). Everything it starts it stops again (anvil by PID, Ray with
 `ray.shutdown()`), also on Ctrl-C.
 """
 from __future__ import annotations
@@ -61,13 +62,13 @@ L1_VALUES = FjordFeeParams(l1_base_fee=8_000_000_000, blob_base_fee=3, base_fee_
 def chains_config(configs: Sequence[Config], names: Sequence[str]) -> Config:
     """The first config's settings with every config's single chain as a [[chains]] entry named by
     `names`: the first keeps Ethereum's rules, the others are OP-stack chains (OP Mainnet's base-fee
-    rules and the L1 data fee) with chain ids LOCAL_CHAIN_ID + i. The submitter is off: each chain
-    would need its own executor and key, which is not built yet."""
+    rules and the L1 data fee) with chain ids LOCAL_CHAIN_ID + i. Each chain keeps its market's
+    executor, so each gets a submitter (one key: anvil's dev accounts are the same on every chain)."""
     chains = [replace(config.networks()[0], name=name) if i == 0 else
               ChainSpec(**{**vars(config.networks()[0]), "name": name, "chain_id": LOCAL_CHAIN_ID + i,
                            "eip1559": "optimism", "l1_fee": "op-stack"})
               for i, (config, name) in enumerate(zip(configs, names))]
-    return replace(configs[0], chains=chains, submitter=replace(configs[0].submitter, enabled=False))
+    return replace(configs[0], chains=chains)
 
 
 def start_chain(stack: ExitStack, index: int) -> tuple[Anvil, Web3, OpStackOracle | None]:
@@ -121,6 +122,13 @@ def outcome_counts(sub: dict) -> str:
                      for name, c in (("mined-state", mined), ("pending-state (backruns)", pending)))
 
 
+def submitter_line(name: str, sub: dict) -> str:
+    """What a submitter did, from its stats."""
+    return (f"{name}: {sub.get('simulated', 0)} simulated ({sub.get('exact', 0)} exact to the wei), "
+            f"{sub.get('sent', 0)} sent: {sub.get('landed', 0)} landed, {sub.get('beaten', 0)} beaten, "
+            f"{sub.get('reverted', 0)} reverted; journal {sub.get('journal')}")
+
+
 def run_demo(blocks: int | None, seed: int, interval_s: float, out_dir: Path, mempool: bool = True) -> int:
     """The demo; with `mempool` the market's transactions wait in the pool and the scanner backruns them."""
     import ray
@@ -170,9 +178,7 @@ def run_demo(blocks: int | None, seed: int, interval_s: float, out_dir: Path, me
         sub = stats.get("submitter", {})
         print(f"\ndone: {agg.get('blocks_ranked', 0)} blocks ranked, {agg.get('shard_timeouts', 0)} shard timeouts, "
               f"inference model: {stats.get('inference', {}).get('model')}")
-        print(f"submitter: {sub.get('simulated', 0)} simulated ({sub.get('exact', 0)} exact to the wei), "
-              f"{sub.get('sent', 0)} sent: {sub.get('landed', 0)} landed, {sub.get('beaten', 0)} beaten, "
-              f"{sub.get('reverted', 0)} reverted; journal {sub.get('journal')}")
+        print(submitter_line("submitter", sub))
         if mempool:
             print(f"won / beaten: {outcome_counts(sub)}")
             bids = out_dir / "competitor_bids.jsonl"  # what a tip-bidding model learns P(win | tip, size) from
@@ -208,7 +214,7 @@ def run_chains_demo(chains: int, blocks: int | None, seed: int, interval_s: floa
                   f"seed {seed + i} ...", file=sys.stderr)
             markets[name] = market = Market(w3, MarketSpec.with_v3(seed=seed + i))
             dep = market.deploy()
-            configs.append(local_config(node, dep, out_dir / f"journal-{name}.sqlite", searcher_key_file(out_dir)))
+            configs.append(local_config(node, dep, out_dir / "journal.sqlite", searcher_key_file(out_dir)))
             symbols.update({addr: sym for sym, addr in dep.tokens.items()})
         config = chains_config(configs, names)
         (out_dir / "config.toml").write_text(dump(config))
@@ -218,7 +224,6 @@ def run_chains_demo(chains: int, blocks: int | None, seed: int, interval_s: floa
         pipeline = launch(config, symbols=symbols)
         stack.callback(pipeline.stop)
         announce(ctx, pipeline, out_dir)
-        print("submitter: off with several chains (each chain would need its own executor and key)")
         client = QueryClient(pipeline.endpoints["query"], timeout_s=5.0)
         total = blocks if blocks is not None else 10**9
         for _ in range(total):
@@ -230,7 +235,10 @@ def run_chains_demo(chains: int, blocks: int | None, seed: int, interval_s: floa
             top = client.top(n=10)
             print(ranking_table(top.block, top.opportunities, blocks=top.blocks), flush=True)
             time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
-        agg = {name: s for name, s in pipeline.stats().items() if name.startswith("aggregator")}
+        stats = pipeline.stats()
+        agg = {name: s for name, s in stats.items() if name.startswith("aggregator")}
         print("\ndone: " + "; ".join(f"{name}: {s.get('blocks_ranked', 0)} blocks ranked, "
                                      f"{s.get('shard_timeouts', 0)} shard timeouts" for name, s in sorted(agg.items())))
+        for name, sub in sorted((n, s) for n, s in stats.items() if n.startswith("submitter")):
+            print(submitter_line(name, sub))
     return 0

@@ -101,8 +101,7 @@ def _chain_runs(config: Config) -> list[ChainRun]:
     names = tuple(c.name for c in networks)
     return [ChainRun(c.name, c.chain_id, chain_suffix(c.name, len(networks)),
                      chain_rules(c.eip1559, c.eip1559_elasticity, c.eip1559_denominator), c.l1_fee,
-                     config.submitter.executor if i == 0 else "",
-                     tuple(d.factory for d in c.dexes if d.kind == "uniswap-v3"), names if i == 0 else (),
+                     c.executor, tuple(d.factory for d in c.dexes if d.kind == "uniswap-v3"), names if i == 0 else (),
                      c.block_time_s)
             for i, c in enumerate(networks)]
 
@@ -115,7 +114,8 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
 
     Every chain of the config gets its own gas oracle, aggregator and watchers (named with the chain
     when there are several); one inference actor serves them all; the default chain's aggregator
-    hosts the query server, and the submitter and a PendingWatcher follow the default chain.
+    hosts the query server; each chain with an executor has its own submitter (its own journal), and a
+    PendingWatcher follows the default chain.
     `lstm_risk=False` ranks with the heuristic risk model (a function of the pools' state alone, where
     the LSTM's predictions arrive when inference is done: replay tests compare rankings exactly).
     With `replay` the watchers read a capture instead of the node (no gas oracle, no submitter)."""
@@ -147,12 +147,14 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
     if checkpoint and not config.tokens.price_oracle and not replay:
         notes.append("tokens.price_oracle is empty: the LSTM's price-gap feature reads 0 for every pool, so its "
                      "success probabilities lose their main signal; configure an Aave-style price oracle")
-    submitter = config.submitter.enabled and bool(config.submitter.executor) and not replay
-    if config.submitter.enabled and not submitter and not replay:
-        notes.append("submitter.executor is empty: no simulated submission (set it to your ArbExecutor)")
+    submitted = [(run, chain) for run, chain in zip(runs, networks) if config.submitter.enabled and chain.executor and not replay]
+    if config.submitter.enabled and not replay and len(submitted) < len(runs):
+        unset = ["submitter.executor" if i == 0 else f"chains[{i}].executor" for i, c in enumerate(networks) if not c.executor]
+        notes.append(f"{', '.join(unset)} empty: no simulated submission on "
+                     f"{'that chain' if len(unset) == 1 else 'those chains'} (set it to your ArbExecutor there)")
     for note in notes:  # said before the waits, so a start that times out still explains itself
         log.warning(note)
-    pipeline = Pipeline({}, pools, {}, notes, place.describe(shards, submitter, tuple(r.suffix for r in runs)),
+    pipeline = Pipeline({}, pools, {}, notes, place.describe(shards, tuple(r.suffix for r in runs), tuple(r.suffix for r, _ in submitted)),
                         runs)
     actors, endpoints = pipeline.actors, pipeline.endpoints
     run_id = uuid.uuid4().hex[:12]  # names this launch's bound ports in Ray's KV
@@ -195,10 +197,12 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
         actors["pending-watcher"] = PendingWatcher.options(**_options(
             "pending-watcher", "pending-watcher", scheduling_strategy=spread)).remote(
             config.chain, config.rpc_url, found[0], endpoints["ingest"])
-    if submitter:
-        actors["submitter"] = SimSubmitter.options(**_options("submitter", "submitter", scheduling_strategy=hub)).remote(
-            config.chain, config.rpc_url, config.submitter, endpoints["publish"],
-            [d.factory for d in config.dexes if d.kind == "uniswap-v3"], runs[0].actor("aggregator"), runs[0].name)
+    for run, chain in submitted:
+        name = run.actor("submitter")
+        settings = replace(config.submitter, executor=chain.executor, journal=config.submitter.journal_of(run.name, run is runs[0]))
+        actors[name] = SimSubmitter.options(**_options("submitter", name, len(runs), scheduling_strategy=hub)).remote(
+            chain.node, chain.resolved_rpc_url(), settings, endpoints["publish"], list(run.v3_factories),
+            run.actor("aggregator"), run.name)
     log.info("placement: %s", pipeline.placement)
     pipeline.wait_ready(ready_timeout_s)
     return pipeline

@@ -97,11 +97,11 @@ class PeerHealth:
                 continue
             core.expect_snapshot(shard, ids)
 
-    @staticmethod
-    def submitter_gas_model() -> tuple[int, int] | None:
-        """The submitter's gas calibration, if it runs (else it sends it again itself when it starts)."""
+    def submitter_gas_model(self) -> tuple[int, int] | None:
+        """The chain's submitter's gas calibration, if it runs (else it sends it again itself when it starts)."""
         try:
-            model = ray.get(ray.get_actor("submitter", namespace=NAMESPACE).stats.remote(), timeout=5).get("gas_model")
+            model = ray.get(ray.get_actor(f"submitter{self.suffix}", namespace=NAMESPACE).stats.remote(),
+                            timeout=5).get("gas_model")
         except Exception as e:
             log.info("no gas calibration from the submitter: %s", e)
             return None

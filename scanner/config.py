@@ -99,7 +99,9 @@ class ChainSpec(ChainConfig):
     `eip1559` names the base-fee rules (one of `FEE_RULES`); `eip1559_elasticity` and
     `eip1559_denominator` (both > 0) replace them with EIP-1559 at those numbers. `block_time_s` is
     how often the chain makes a block: a chain whose last ranked block is `STALE_BLOCKS` of them old is
-    reported degraded.
+    reported degraded. `executor` is the chain's ArbExecutor: its submitter simulates (and, on the local
+    chain only, sends) through it, and its calldata prices the L1 data fee; on the default chain an
+    empty one means `submitter.executor`, on another no submitter.
     """
 
     name: str
@@ -111,6 +113,7 @@ class ChainSpec(ChainConfig):
     l1_fee: str = "none"
     dexes: list[DexConfig] = field(default_factory=list)
     tokens: TokensConfig = field(default_factory=TokensConfig)
+    executor: str = ""
 
     @property
     def node(self) -> ChainConfig:
@@ -169,7 +172,8 @@ class SocketsConfig:
 
 @dataclass(frozen=True)
 class SubmitterConfig:
-    """Simulated submission of the best opportunities; sends only on the local chain (`LOCAL_CHAIN_ID`)."""
+    """Simulated submission of the best opportunities; sends only on the local chain (`LOCAL_CHAIN_ID`).
+    With several chains, every chain with an executor gets a submitter of its own, set up like this."""
 
     enabled: bool = True
     top_k: int = 3
@@ -182,7 +186,12 @@ class SubmitterConfig:
     tip_policy: str = "fixed"
     tip_model: str = ""
     send_on_local_chain: bool = True
-    journal: str = "arbscan-journal.sqlite"
+    journal: str = "arbscan-journal.sqlite"  # the default chain's; chain NAME's adds "-NAME" to the file's stem
+
+    def journal_of(self, chain: str, default: bool) -> str:
+        """The journal of `chain`'s submitter (one SQLite file per chain: each has its own blocks)."""
+        path = Path(self.journal)
+        return self.journal if default else str(path.with_name(f"{path.stem}-{chain}{path.suffix}"))
 
 
 @dataclass(frozen=True)
@@ -225,8 +234,10 @@ class Config:
     def networks(self) -> list[ChainSpec]:
         """Every chain to scan, the default one first."""
         if self.chains:
-            return list(self.chains)
-        return [ChainSpec(**dataclasses.asdict(self.chain), name=DEFAULT_CHAIN, dexes=self.dexes, tokens=self.tokens)]
+            default = self.chains[0]
+            return [dataclasses.replace(default, executor=default.executor or self.submitter.executor), *self.chains[1:]]
+        return [ChainSpec(**dataclasses.asdict(self.chain), name=DEFAULT_CHAIN, dexes=self.dexes, tokens=self.tokens,
+                          executor=self.submitter.executor)]
 
 
 def _type_name(tp) -> str:
@@ -489,6 +500,7 @@ def validate(config: Config) -> None:
     addresses = {f"gas.feeds[{i}]": a for i, a in enumerate(config.gas.feeds)}
     if config.submitter.executor:
         addresses["submitter.executor"] = config.submitter.executor
+    addresses |= {f"chains[{i}].executor": c.executor for i, c in enumerate(config.chains) if c.executor}
     for key, address in addresses.items():
         if not is_address(address):
             raise ConfigError(f"{key} must be a 0x-prefixed 20-byte address (0x + 40 hex digits), got {address!r}")

@@ -19,7 +19,7 @@ from scanner.gas.fees import OPTIMISM, next_base_fee
 from scanner.gas.l1fee import TxEnvelope
 from scanner.serve.client import QueryClient
 from scanner.sim.market import Market, MarketSpec
-from scanner.submit.calibrate import ZERO_ADDRESS, execute_calldata
+from scanner.submit.calibrate import execute_calldata
 
 pytestmark = pytest.mark.ray
 
@@ -60,14 +60,15 @@ def test_two_chains_rank_apart_and_one_node_going_away_degrades_only_its_chain(l
         assert [o["ev"] for o in merged.opportunities] == sorted((o["ev"] for o in merged.opportunities), reverse=True)
 
         # Ethereum rules on one, no L1 fee; OP's rules on the other, and each route's L1 data fee is
-        # exactly what the canonical oracle answers for its executor call (gas price = next base fee + tip).
+        # exactly what the canonical oracle answers for its call to that chain's executor (gas price = next
+        # base fee + tip).
         for _, o in rows["main"]:
             assert o["l1_fee"] == 0 and o["gas_cost"] == o["gas_units"] * o["gas_price"]
         for number, o in rows["op"]:
             header = op_w3.eth.get_block(number)
             tip = o["gas_price"] - next_base_fee(header["baseFeePerGas"], header["gasUsed"], header["gasLimit"], OPTIMISM)
             assert tip >= 0
-            envelope = TxEnvelope(31338, bytes.fromhex(ZERO_ADDRESS[2:]), o["gas_units"], o["gas_price"], tip)
+            envelope = TxEnvelope(31338, bytes.fromhex(config.chains[1].executor[2:]), o["gas_units"], o["gas_price"], tip)
             v3 = [d.factory for d in config.chains[1].dexes if d.kind == "uniswap-v3"]
             assert o["l1_fee"] > 0 and o["l1_fee"] == oracle.l1_fee(envelope.unsigned(execute_calldata(o, v3_factories=v3)))
             assert o["gas_cost"] == o["gas_units"] * o["gas_price"] + o["l1_fee"]  # WETH: 1 wei per wei

@@ -71,7 +71,7 @@ def test_default_placement_keeps_everything_on_the_head_of_a_one_node_cluster():
     assert place.hub == HEAD and place.inference == HEAD and place.inference_gpus == 0
     assert place.watchers is None  # spread (one node: the same thing)
     assert place.notes == []
-    assert place.describe(2, True) == {"aggregator": HEAD.id, "gas-oracle": HEAD.id, "inference": HEAD.id,
+    assert place.describe(2, submitters=("",)) == {"aggregator": HEAD.id, "gas-oracle": HEAD.id, "inference": HEAD.id,
                                        "watcher-0": "SPREAD", "watcher-1": "SPREAD", "submitter": HEAD.id}
 
 
@@ -109,7 +109,7 @@ def test_asking_for_a_gpu_the_cluster_lacks_says_what_it_did_instead():
 def test_loopback_data_plane_on_many_nodes_keeps_every_actor_on_the_aggregator_node():
     place = plan_placement(_config(), [HEAD, CPU1, GPU], HEAD.id)
     assert place.hub == HEAD and place.inference == HEAD and place.watchers == HEAD
-    assert place.describe(2, False)["watcher-1"] == HEAD.id
+    assert place.describe(2)["watcher-1"] == HEAD.id
     assert any('is loopback on a 3-node cluster' in n and 'data_host = "node"' in n for n in place.notes)
     assert any("inference runs there and not on 10.0.0.4" in n for n in place.notes), place.notes
 

@@ -259,12 +259,23 @@ def test_chains_tables_load_with_the_first_as_default_and_round_trip(tmp_path):
     ([dict(CHAIN, dexes=[DEX, DEX])], {}, r"^chains\[0\]\.dexes: names must be unique"),
     ([dict(CHAIN, tokens={"base": ["WETH"]})], {}, r"^chains\[0\]\.tokens\.base\[0\] must be"),
     ([dict(CHAIN, block_time_s=0)], {}, r"^chains\[0\]\.block_time_s must be > 0"),
+    ([CHAIN, dict(CHAIN, name="op", chain_id=10, executor="0x12")], {}, r"^chains\[1\]\.executor must be a 0x-prefixed"),
     ([{"name": "base"}], {}, r"missing required config key 'chains\[0\]\.chain_id'"),
     ([CHAIN], {"dexes": [DEX]}, r"^dexes: with \[\[chains\]\] tables, each chain carries its own"),
 ])
 def test_bad_chains_are_named_by_table(chains, extra, message):
     with pytest.raises(ConfigError, match=message):
         from_dict({"chains": chains, **extra})
+
+
+def test_each_chain_has_its_executor_and_journal_the_first_defaulting_to_the_submitters():
+    ours, theirs = "0x" + "aa" * 20, "0x" + "bb" * 20
+    config = from_dict({"chains": [CHAIN, dict(CHAIN, name="op", chain_id=10, executor=theirs)],
+                        "submitter": {"executor": ours, "journal": "runs/journal.sqlite"}})
+    assert [c.executor for c in config.networks()] == [ours, theirs]
+    assert [config.submitter.journal_of(c.name, i == 0) for i, c in enumerate(config.networks())] == [
+        "runs/journal.sqlite", "runs/journal-op.sqlite"]
+    assert from_dict({"submitter": {"executor": ours}}).networks()[0].executor == ours  # one [chain]
 
 
 def test_custom_eip1559_numbers_are_accepted():

@@ -126,7 +126,7 @@ def test_submitter_journal_matches_predictions_to_the_wei(live):
 @pytest.mark.parametrize("chains", [1, 2])
 def test_demo_exits_by_itself_and_leaves_nothing_running(tmp_path, chains):
     """One chain (the mempool market and its backruns), then two at once: Ethereum's and OP-stack fee
-    rules, one ranking whose rows name their chain."""
+    rules, one ranking whose rows name their chain, a submitter on each chain."""
     tag = f"ARBSCAN_TEST_TAG={uuid.uuid4().hex}"
     env = dict(os.environ, ARBSCAN_TEST_TAG=tag.split("=")[1], RAY_USAGE_STATS_ENABLED="0")
     proc = subprocess.run([sys.executable, "-m", "actors.cli", "demo", "--blocks", "3", "--interval", "0.5",
@@ -143,6 +143,9 @@ def test_demo_exits_by_itself_and_leaves_nothing_running(tmp_path, chains):
         assert set(rows) == {"main", "op"}, proc.stdout[-3000:]
         ranked = dict(re.findall(r"aggregator@(main|op): (\d+) blocks ranked", proc.stdout))
         assert ranked.keys() == {"main", "op"} and all(int(n) >= 3 for n in ranked.values()), ranked
+        # a submitter per chain, each proving its own chain's rows on its own node
+        proven = {c: (int(s), int(e)) for c, s, e in re.findall(r"submitter@(main|op): (\d+) simulated \((\d+) exact", proc.stdout)}
+        assert proven.keys() == {"main", "op"} and all(s > 0 and e == s for s, e in proven.values()), proven
     deadline = time.monotonic() + 15
     while tagged_processes(tag) and time.monotonic() < deadline:
         time.sleep(0.5)

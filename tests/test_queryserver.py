@@ -196,6 +196,7 @@ def test_another_chains_rankings_are_forwarded_served_and_streamed_under_its_nam
                                  server.publish_endpoint)
     try:
         with Subscriber(server.publish_endpoint, timeout_s=2, chain="op") as op_only, \
+                Subscriber(server.publish_endpoint, timeout_s=2, chain="main") as main_only, \
                 QueryClient(server.query_endpoint, timeout_s=2) as client:
             time.sleep(0.3)  # PUB/SUB slow joiner
             server.update(5, ranking(5), "main")
@@ -205,9 +206,15 @@ def test_another_chains_rankings_are_forwarded_served_and_streamed_under_its_nam
             assert op_only.recv().block == 70  # the main chain's block 5 is not on this topic
             assert client.top(chain="op").block == 70 and client.top(chain="main").block == 5
             assert client.top().blocks == {"main": 5, "op": 70}
+            # the default chain's topic carries its own rows only (its submitter simulates them on its own
+            # node), also when the host's aggregator names no chain
+            server.update(6, ranking(6, 3))
+            assert main_only.recv().block == 5
+            streamed = main_only.recv()
+            assert streamed.block == 6 and {o["id"] for o in streamed.opportunities} == {o["id"] for o in ranking(6, 3)}
             assert forwarder.withdraw(70) and inbox.poll(2000)
             server.forwarded(inbox.recv())
-            assert client.top(chain="op").opportunities == [] and client.top(chain="main").block == 5
+            assert client.top(chain="op").opportunities == [] and client.top(chain="main").block == 6
     finally:
         forwarder.stop()
         inbox.close()

@@ -79,16 +79,15 @@ class Placement:
     data_host: str = "127.0.0.1"  # "node" or a fixed host every binding actor binds on
     notes: list[str] = field(default_factory=list)
 
-    def describe(self, shards: int, submitter: bool, suffixes: tuple[str, ...] = ("",)) -> dict[str, str]:
-        """Actor name -> node id, or "SPREAD" for actors Ray spreads; `suffixes`: one per chain."""
+    def describe(self, shards: int, suffixes: tuple[str, ...] = ("",), submitters: tuple[str, ...] = ()) -> dict[str, str]:
+        """Actor name -> node id, or "SPREAD" for actors Ray spreads; `suffixes`: one per chain, `submitters`:
+        those of the chains with a submitter."""
         out = {"inference": self.inference.id}
         for suffix in suffixes:
             out |= {actor_name("aggregator", suffix): self.hub.id, actor_name("gas-oracle", suffix): self.hub.id}
             for shard in range(shards):
                 out[actor_name(f"watcher-{shard}", suffix)] = self.watchers.id if self.watchers else "SPREAD"
-        if submitter:
-            out["submitter"] = self.hub.id
-        return out
+        return out | {actor_name("submitter", suffix): self.hub.id for suffix in submitters}
 
 
 def plan_placement(config: Config, nodes: list[Node], driver_node_id: str | None = None) -> Placement:

@@ -151,14 +151,15 @@ class QueryServer:
     def update(self, block: int, ranking: list[dict], chain: str | None = None) -> Top:
         """Serve `ranking` for `block` of `chain` (default: the default chain) and publish that chain's
         top N; returns what was published."""
+        chain = chain or self.store.chains[0]
         self.store.replace(block, ranking, chain)
-        top = self.store.top(self.top_n, chain=chain)
+        top = self.store.top(self.top_n, chain=chain)  # that chain's rows only: its topic's subscribers act on them
         message = pack(top.to_wire())
         with self._pub_lock:
             if self._pub is None:
                 raise RuntimeError("QueryServer.update before start() or after stop()")
             # PUB never blocks: a slow subscriber misses blocks
-            self._pub.send_multipart([chain_topic(chain or self.store.chains[0]), message])
+            self._pub.send_multipart([chain_topic(chain), message])
             self.counters["published"] += 1
         return top
 
