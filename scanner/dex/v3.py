@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
+from itertools import accumulate
+from operator import add, sub
 from typing import Any, ClassVar, TypeVar
 
 from scanner.dex.pool import DEAD_MOBIUS, InvalidPool, Mobius, Pool, V3State
@@ -788,6 +790,7 @@ class SwapSteps:
         self._limit = pool.default_limit(zero_for_one)
         self._prefix_max: list[int] = []
         self._suffix_max: list[int] = []
+        self._locals: dict[int, Piece] = {}  # `local` of the states whose step is known (they never change)
 
     # -- the steps ----------------------------------------------------------------------------
 
@@ -843,8 +846,10 @@ class SwapSteps:
 
     def state_of(self, amount: int) -> int:
         """The state whose step an exact input of `amount` (>= 0, accepted) ends in."""
-        self._reach_input(amount)
-        return bisect_right(self.starts, amount) - 1
+        starts = self.starts
+        if starts[-1] <= amount and not self.done:
+            self._reach_input(amount)
+        return bisect_right(starts, amount) - 1
 
     def end_of(self, state: int) -> int | None:
         """The smallest input past the step of `state` (None for the final state)."""
@@ -852,13 +857,27 @@ class SwapSteps:
 
     def _step_out(self, state: int, rest: int) -> int:
         """Output of step `state` for `rest` of input: `compute_swap_step`'s, without the amounts it
-        works out and then drops (a step is full exactly when `rest` covers its amount in plus fee)."""
+        works out and then drops (a step is full exactly when `rest` covers its amount in plus fee).
+        SqrtPriceMath's usual branch is written out here (the search quotes thousands of partial
+        steps); its overflow branches and reverts go through the ported functions."""
         if rest <= 0:
             return 0
-        if rest >= self.starts[state + 1] - self.starts[state]:
+        starts = self.starts
+        if rest >= starts[state + 1] - starts[state]:
             return self.outs[state + 1] - self.outs[state]
         sqrt_price, liquidity = self.prices[state], self.liquidities[state]
-        sqrt_next = next_sqrt_price_from_input(sqrt_price, liquidity, rest * (PIPS - self.fee) // PIPS, self.zero_for_one)
+        amount = rest * (PIPS - self.fee) // PIPS
+        if liquidity > 0 and sqrt_price > 0:
+            if self.zero_for_one:  # getNextSqrtPriceFromAmount0RoundingUp, then getAmount1Delta rounded down
+                numerator1 = liquidity << 96
+                denominator = numerator1 + amount * sqrt_price
+                if denominator <= UINT256_MAX:
+                    return liquidity * (sqrt_price + -(numerator1 * sqrt_price) // denominator) >> 96
+            else:  # getNextSqrtPriceFromAmount1RoundingDown, then getAmount0Delta rounded down
+                sqrt_next = sqrt_price + (amount << 96) // liquidity
+                if sqrt_next <= UINT160_MAX:
+                    return (liquidity << 96) * (sqrt_next - sqrt_price) // sqrt_next // sqrt_price
+        sqrt_next = next_sqrt_price_from_input(sqrt_price, liquidity, amount, self.zero_for_one)
         if self.zero_for_one:
             return amount1_delta(sqrt_next, sqrt_price, liquidity, False)
         return amount0_delta(sqrt_price, sqrt_next, liquidity, False)
@@ -867,11 +886,13 @@ class SwapSteps:
         """(`out(amount)`, `state_of(amount)`), None when the pool does not take all of `amount`."""
         if amount <= 0:
             return 0, self.state_of(0)
-        self._reach_input(amount)
-        state = bisect_right(self.starts, amount) - 1
+        starts = self.starts
+        if starts[-1] <= amount and not self.done:
+            self._reach_input(amount)
+        state = bisect_right(starts, amount) - 1
         if state == len(self.targets):
-            return (self.outs[state], state) if amount == self.starts[state] else None
-        return self.outs[state] + self._step_out(state, amount - self.starts[state]), state
+            return (self.outs[state], state) if amount == starts[state] else None
+        return self.outs[state] + self._step_out(state, amount - starts[state]), state
 
     def out(self, amount: int) -> int:
         """`V3Pool.quote_out(zero_for_one, amount)`, to the wei."""
@@ -930,10 +951,13 @@ class SwapSteps:
         """A curve never below `out(u)` for u from starts[state] to the end of its step (included):
         the constant product of the step's liquidity from its exact start, since one step's rounding
         only loses (see `V3Pool.mobius`). The final state's curve is its output, a constant."""
-        if state == len(self.targets):
-            return 0, 1, 0, self.outs[state], self.starts[state]
-        curve = virtual_curve(self.liquidities[state], self.prices[state], self.zero_for_one, self.fee, _PRECISE)
-        return (*curve, self.outs[state], self.starts[state])
+        piece = self._locals.get(state)
+        if piece is None:
+            if state == len(self.targets):
+                return 0, 1, 0, self.outs[state], self.starts[state]
+            curve = virtual_curve(self.liquidities[state], self.prices[state], self.zero_for_one, self.fee, _PRECISE)
+            piece = self._locals[state] = (*curve, self.outs[state], self.starts[state])
+        return piece
 
     def _liquidity_bounds(self) -> tuple[list[int], list[int]]:
         """Most liquidity met up to, and from, each number of initialized ticks crossed."""
@@ -943,21 +967,11 @@ class SwapSteps:
                 raise RuntimeError(f"pool {pool.address} changed since its swap steps were computed")
             i = bisect_right(pool._initialized, self._key[2])
             crossing = reversed(pool._initialized[:i]) if self.zero_for_one else pool._initialized[i:]
-            sign = -1 if self.zero_for_one else 1
-            liquidity = pool.liquidity
-            seq = [liquidity]
-            for tick in crossing:
-                liquidity += sign * pool.ticks[tick][1]
-                seq.append(liquidity)
-            top, prefix = 0, []
-            for value in seq:
-                top = max(top, value)
-                prefix.append(top)
-            top, suffix = 0, []
-            for value in reversed(seq):
-                top = max(top, value)
-                suffix.append(top)
-            suffix.reverse()
+            ticks = pool.ticks
+            seq = list(accumulate((ticks[tick][1] for tick in crossing), sub if self.zero_for_one else add,
+                                  initial=pool.liquidity))
+            prefix = list(accumulate(seq, max, initial=0))[1:]
+            suffix = list(accumulate(reversed(seq), max, initial=0))[:0:-1]
             self._prefix_max, self._suffix_max = prefix, suffix
         return self._prefix_max, self._suffix_max
 

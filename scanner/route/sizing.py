@@ -35,9 +35,10 @@ that token (up to one of its units): the search then goes by residue class of γ
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from math import gcd, isqrt
+from functools import partial
+from math import gcd, inf, isqrt
 
 import numpy as np
 
@@ -172,9 +173,15 @@ _MINUS_INFINITY = (-1, 0)  # y that no input reaches
 
 
 class _Leg:
-    """One hop of a mixed cycle: exact quotes, and the step and bounding pieces of any input."""
+    """One hop of a mixed cycle: exact quotes, and the step and bounding pieces of any input.
 
-    __slots__ = ("pool", "zero_for_one", "steps", "curve", "cap", "_pieces")
+    `quote`, `out` and `smallest_in` are the pool's own (bound once: the search calls them thousands
+    of times per cycle)."""
+
+    __slots__ = ("pool", "zero_for_one", "steps", "curve", "cap", "quote", "out", "smallest_in", "_pieces")
+    quote: Callable[[int], tuple[int, int] | None]  # (exact output, state) of an input, None when not all taken
+    out: Callable[[int], int]
+    smallest_in: Callable[[int], int | None]
 
     def __init__(self, pool: Pool, zero_for_one: bool):
         self.pool, self.zero_for_one = pool, zero_for_one
@@ -182,23 +189,19 @@ class _Leg:
         self.curve: Piece = (*pool.mobius(zero_for_one), 0, 0) if self.steps is None else (0, 1, 0, 0, 0)  # V2 only
         self.cap = pool.max_input(zero_for_one) if self.steps is None else 0
         self._pieces: dict[tuple[int, int], Piece] = {}
-
-    def out(self, amount: int) -> int:
-        return self.steps.out(amount) if self.steps is not None else self.pool.quote_out(self.zero_for_one, amount)
-
-    def smallest_in(self, amount_out: int) -> int | None:
         if self.steps is not None:
-            return self.steps.smallest_in(amount_out)
-        return self.pool.quote_in(self.zero_for_one, amount_out)
+            self.quote, self.out, self.smallest_in = self.steps.quote, self.steps.out, self.steps.smallest_in
+        else:
+            self.quote = self._whole_quote
+            self.out = partial(pool.quote_out, zero_for_one)
+            self.smallest_in = partial(pool.quote_in, zero_for_one)
+
+    def _whole_quote(self, amount: int) -> tuple[int, int] | None:
+        """`quote` of a pool with one curve: state 0 for every input it takes."""
+        return (self.out(amount), 0) if amount <= self.cap else None
 
     def max_input(self) -> int:
         return self.steps.max_input() if self.steps is not None else self.cap
-
-    def quote(self, amount: int) -> tuple[int, int] | None:
-        """(exact output, state) of `amount`, None when the pool does not take all of it."""
-        if self.steps is not None:
-            return self.steps.quote(amount)
-        return (self.pool.quote_out(self.zero_for_one, amount), 0) if amount <= self.cap else None
 
     def state(self, amount: int) -> int:
         return self.steps.state_of(amount) if self.steps is not None else 0
@@ -236,35 +239,139 @@ def _back(legs: Sequence[_Leg], amount: int) -> int | None:
     return amount
 
 
-def _phi(after: Sequence[Piece], upto: Sequence[Piece], y: int, shift: tuple[int, int] | None = None) -> tuple[int, int]:
-    """Φ(y) = after(y) − upto⁻¹(y) as (numerator, denominator > 0), or ±∞ as (±1, 0).
+def _interval(checks: Sequence[tuple[int, int]], v: int) -> tuple[float, float]:
+    """[lo, hi]: the integers u with c·u + d·v > 0 for every (c, d) of `checks` (v > 0); infinite
+    ends as floats, an empty interval as lo > hi."""
+    lo, hi = -inf, inf
+    for c, d in checks:
+        if c > 0:  # c·u ≥ 1 − d·v
+            lo = max(lo, -((d * v - 1) // c))
+        elif c < 0:  # −c·u ≤ d·v − 1
+            hi = min(hi, (d * v - 1) // -c)
+        elif d * v <= 0:
+            return inf, -inf
+    return lo, hi
 
-    `shift` (γ, ρ) takes ρ/γ off the first after-hop's input: the V3 fee floor of the y for which
-    γ·(y − C) ≡ ρ (mod PIPS) (see `refine_mixed`).
-    """
-    p, q = y, 1  # after(y) = p/q
-    for k, m, n, o, c in after:
-        t = p - c * q
+
+_WALKS_BEFORE_FOLD = 6
+"""How many Φ a `_Phi` takes by walking its pieces before it folds them: folding costs about 4 walks and
+makes every later Φ about half as dear, and most pieces are asked for a few Φ, some for hundreds."""
+
+
+class _Phi:
+    """Φ(y) = after(y) − upto⁻¹(y) of one list of after pieces and one of upto pieces.
+
+    Every step of the walk through the pieces (`_walk`) is linear in (y, 1), so the lists can be folded
+    into linear forms (`_fold`): after(y) = p/q with p, q forms of the input (u, v) (y and 1 unless
+    shifted), upto⁻¹(y) = r/s forms of y, and the conditions under which the walk stops (a denominator
+    ≤ 0: +∞; y not reached: −∞) as forms that must stay positive, which hold on an interval of y (of u
+    when shifted: one per γ, taken when first asked for). Φ's numerator p·s − r·q and denominator q·s
+    are then quadratics in y (less ρ times a linear form when shifted), whose coefficients are
+    products of the large forms taken once: `at` then gives the walk's own integers with only
+    products by y, γ and ρ."""
+
+    __slots__ = ("after", "upto", "_walks", "_after_checks", "_after_bounds", "_reached", "_quadratics", "_top")
+
+    def __init__(self, after: Sequence[Piece], upto: Sequence[Piece]):
+        self.after, self.upto = after, upto
+        self._walks = 0
+        self._quadratics: tuple[int, int, int, int, int, int, int, int] | None = None
+        self._after_checks: list[tuple[int, int]] = []
+        self._after_bounds: dict[int, tuple[float, float]] = {}  # by the input's v: 1, or γ when shifted
+        self._reached: tuple[float, float] = (inf, -inf)
+        self._top: tuple[tuple[int, int] | None] | None = None
+
+    def _fold(self) -> tuple[int, int, int, int, int, int, int, int]:
+        """The forms, the intervals and the quadratics of `at` (see the class); returns the quadratics."""
+        a, b, c, d = 1, 0, 0, 1  # (p, q) = (a·u + b·v, c·u + d·v) from the input (u, v), (y, 1) unshifted
+        after_checks = []
+        for piece in self.after:
+            a, b, c, d = _then((a, b, c, d), _matrix(piece))
+            after_checks.append((c, d))  # this hop's denominator: the walk's q so far
+        e, f, g, h = 1, 0, 0, 1  # (r, s) = (e·y + f, g·y + h)
+        upto_checks = []
+        for k, m, n, o, cc in reversed(self.upto):
+            if k == 0 and n == 0:  # a constant: reached at its start C (r − O·s ≤ 0) or not at all
+                upto_checks.append((o * g - e, o * h - f + 1))
+                e, f, g, h = 0, cc, 0, 1
+                continue
+            # w = r − O·s, reach = k·s − n·w (must be > 0), then (r, s) = (C·reach + m·w, reach)
+            kn, mc = k + n * o, m - cc * n
+            cross = cc * kn - m * o
+            e, f, g, h = mc * e + cross * g, mc * f + cross * h, kn * g - n * e, kn * h - n * f
+            upto_checks.append((g, h))
+        self._after_checks = after_checks
+        self._after_bounds[1] = _interval(after_checks, 1)
+        self._reached = _interval(upto_checks, 1)
+        # with u = γ·y − ρ, v = γ: p·s − r·q = γ·(num2·y² + num1·y + num0) − ρ·(num2·y + num_rho), and
+        # q·s = γ·(den2·y² + den1·y + den0) − ρ·(den2·y + den_rho)
+        self._quadratics = (a * g - e * c, a * h + b * g - e * d - f * c, b * h - f * d, a * h - f * c,
+                            c * g, c * h + d * g, d * h, c * h)
+        return self._quadratics
+
+    def peak(self) -> tuple[int, int] | None:
+        """`_peak` of the upto pieces then the after pieces, kept (the search asks for it more than once)."""
+        if self._top is None:
+            self._top = (_peak([*self.upto, *self.after]),)
+        return self._top[0]
+
+    def at(self, y: int, shift: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Φ(y) as (numerator, denominator > 0), or ±∞ as (±1, 0).
+
+        `shift` (γ, ρ) takes ρ/γ off the first after-hop's input: the V3 fee floor of the y for which
+        γ·(y − C) ≡ ρ (mod PIPS) (see `refine_mixed`); the walk then starts from (γ·y − ρ, γ).
+        """
+        quadratics = self._quadratics
+        if quadratics is None:
+            if self._walks < _WALKS_BEFORE_FOLD:
+                self._walks += 1
+                return self._walk(y, shift)
+            quadratics = self._fold()
+        if shift is None:
+            lo, hi = self._after_bounds[1]
+            if not lo <= y <= hi:
+                return _PLUS_INFINITY
+        else:
+            gamma, rho = shift
+            bounds = self._after_bounds.get(gamma)
+            if bounds is None:
+                bounds = self._after_bounds[gamma] = _interval(self._after_checks, gamma)
+            if not bounds[0] <= gamma * y - rho <= bounds[1]:
+                return _PLUS_INFINITY
+        lo, hi = self._reached
+        if not lo <= y <= hi:
+            return _MINUS_INFINITY
+        num2, num1, num0, num_rho, den2, den1, den0, den_rho = quadratics
+        if shift is None:
+            return (num2 * y + num1) * y + num0, (den2 * y + den1) * y + den0
+        return (gamma * ((num2 * y + num1) * y + num0) - rho * (num2 * y + num_rho),
+                gamma * ((den2 * y + den1) * y + den0) - rho * (den2 * y + den_rho))
+
+    def _walk(self, y: int, shift: tuple[int, int] | None) -> tuple[int, int]:
+        """`at` by walking the pieces."""
+        p, q = y, 1  # after(y) = p/q
         if shift is not None:
             gamma, rho = shift
-            t, m, shift = gamma * t - rho * q, m * gamma, None
-        den = m * q + n * t
-        if den <= 0:
-            return _PLUS_INFINITY
-        p, q = o * den + k * t, den
-    r, s = y, 1  # upto⁻¹(y) = r/s
-    for k, m, n, o, c in reversed(upto):
-        w = r - o * s
-        if k == 0 and n == 0:  # a constant: reached at its start C or not at all
-            if w > 0:
+            p, q = gamma * y - rho, gamma
+        for k, m, n, o, c in self.after:
+            t = p - c * q
+            den = m * q + n * t
+            if den <= 0:
+                return _PLUS_INFINITY
+            p, q = o * den + k * t, den
+        r, s = y, 1  # upto⁻¹(y) = r/s
+        for k, m, n, o, c in reversed(self.upto):
+            w = r - o * s
+            if k == 0 and n == 0:  # a constant: reached at its start C or not at all
+                if w > 0:
+                    return _MINUS_INFINITY
+                r, s = c, 1
+                continue
+            reach = k * s - n * w
+            if reach <= 0:
                 return _MINUS_INFINITY
-            r, s = c, 1
-            continue
-        reach = k * s - n * w
-        if reach <= 0:
-            return _MINUS_INFINITY
-        r, s = c * reach + m * w, reach
-    return p * s - r * q, q * s
+            r, s = c * reach + m * w, reach
+        return p * s - r * q, q * s
 
 
 def _below(phi: tuple[int, int], profit: int) -> bool:
@@ -312,14 +419,13 @@ def _peak(pieces: Sequence[Piece], matrix: tuple[int, int, int, int] | None = No
     return (root - d) // c, (a + d - 2 * root) // c
 
 
-def _shifted_chain(after: Sequence[Piece], upto: Sequence[Piece], shift: tuple[int, int] | None
-                   ) -> tuple[int, int, int, int]:
+def _shifted_chain(phi: _Phi, shift: tuple[int, int] | None) -> tuple[int, int, int, int]:
     """The matrix of after ∘ (the shift) ∘ upto."""
-    out = _chain(upto)
+    out = _chain(phi.upto)
     if shift is not None:
         gamma, rho = shift
         out = _then(out, (gamma, -rho, 0, gamma))
-    for piece in after:
+    for piece in phi.after:
         out = _then(out, _matrix(piece))
     return out
 
@@ -332,16 +438,15 @@ def _floor(phi: tuple[int, int]) -> int | None:
     return num // den
 
 
-def _segment_sup(after: Sequence[Piece], upto: Sequence[Piece], shift: tuple[int, int] | None, ys: int, ye: int
-                 ) -> int | None:
+def _segment_sup(phi: _Phi, shift: tuple[int, int] | None, ys: int, ye: int) -> int | None:
     """An integer at least Φ at every integer y in [ys, ye] (Φ is concave); None when unbounded."""
-    first = _phi(after, upto, ys, shift)
-    if ys == ye or _not_above(_phi(after, upto, ys + 1, shift), first):
+    first = phi.at(ys, shift)
+    if ys == ye or _not_above(phi.at(ys + 1, shift), first):
         return _floor(first)
-    last = _phi(after, upto, ye, shift)
-    if _not_above(_phi(after, upto, ye - 1, shift), last):
+    last = phi.at(ye, shift)
+    if _not_above(phi.at(ye - 1, shift), last):
         return _floor(last)
-    peak = _peak((), _shifted_chain(after, upto, shift))
+    peak = phi.peak() if shift is None else _peak((), _shifted_chain(phi, shift))
     return peak[1] if peak is not None else None
 
 
@@ -353,21 +458,21 @@ def _value(pieces: Sequence[Piece], u: float) -> float:
     return u
 
 
-def _argmax_y(after: Sequence[Piece], upto: Sequence[Piece], ys: int, ye: int) -> float:
-    """Where in [ys, ye] Φ of these pieces peaks (floats: only where a search starts)."""
-    peak = _peak([*upto, *after])
-    z = float(ys) if peak is None else _value(upto, float(max(peak[0], 0)))
+def _argmax_y(phi: _Phi, ys: int, ye: int) -> float:
+    """Where in [ys, ye] Φ peaks (floats: only where a search starts)."""
+    peak = phi.peak()
+    z = float(ys) if peak is None else _value(phi.upto, float(max(peak[0], 0)))
     return min(max(z, float(ys)), float(ye))
 
 
-def _fee_floor_dominates(after: Sequence[Piece], upto: Sequence[Piece], z: float, gamma: int, period: int) -> bool:
+def _fee_floor_dominates(phi: _Phi, z: float, gamma: int, period: int) -> bool:
     """Whether the V3 fee floor on the coarse token (up to one unit of it, in a pattern that repeats
     every `period` y) costs more than Φ falls over half a period: then the best y is one with little
     floor loss near the peak, and searching class by class beats walking every y."""
     y = max(int(z), 1)
-    top = _floor(_phi(after, upto, y))
-    floored = _floor(_phi(after, upto, y, (gamma, PIPS - gcd(gamma, PIPS))))
-    sides = [_floor(_phi(after, upto, y + d)) for d in (-(period // 2), period // 2) if y + d >= 1]
+    top = _floor(phi.at(y))
+    floored = _floor(phi.at(y, (gamma, PIPS - gcd(gamma, PIPS))))
+    sides = [_floor(phi.at(y + d)) for d in (-(period // 2), period // 2) if y + d >= 1]
     if top is None or floored is None or None in sides:
         return False
     fall = top - min(v for v in sides if v is not None) if sides else 0
@@ -393,7 +498,7 @@ def _cycle_cap(legs: Sequence[_Leg]) -> int:
     return cap
 
 
-@dataclass
+@dataclass(slots=True)
 class _Point:
     x: int
     ins: list[int]
@@ -413,10 +518,12 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
         """The whole cycle's bound from every pool's `mobius` (for V3 the most liquidity ahead)."""
         return _continuous_max(_compose_all([pool.mobius(z41) for pool, z41 in hops]))
 
+    quotes = [leg.quote for leg in legs]
+
     def forward_from(x: int) -> _Point | None:
         ins, amounts, states, amount = [], [], [], x
-        for leg in legs:
-            quoted = leg.quote(amount)
+        for quote in quotes:
+            quoted = quote(amount)
             if quoted is None:
                 return None
             ins.append(amount)
@@ -493,14 +600,14 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
             visited[y] = found
         return visited[y]
 
-    splits: dict[tuple[int, tuple[int, ...]], tuple[list[Piece], list[Piece]]] = {}
+    splits: dict[tuple[int, tuple[int, ...]], _Phi] = {}
 
-    def split(kind: int, states: tuple[int, ...]) -> tuple[list[Piece], list[Piece]]:
-        """(after pieces, upto pieces) of one kind for hops in these states."""
+    def split(kind: int, states: tuple[int, ...]) -> _Phi:
+        """Φ of the pieces of one kind for hops in these states (after the coarse hop, up to it)."""
         found = splits.get((kind, states))
         if found is None:
             chosen = [leg.piece(kind, j) for leg, j in zip(legs, states)]
-            found = splits[(kind, states)] = (chosen[k:], chosen[:k])
+            found = splits[(kind, states)] = _Phi(chosen[k:], chosen[:k])
         return found
 
     def segment_end(at: _Point) -> int:
@@ -539,9 +646,9 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
 
     def closes(kind: int, states: tuple[int, ...], y: int, outward: int) -> bool:
         """Whether Φ of these pieces is below the best profit at y and not rising outward."""
-        after_pieces, upto_pieces = split(kind, states)
-        here = _phi(after_pieces, upto_pieces, y)
-        return _below(here, best_profit) and _not_above(_phi(after_pieces, upto_pieces, y + outward), here)
+        phi = split(kind, states).at
+        here = phi(y)
+        return _below(here, best_profit) and _not_above(phi(y + outward), here)
 
     work = 0  # Φ evaluations, capped at 16 per exact evaluation allowed
     ends: dict[int, tuple[int, int]] = {}  # id of a point → the y range of its segment, when asked for
@@ -563,14 +670,15 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
         coarse unit in a pattern that repeats every `period` y, and where that loss outweighs how
         Φ falls over half a period, walking y one by one would visit about a period of them. The
         y are then searched by class ρ = γ·(y − C) mod PIPS instead: within a class the floor is
-        exact, so Φ with ρ/γ taken off the hop's input (`_phi`'s shift) is concave along the class
+        exact, so Φ with ρ/γ taken off the hop's input (`_Phi.at`'s shift) is concave along the class
         and bounds it tightly, and it falls as ρ grows, so the classes are taken by ρ and the first
         whose bound is below the best profit ends the search.
         """
         nonlocal work
         states = at.states
-        after_pieces, upto_pieces = split(_LOCAL, states)
-        gamma, period, start = 0, 1, 0
+        local = split(_LOCAL, states)
+        phi = local.at
+        gamma, period, start, z = 0, 1, 0, 0.0
         pool = legs[k].pool
         if k and isinstance(pool, V3Pool) and pool.fee:
             gamma = PIPS - pool.fee
@@ -578,61 +686,59 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
             candidate = PIPS // gcd(gamma, PIPS)
             if candidate > 1:
                 ys, ye = segment(at)
-                z = _argmax_y(after_pieces, upto_pieces, ys, ye)
-                if ye - ys + 1 >= 2 * candidate and _fee_floor_dominates(after_pieces, upto_pieces, z, gamma, candidate):
-                    period = candidate
+                if ye - ys + 1 >= 2 * candidate:
+                    z = _argmax_y(local, ys, ye)  # where the class search below starts
+                    if _fee_floor_dominates(local, z, gamma, candidate):
+                        period = candidate
 
         if period == 1:
             closed = {1: False, -1: False}
             for direction in directions:
                 y = at.y if direction < 0 else at.y + 1
-                wide_after, wide_upto = split(_TAIL if direction > 0 else _HEAD, states)
+                wide_phi = split(_TAIL if direction > 0 else _HEAD, states).at
                 while True:
                     if y < 1:
                         closed[direction] = True
                         break
                     if work >= 16 * limit:  # Φ below the best but rising over a long segment: stop, report its bound
                         ys, ye = segment(at)
-                        top = _segment_sup(after_pieces, upto_pieces, None, ys, ye)
+                        top = _segment_sup(local, None, ys, ye)
                         return (top if top is not None else global_bound()), False, False
                     if y != at.y and id(at) not in ends:  # the wide bound may close this side for good
-                        wide = _phi(wide_after, wide_upto, y)
+                        wide = wide_phi(y)
                         work += 1
-                        if _below(wide, best_profit) and _not_above(_phi(wide_after, wide_upto, y + direction), wide):
+                        if _below(wide, best_profit) and _not_above(wide_phi(y + direction), wide):
                             closed[direction] = True
                             break
                     ys, ye = segment(at) if y != at.y else (y, y)
                     if not ys <= y <= ye:
                         break  # this side of the segment is done; the caller goes on beyond it
-                    here = _phi(after_pieces, upto_pieces, y)
+                    here = phi(y)
                     work += 1
                     if not _below(here, best_profit) and (
                             not gamma  # first Φ with y's own fee floor
-                            or not _below(_phi(after_pieces, upto_pieces, y, (gamma, gamma * (y - start) % PIPS)),
-                                          best_profit)):
+                            or not _below(phi(y, (gamma, gamma * (y - start) % PIPS)), best_profit)):
                         if len(visited) >= limit or work >= 16 * limit:
                             ys, ye = segment(at)
-                            top = _segment_sup(after_pieces, upto_pieces, None, ys, ye)
+                            top = _segment_sup(local, None, ys, ye)
                             return (top if top is not None else global_bound()), False, False
                         if visit(y) is None and direction > 0:  # no input reaches y: nor any larger y
                             closed[direction] = True
                             break
-                    if _below(here, best_profit) and _not_above(_phi(after_pieces, upto_pieces, y + direction), here):
+                    if _below(here, best_profit) and _not_above(phi(y + direction), here):
                         # the rest of this side of the segment is out: and beyond it?
-                        wide = _phi(wide_after, wide_upto, y)
-                        closed[direction] = _below(wide, best_profit) and _not_above(
-                            _phi(wide_after, wide_upto, y + direction), wide)
+                        wide = wide_phi(y)
+                        closed[direction] = _below(wide, best_profit) and _not_above(wide_phi(y + direction), wide)
                         break
                     y += direction
             return None, closed[1], closed[-1]
 
         ys, ye = segment(at)
-        z = _argmax_y(after_pieces, upto_pieces, ys, ye)
         step = gcd(gamma, PIPS)
         inverse = pow(gamma // step, -1, period)
         for index in range(period):
             shift = (gamma, index * step)
-            top = _segment_sup(after_pieces, upto_pieces, shift, ys, ye)
+            top = _segment_sup(local, shift, ys, ye)
             if top is not None and top < best_profit + 1:
                 break  # this class and, Φ falling with the class, every later one
             work += 4
@@ -643,13 +749,13 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
             first -= (first - (start + index * inverse)) % period
             for y, outward in ((first, -period), (first + period, period)):
                 while ys <= y <= ye:
-                    here = _phi(after_pieces, upto_pieces, y, shift)
+                    here = phi(y, shift)
                     work += 2
                     if not _below(here, best_profit):
                         if len(visited) >= limit or work >= 16 * limit:
                             return (top if top is not None else global_bound()), False, False
                         visit(y)
-                    if _below(here, best_profit) and _not_above(_phi(after_pieces, upto_pieces, y + outward, shift), here):
+                    if _below(here, best_profit) and _not_above(phi(y + outward, shift), here):
                         break
                     y += outward
         return None, False, False
@@ -691,8 +797,7 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
         beyond = gap_bound if gap_bound is not None else 0
         for closed, kind, where in ((up_closed, _TAIL, top_at), (down_closed, _HEAD, bottom_at)):
             if not closed:
-                after_pieces, upto_pieces = split(kind, where.states)
-                most = _peak([*upto_pieces, *after_pieces])
+                most = split(kind, where.states).peak()
                 beyond = max(beyond, most[1] if most is not None else global_bound())
         gap = max(min(beyond, global_bound()) - best_profit, 0)
     return Sized(best.x, tuple(best.amounts), best_profit, gap)
