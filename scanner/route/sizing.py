@@ -270,7 +270,8 @@ class _Phi:
     products of the large forms taken once: `at` then gives the walk's own integers with only
     products by y, γ and ρ."""
 
-    __slots__ = ("after", "upto", "_walks", "_after_checks", "_after_bounds", "_reached", "_quadratics", "_top")
+    __slots__ = ("after", "upto", "_walks", "_after_checks", "_after_bounds", "_reached", "_quadratics", "_top",
+                 "_chains")
 
     def __init__(self, after: Sequence[Piece], upto: Sequence[Piece]):
         self.after, self.upto = after, upto
@@ -280,6 +281,7 @@ class _Phi:
         self._after_bounds: dict[int, tuple[float, float]] = {}  # by the input's v: 1, or γ when shifted
         self._reached: tuple[float, float] = (inf, -inf)
         self._top: tuple[tuple[int, int] | None] | None = None
+        self._chains: tuple[tuple[int, int, int, int], tuple[int, int, int, int]] | None = None
 
     def _fold(self) -> tuple[int, int, int, int, int, int, int, int]:
         """The forms, the intervals and the quadratics of `at` (see the class); returns the quadratics."""
@@ -312,8 +314,18 @@ class _Phi:
     def peak(self) -> tuple[int, int] | None:
         """`_peak` of the upto pieces then the after pieces, kept (the search asks for it more than once)."""
         if self._top is None:
-            self._top = (_peak([*self.upto, *self.after]),)
+            self._top = (_peak((), self.chain(None)),)
         return self._top[0]
+
+    def chain(self, shift: tuple[int, int] | None) -> tuple[int, int, int, int]:
+        """The matrix of after ∘ (the shift) ∘ upto, from the two chains kept (one per class searched)."""
+        if self._chains is None:
+            self._chains = (_chain(self.upto), _chain(self.after))
+        upto, after = self._chains
+        if shift is not None:
+            gamma, rho = shift
+            upto = _then(upto, (gamma, -rho, 0, gamma))
+        return _then(upto, after)
 
     def at(self, y: int, shift: tuple[int, int] | None = None) -> tuple[int, int]:
         """Φ(y) as (numerator, denominator > 0), or ±∞ as (±1, 0).
@@ -419,17 +431,6 @@ def _peak(pieces: Sequence[Piece], matrix: tuple[int, int, int, int] | None = No
     return (root - d) // c, (a + d - 2 * root) // c
 
 
-def _shifted_chain(phi: _Phi, shift: tuple[int, int] | None) -> tuple[int, int, int, int]:
-    """The matrix of after ∘ (the shift) ∘ upto."""
-    out = _chain(phi.upto)
-    if shift is not None:
-        gamma, rho = shift
-        out = _then(out, (gamma, -rho, 0, gamma))
-    for piece in phi.after:
-        out = _then(out, _matrix(piece))
-    return out
-
-
 def _floor(phi: tuple[int, int]) -> int | None:
     """⌊Φ⌋; None for +∞, a number below any profit for −∞."""
     num, den = phi
@@ -446,7 +447,7 @@ def _segment_sup(phi: _Phi, shift: tuple[int, int] | None, ys: int, ye: int) -> 
     last = phi.at(ye, shift)
     if _not_above(phi.at(ye - 1, shift), last):
         return _floor(last)
-    peak = phi.peak() if shift is None else _peak((), _shifted_chain(phi, shift))
+    peak = phi.peak() if shift is None else _peak((), phi.chain(shift))
     return peak[1] if peak is not None else None
 
 
