@@ -255,9 +255,7 @@ class AggregatorCore:
         self.predictions += len(frame)
         risk = self.ranker.risk
         if isinstance(risk, LstmRiskModel):
-            for pool, mu, sigma, p in zip(frame.pool.tolist(), frame.mu.tolist(), frame.sigma.tolist(),
-                                          frame.p_trade.tolist()):
-                risk.update(self.address[pool], mu, sigma, p)
+            risk.update_many([self.address[pool] for pool in frame.pool.tolist()], frame.mu, frame.sigma, frame.p_trade)
 
     def health_reasons(self) -> list[str]:
         """Why the ranking is not current, if it is not (empty when it is)."""

@@ -13,6 +13,7 @@ recordings, corrects what the independence and Gaussian assumptions get wrong.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from typing import Any, cast
@@ -179,16 +180,23 @@ class LstmRiskModel:
 
     def update(self, address: str, mu: float, sigma: float, p_trade: float) -> None:
         """The latest prediction for `address` (it describes the block after the one it was made on)."""
-        if self._graph is None:
+        self.update_many([address], np.array([mu]), np.array([sigma]), np.array([p_trade]))
+
+    def update_many(self, addresses: Sequence[str], mu: np.ndarray, sigma: np.ndarray, p_trade: np.ndarray) -> None:
+        """`update` for a whole prediction frame in one table write (a pool listed twice: its last row)."""
+        graph = self._graph
+        if graph is None:
             raise RuntimeError("LstmRiskModel.update before attach(graph): attach the scanner's TokenGraph first")
-        slot = self._graph.slots.get(address)
-        if slot is None:
-            raise KeyError(f"pool {address} is not in the scanner's graph: its prediction has no route to affect")
-        if slot >= len(self._table):
-            grown = np.full((len(self._graph.pools), 4), np.nan)
+        slots = np.fromiter((graph.slots.get(a, -1) for a in addresses), dtype=np.int64, count=len(addresses))
+        if (slots < 0).any():
+            missing = addresses[int(np.argmin(slots))]
+            raise KeyError(f"pool {missing} is not in the scanner's graph: its prediction has no route to affect")
+        if len(slots) and slots.max() >= len(self._table):
+            grown = np.full((len(graph.pools), 4), np.nan)
             grown[: len(self._table)] = self._table
             self._table = grown
-        self._table[slot] = (mu, sigma, p_trade, cast(Pool, self._graph.pools[slot]).fee_bps)
+        fees = [cast(Pool, graph.pools[slot]).fee_bps for slot in slots.tolist()]
+        self._table[slots] = np.column_stack((mu, sigma, p_trade, fees))
 
     def forget(self) -> None:
         """Drop every prediction (after a reorg, or when the inference stream stops)."""
