@@ -283,7 +283,7 @@ def bench_replay(pools: int = 1000, blocks: int = 200, seed: int = 0) -> dict:
             if started_ray:
                 ray.shutdown()
         stored = load(store)
-        cores, logs = cores_blocks_per_s(stored, config.tokens.base), logs_per_block(stored)
+        cores, logs = cores_blocks_per_s(stored, config.tokens.base, config.aggregator.max_hops), logs_per_block(stored)
     return {"blocks": report.blocks, "pools": report.pools, "logs_per_block": round(logs, 1),
             "blocks_per_s": round(report.blocks_per_s, 1), "replay_block_ms": round(1000 / report.blocks_per_s, 2),
             "blocks_per_s_heuristic_risk": round(heuristic.blocks_per_s, 1),

@@ -34,13 +34,14 @@ def logs_per_block(capture: Capture) -> float:
     return capture.logs().num_rows / max(1, capture.last_block - capture.first_block + 1)
 
 
-def cores_blocks_per_s(capture: Capture, base_tokens: list[str], shards: int = 2) -> float:
-    """Blocks per second of `shards` watcher cores and the aggregator core (heuristic risk) over the store,
-    in one process: what the pipeline's sockets, inference and actors add comes on top."""
+def cores_blocks_per_s(capture: Capture, base_tokens: list[str], max_hops: int, shards: int = 2) -> float:
+    """Blocks per second of `shards` watcher cores and the aggregator core (heuristic risk, cycles of up to
+    `max_hops` as the pipeline ranks them) over the store, in one process: what the pipeline's sockets,
+    inference and actors add comes on top."""
     pools = dict(enumerate(pool_infos(capture)))
     sources = [StoreSource(capture) for _ in range(shards)]
     watchers = [PoolWatcherCore(s, {i: p for i, p in pools.items() if i % shards == k}, k) for k, s in enumerate(sources)]
-    core = AggregatorCore(pools, base_tokens, shards)
+    core = AggregatorCore(pools, base_tokens, shards, max_hops=max_hops)
     for w in watchers:
         core.on_block(w.bootstrap())
     started = time.perf_counter()
