@@ -25,6 +25,7 @@ from scanner.route.graph import MAX_HOPS, PAD, TokenGraph
 from scanner.route.sizing import Sized, fold, optimum, profit_upper_bound, refine
 
 FLOAT_MARGIN = 1e-12  # relative slack between float bounds and exact values
+RISK_CHUNK = 512  # candidates the risk model prices at a time (see `Ranker.ranking`)
 
 
 def expected_value(success_probability, net_profit, expected_slippage, failure_cost):
@@ -306,15 +307,33 @@ class Ranker:
         rows, cost = self._candidates(within)
         if len(rows) == 0:
             return []
-        probability, slippage = self.risk.assess(self._risk_inputs(rows))
-        slippage = np.rint(slippage)  # whole wei, so bound and exact value subtract the same amount
-        bound = expected_value(probability, self._bound[rows] - cost, slippage, cost)
-        bound = bound * self._eth_per_token[rows]
-        order = np.argsort(-bound, kind="stable")
-        kept = order[bound[order] > 0]
+        # The risk model prices candidates in chunks, the best optimistic value first (bound net of gas at
+        # P = 1 without slippage: no expected value exceeds it), and only while an unpriced one could still
+        # be visited: candidates are visited in descending value bound as if all were priced, so the
+        # top N is the same, with thousands of 4-hop candidates a block left unpriced.
+        optimistic = (self._bound[rows] - cost) * self._eth_per_token[rows]
+        by_optimism = np.argsort(-optimistic, kind="stable")
+        probability, slippage, bound = np.zeros(len(rows)), np.zeros(len(rows)), np.zeros(len(rows))
+        priced = 0
+        queue: list[tuple[float, int]] = []  # priced candidates with a positive bound: (-bound, index)
         best: list[tuple[float, int, Opportunity]] = []  # min-heap on (value in ETH, -row)
-        for i in kept.tolist():
-            if len(best) == self.top_n and best[0][0] > bound[i]:
+        while True:
+            ceiling = float(optimistic[by_optimism[priced]]) if priced < len(rows) else -np.inf
+            full = len(best) == self.top_n
+            if priced < len(rows) and (not queue or -queue[0][0] < ceiling) and not (full and best[0][0] > ceiling):
+                chunk = by_optimism[priced:priced + RISK_CHUNK]
+                priced += len(chunk)
+                p, slip = self.risk.assess(self._risk_inputs(rows[chunk]))
+                slip = np.rint(slip)  # whole wei, so bound and exact value subtract the same amount
+                value = expected_value(p, self._bound[rows[chunk]] - cost[chunk], slip, cost[chunk])
+                probability[chunk], slippage[chunk], bound[chunk] = p, slip, value * self._eth_per_token[rows[chunk]]
+                for i in chunk[bound[chunk] > 0].tolist():
+                    heapq.heappush(queue, (-float(bound[i]), i))
+                continue
+            if not queue:
+                break
+            i = heapq.heappop(queue)[1]
+            if full and best[0][0] > bound[i]:
                 break
             row = int(rows[i])
             opportunity = self._opportunity(row, block, float(probability[i]), int(slippage[i]), trigger)
