@@ -234,3 +234,37 @@ def test_rankings_of_a_20k_pool_market_are_the_recorded_ones():
 
     assert without_inputs(rankings()) == without_inputs(recorded)
     assert sum(map(len, recorded)) >= 100
+
+
+def test_pricing_candidates_in_chunks_ranks_what_pricing_them_all_ranks(monkeypatch):
+    """`ranking` asks the risk model about the best optimistic candidates only, a chunk at a time, while
+    an unpriced one could still be visited: the top N must be the one of pricing every candidate. With
+    the heuristic most candidates stay unpriced; a model whose P is scattered over [0, 1) independently of
+    the profit (a hash of it) puts good values anywhere in the optimistic order and makes it price on."""
+    import scanner.rank.ranking as ranking_module
+    from scanner.bench.scan import GAS_PRICE, synthetic_market
+
+    market, bases = synthetic_market(3000, seed=3)
+    priced: list[int] = []
+
+    class Counting(HeuristicRiskModel):
+        def assess(self, batch: RiskInputs) -> tuple[np.ndarray, np.ndarray]:
+            priced.append(len(batch.hops))
+            return super().assess(batch)
+
+    class Scattering(HeuristicRiskModel):
+        def assess(self, batch: RiskInputs) -> tuple[np.ndarray, np.ndarray]:
+            priced.append(len(batch.hops))
+            return (batch.profit * 0.6180339887 / 1e9) % 1.0, np.zeros(len(batch.hops))
+
+    ranker = Ranker(market, bases, GAS_PRICE // 1000, top_n=20)
+    rows, _ = ranker._candidates(None)
+    for model, share in ((Counting(), 0.1), (Scattering(), 1.0)):
+        ranker.risk = model
+        tops = {}
+        for chunk in (10**9, 7):
+            monkeypatch.setattr(ranking_module, "RISK_CHUNK", chunk)
+            priced.clear()
+            tops[chunk] = [(o.id, o.expected_value_eth, o.amount_in, o.success_probability) for o in ranker.full_rescan(1)]
+        assert len(tops[7]) == 20 and tops[7] == tops[10**9]
+        assert len(rows) > 1000 and sum(priced) <= share * len(rows), (type(model).__name__, len(rows), sum(priced))
