@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -160,6 +161,7 @@ def backtest(args: argparse.Namespace) -> int:
 
     config = load(args.config)
     arbitrageurs = [a for a in (args.arbitrageurs or "").split(",") if a]
+    capture = load_store(args.dir)
     if args.ray:
         import ray
 
@@ -167,11 +169,10 @@ def backtest(args: argparse.Namespace) -> int:
 
         if not ray.is_initialized():  # a caller in this process (a test) may have attached already
             attach_ray(None if args.ray == "local" else args.ray, config)
-        report = backtest_on_ray(load_store(args.dir), config.tokens.base, chunk_blocks=args.chunk_blocks, top_n=args.top,
+        report = backtest_on_ray(capture, config.tokens.base, chunk_blocks=args.chunk_blocks, top_n=args.top,
                                  arbitrageurs=arbitrageurs, progress=not args.json)
     else:
-        report = backtest(load_store(args.dir), config.tokens.base, top_n=args.top, arbitrageurs=arbitrageurs,
-                          progress=not args.json)
+        report = backtest(capture, config.tokens.base, top_n=args.top, arbitrageurs=arbitrageurs, progress=not args.json)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "backtest.json").write_text(json.dumps(report.to_dict()))
@@ -202,7 +203,7 @@ def _backtest_chunk(files: dict[str, ObjectRef], base_tokens: list[str], first: 
 
 
 def backtest_on_ray(capture: Capture, base_tokens: list[str], *, chunk_blocks: int, top_n: int = 10,
-                    arbitrageurs: list[str] = (), progress: bool = True) -> BacktestReport:
+                    arbitrageurs: Sequence[str] = (), progress: bool = True) -> BacktestReport:
     """`arbscan backtest --ray`: the capture's blocks cut into chunks of `chunk_blocks`, each a Ray task (one
     CPU, retried if its node dies: a chunk is a pure function of the store) that warms its pools through
     the blocks before it; the chunks' reports merged are the single-process report (a test checks)."""

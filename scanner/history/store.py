@@ -203,9 +203,12 @@ class Capture:
     def ticks(self) -> pa.Table:
         return pq.read_table(self.root / TICKS, schema=TICKS_SCHEMA)
 
-    def chunk_tables(self, columns: list[str] | None = None) -> Iterator[tuple[pa.Table, pa.Table]]:
-        """(headers, logs) per chunk, in block order; `columns` limits the logs' columns."""
+    def chunk_tables(self, columns: list[str] | None = None, start: int = 0) -> Iterator[tuple[pa.Table, pa.Table]]:
+        """(headers, logs) per chunk, in block order, from the chunk that holds block `start` on; `columns`
+        limits the logs' columns."""
         for chunk in self.chunks:
+            if chunk.last < start:
+                continue
             yield (pq.read_table(self.root / chunk.headers, schema=HEADERS_SCHEMA),
                    pq.read_table(self.root / chunk.logs, schema=LOGS_SCHEMA, columns=columns))
 
@@ -218,11 +221,7 @@ class Capture:
     def blocks(self, start: int = 0) -> Iterator[Block]:
         """Every captured block from `start` on, with or without logs, in order: what a replay feeds the
         pipeline (chunks that end before `start` are not read)."""
-        for chunk in self.chunks:
-            if chunk.last < start:
-                continue
-            headers = pq.read_table(self.root / chunk.headers, schema=HEADERS_SCHEMA)
-            logs = pq.read_table(self.root / chunk.logs, schema=LOGS_SCHEMA)
+        for headers, logs in self.chunk_tables(start=start):
             rows = iter(logs.to_pylist())
             row = next(rows, None)
             for header in headers.to_pylist():
