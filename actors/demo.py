@@ -34,7 +34,7 @@ from scanner.config import (
     dump,
 )
 from scanner.gas.l1fee import FjordFeeParams
-from scanner.rank.display import ranking_table
+from scanner.rank.display import best_per_chain, ranking_table
 from scanner.serve.client import QueryClient
 from scanner.sim.market import Market
 from scanner.sim.spec import Deployment, MarketSpec
@@ -234,6 +234,8 @@ def run_chains_demo(chains: int, blocks: int | None, seed: int, interval_s: floa
                 print(f"\n{name}: {summary.line()}", flush=True)
             top = client.top(n=10)
             print(ranking_table(top.block, top.opportunities, blocks=top.blocks), flush=True)
+            best = {name: next(iter(client.top(n=1, chain=name).opportunities), None) for name in markets}
+            print(best_per_chain(best), flush=True)
             time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
         stats = pipeline.stats()
         agg = {name: s for name, s in stats.items() if name.startswith("aggregator")}

@@ -38,3 +38,10 @@ def ranking_table(block: int | None, opportunities: Iterable[dict], *, limit: in
             f"{_eth(-o['expected_slippage']):>10} {o['ev'] / WEI:>+11.6f}  {o['id']}"
         )
     return "\n".join(lines)
+
+
+def best_per_chain(best: dict[str, dict | None]) -> str:
+    """One line with each chain's best row, so a chain whose gaps are small still shows beside a busy one."""
+    parts = [f"{chain} {o['ev'] / WEI:+.6f} ETH ({o['id']})" if o else f"{chain} none"
+             for chain, o in sorted(best.items())]
+    return "best per chain: " + ", ".join(parts)
