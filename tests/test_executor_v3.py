@@ -261,9 +261,9 @@ def test_mixed_cycles_pay_the_predicted_profit_to_the_wei(anvil: Anvil, w3: Web3
         assert route.quote(x)[0] > 0, f"{name}: no gap to take"
         # tiny (inside one tick range), around the optimum, and past it (losing)
         sizes = [10**15, 10**17 + 12345, x // 4, x // 2, x - 1, x, x + 1, 2 * x, 4 * x]
-        for amount in sizes:
+        for amount in sizes:  # each from the same state: the route read once above holds for all
             snapshot = _snapshot(anvil)
-            check_size(m, route_of(m, name), amount, tally, name)
+            check_size(m, route, amount, tally, name)
             _revert(anvil, snapshot)
     # then every cycle once more, in a row on the chain as it goes: the pools they share have moved
     for name in CYCLES:
