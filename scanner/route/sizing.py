@@ -652,12 +652,19 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
         return _below(here, best_profit) and _not_above(phi(y + outward), here)
 
     work = 0  # Φ evaluations, capped at 16 per exact evaluation allowed
-    ends: dict[int, tuple[int, int]] = {}  # id of a point → the y range of its segment, when asked for
+    ends: dict[int, list[int | None]] = {}  # id of a point → [first, last] y of its segment, each once asked for
+
+    def segment_edge(at: _Point, direction: int) -> int:
+        """The last (direction > 0) or first y of the segment of `at`: a walk in one direction needs one."""
+        known = ends.setdefault(id(at), [None, None])
+        side = direction > 0
+        edge = known[side]
+        if edge is None:
+            edge = known[side] = segment_end(at) if side else segment_start(at)
+        return edge
 
     def segment(at: _Point) -> tuple[int, int]:
-        if id(at) not in ends:
-            ends[id(at)] = (segment_start(at), segment_end(at))
-        return ends[id(at)]
+        return segment_edge(at, -1), segment_edge(at, 1)
 
     def search(at: _Point, directions: tuple[int, ...]) -> tuple[int | None, bool, bool]:
         """Search the y of the segment of `at` that Φ does not rule out, from `at` in `directions`.
@@ -697,6 +704,7 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
             for direction in directions:
                 y = at.y if direction < 0 else at.y + 1
                 wide_phi = split(_TAIL if direction > 0 else _HEAD, states).at
+                edge: int | None = None  # the segment's end on this side, once asked for
                 while True:
                     if y < 1:
                         closed[direction] = True
@@ -705,20 +713,22 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
                         ys, ye = segment(at)
                         top = _segment_sup(local, None, ys, ye)
                         return (top if top is not None else global_bound()), False, False
-                    if y != at.y and id(at) not in ends:  # the wide bound may close this side for good
-                        wide = wide_phi(y)
-                        work += 1
-                        if _below(wide, best_profit) and _not_above(wide_phi(y + direction), wide):
-                            closed[direction] = True
-                            break
-                    ys, ye = segment(at) if y != at.y else (y, y)
-                    if not ys <= y <= ye:
-                        break  # this side of the segment is done; the caller goes on beyond it
+                    if y != at.y:
+                        if edge is None:
+                            if id(at) not in ends:  # the wide bound may close this side for good
+                                wide = wide_phi(y)
+                                work += 1
+                                if _below(wide, best_profit) and _not_above(wide_phi(y + direction), wide):
+                                    closed[direction] = True
+                                    break
+                            edge = segment_edge(at, direction)
+                        if (y - edge) * direction > 0:
+                            break  # this side of the segment is done; the caller goes on beyond it
                     here = phi(y)
                     work += 1
-                    if not _below(here, best_profit) and (
-                            not gamma  # first Φ with y's own fee floor
-                            or not _below(phi(y, (gamma, gamma * (y - start) % PIPS)), best_profit)):
+                    low = _below(here, best_profit)
+                    if not low and (not gamma  # first Φ with y's own fee floor
+                                    or not _below(phi(y, (gamma, gamma * (y - start) % PIPS)), best_profit)):
                         if len(visited) >= limit or work >= 16 * limit:
                             ys, ye = segment(at)
                             top = _segment_sup(local, None, ys, ye)
@@ -726,7 +736,8 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
                         if visit(y) is None and direction > 0:  # no input reaches y: nor any larger y
                             closed[direction] = True
                             break
-                    if _below(here, best_profit) and _not_above(phi(y + direction), here):
+                        low = _below(here, best_profit)  # against the best found now
+                    if low and _not_above(phi(y + direction), here):
                         # the rest of this side of the segment is out: and beyond it?
                         wide = wide_phi(y)
                         closed[direction] = _below(wide, best_profit) and _not_above(wide_phi(y + direction), wide)
@@ -767,7 +778,7 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
     gap_bound, up_closed, down_closed = search(at, (-1, 1))
     top_at = bottom_at = at
     while not up_closed and gap_bound is None:
-        ye = segment(top_at)[1]
+        ye = segment_edge(top_at, 1)
         if closes(_TAIL, top_at.states, ye + 1, 1):
             up_closed = True
             break
@@ -778,7 +789,7 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
         top_at = found
         gap_bound, up_closed, _ = search(top_at, (1,))
     while not down_closed and gap_bound is None:
-        ys = segment(bottom_at)[0]
+        ys = segment_edge(bottom_at, -1)
         if ys <= 1 or closes(_HEAD, bottom_at.states, ys - 1, -1):
             down_closed = True
             break
