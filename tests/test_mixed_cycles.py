@@ -22,9 +22,22 @@ import pytest
 from scanner.bench.v3 import random_v3_pool
 from scanner.dex.pool import Pool
 from scanner.dex.v2 import MAX_RESERVE, V2Pool
-from scanner.dex.v3 import TICK_SPACINGS, V3Pool, tick_at_sqrt_ratio
+from scanner.dex.v3 import PIPS, TICK_SPACINGS, V3Pool, tick_at_sqrt_ratio
 from scanner.rank.ranking import Ranker
-from scanner.route.sizing import Hop, _compose_all, _input_cap, fold, forward, optimum, refine, refine_mixed
+from scanner.route.sizing import (
+    _LOCAL,
+    Hop,
+    _below,
+    _compose_all,
+    _input_cap,
+    _Leg,
+    _Phi,
+    fold,
+    forward,
+    optimum,
+    refine,
+    refine_mixed,
+)
 
 BUDGET = 4096  # large: the proofs, not the budget, end these searches
 
@@ -164,6 +177,54 @@ def test_bounding_pieces_are_never_below_the_exact_output():
                         t = u - c
                         assert m + n * t > 0 or k == n == 0
                         assert (o - exact) * (m + n * t) + k * t >= 0, (kind.__name__, state, u)
+
+
+def test_a_run_of_fee_floored_y_is_counted_as_phi_counts_it():
+    """`_Phi.floored_run` (finite differences of the folded forms) passes over exactly the y that
+    evaluating Φ and the fee-floored Φ one y at a time passes over: the y whose plain bound is
+    finite and not below the profit while their own fee floor puts them below it."""
+    rng = random.Random(31)
+    runs, longest, cases = 0, 0, 0
+    while cases < 120:
+        hops = mixed_cycle(rng, hops=3)
+        pool = hops[1][0]
+        if not isinstance(pool, V3Pool) or not pool.fee:
+            continue
+        legs = [_Leg(p, z41) for p, z41 in hops]
+        x = rng.randint(1, max(legs[0].max_input() // 50, 1))
+        amounts, states = [x], []
+        for leg in legs:
+            quoted = leg.quote(amounts[-1])
+            if quoted is None:
+                break
+            amounts.append(quoted[0])
+            states.append(quoted[1])
+        if len(states) < 3 or amounts[1] < 600:
+            continue
+        pieces = [leg.piece(_LOCAL, j) for leg, j in zip(legs, states)]
+        gamma, start, y0 = PIPS - pool.fee, legs[1].start(states[1]), amounts[1]
+        reference = _Phi(pieces[1:], pieces[:1])
+        plain, floored = reference.at(y0), reference.at(y0, (gamma, PIPS - 1))
+        if plain[1] <= 0 or floored[1] <= 0:
+            continue
+        lowest, highest = floored[0] // floored[1], plain[0] // plain[1]
+        for direction in (1, -1):
+            # near the plain bound only the y with the least floor loss are kept: runs end on ρ as well
+            profit = highest - rng.randint(0, max(highest - lowest, 0) // rng.choice([1, 8, 64]))
+            edge, most = y0 + direction * rng.randint(0, 500), rng.choice([3, 40, 10**6])
+            expected, y = 0, y0
+            while expected < most and y >= 1 and (y - edge) * direction <= 0:
+                here = reference.at(y)
+                if here[1] == 0 or _below(here, profit) or \
+                        not _below(reference.at(y, (gamma, gamma * (y - start) % PIPS)), profit):
+                    break
+                expected, y = expected + 1, y + direction
+            found = _Phi(pieces[1:], pieces[:1]).floored_run(y0, direction, edge, profit, gamma, start, most)
+            assert found == expected, (cases, direction, profit, edge, most)
+            runs += found > 0
+            longest = max(longest, found)
+            cases += 1
+    assert runs >= 20 and longest >= 40, (runs, longest)  # the runs the search passes over were there to count
 
 
 # -- exact optimum --------------------------------------------------------------------------------

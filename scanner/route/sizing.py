@@ -359,6 +359,37 @@ class _Phi:
         return (gamma * ((num2 * y + num1) * y + num0) - rho * (num2 * y + num_rho),
                 gamma * ((den2 * y + den1) * y + den0) - rho * (den2 * y + den_rho))
 
+    def floored_run(self, y: int, direction: int, edge: int, profit: int, gamma: int, start: int, most: int) -> int:
+        """How many y in a row, from `y` in `direction` and not past `edge` (nor below 1), at most `most`,
+        have Φ(y) finite and not below `profit` while Φ with y's own fee floor, the shift
+        (γ, γ·(y − start) mod PIPS), is below it: the y the walk of `refine_mixed` passes over.
+
+        Taken by finite differences of the folded quadratics: with P = profit + 1, "not below" is
+        R(y) = num(y) − P·den(y) ≥ 0 and "floored below" is γ·R(y) − ρ·L(y) < 0, L linear, so each y
+        costs a few additions instead of two Φ."""
+        num2, num1, num0, num_rho, den2, den1, den0, den_rho = self._quadratics or self._fold()
+        lo, hi = self._after_bounds[1]
+        reached_lo, reached_hi = self._reached
+        first, last = (max(lo, reached_lo, 1), min(hi, reached_hi, edge)) if direction > 0 else \
+            (max(lo, reached_lo, edge, 1), min(hi, reached_hi))
+        if not first <= y <= last:
+            return 0
+        most = min(most, int(last - y if direction > 0 else y - first) + 1)
+        shifted = self._after_bounds.get(gamma)
+        if shifted is None:
+            shifted = self._after_bounds[gamma] = _interval(self._after_checks, gamma)
+        shifted_lo, shifted_hi = shifted
+        top = profit + 1
+        a, b, c = num2 - top * den2, num1 - top * den1, num0 - top * den0
+        r, linear = (a * y + b) * y + c, a * y + num_rho - top * den_rho
+        delta, slope = direction * (2 * a * y + b) + a, direction * a
+        rho, turn = gamma * (y - start) % PIPS, gamma * direction % PIPS
+        count = 0
+        while count < most and r >= 0 and shifted_lo <= gamma * y - rho <= shifted_hi and gamma * r < rho * linear:
+            count += 1
+            r, delta, linear, y, rho = r + delta, delta + 2 * a, linear + slope, y + direction, (rho + turn) % PIPS
+        return count
+
     def _walk(self, y: int, shift: tuple[int, int] | None) -> tuple[int, int]:
         """`at` by walking the pieces."""
         p, q = y, 1  # after(y) = p/q
@@ -727,8 +758,14 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
                     here = phi(y)
                     work += 1
                     low = _below(here, best_profit)
-                    if not low and (not gamma  # first Φ with y's own fee floor
-                                    or not _below(phi(y, (gamma, gamma * (y - start) % PIPS)), best_profit)):
+                    if not low and gamma and _below(phi(y, (gamma, gamma * (y - start) % PIPS)), best_profit):
+                        # y's own fee floor rules it out: so may it the next ones, taken in one run
+                        if edge is not None:
+                            skipped = local.floored_run(y + direction, direction, edge, best_profit, gamma, start,
+                                                        16 * limit - work)
+                            work += skipped
+                            y += direction * skipped
+                    elif not low:
                         if len(visited) >= limit or work >= 16 * limit:
                             ys, ye = segment(at)
                             top = _segment_sup(local, None, ys, ye)
