@@ -520,14 +520,29 @@ def _slope(pieces: Sequence[Piece], ins: Sequence[int]) -> float:
     return slope
 
 
-def _cycle_cap(legs: Sequence[_Leg]) -> int:
-    """The largest cycle input every hop takes whole (walks every step of each V3 hop)."""
-    cap = legs[0].max_input()
-    for h in range(1, len(legs)):
-        first_too_big = _back(legs[:h], legs[h].max_input() + 1)
-        if first_too_big is not None:
-            cap = min(cap, first_too_big - 1)
-    return cap
+def _cycle_cap(legs: Sequence[_Leg], too_big: int) -> int:
+    """The largest cycle input every hop takes whole, given an input `too_big` some hop refuses.
+
+    Only the hops that refuse an input on the way down are asked for their largest input, and a hop
+    that refuses has walked its steps to the end already: a V3 hop that never binds is not walked past
+    what the cap gives it. Each round lowers the input to the largest one the refusing hop takes
+    (inputs a hop takes form an interval from 0), so it ends, within one round per hop, at the
+    largest input every hop takes."""
+    x = too_big
+    while True:
+        amount, refusing = x, None
+        for h, leg in enumerate(legs):
+            quoted = leg.quote(amount)
+            if quoted is None:
+                refusing = h
+                break
+            amount = quoted[0]
+        if refusing is None:
+            return x
+        h = refusing
+        first_too_big = _back(legs[:h], legs[h].max_input() + 1) if h else legs[0].max_input() + 1
+        assert first_too_big is not None and first_too_big <= x, (h, x)  # x reached past what hop h takes
+        x = first_too_big - 1
 
 
 @dataclass(slots=True)
@@ -591,7 +606,7 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
         moved = forward_from(target)
         if moved is None:  # past what some pool takes: the largest input all of them take
             if cap is None:
-                cap = _cycle_cap(legs)
+                cap = _cycle_cap(legs, target)
             hi = cap + 1 if hi is None else min(hi, cap + 1)
             if cap < 1 or (moved := forward_from(min(max(cap, lo), hi - 1))) is None:
                 break
