@@ -8,10 +8,20 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scanner.dex.v2 import MAX_RESERVE, V2Pool
 from scanner.gas.fees import GasModel, gas_cost_in_token
-from scanner.rank.ranking import HeuristicRiskModel, Opportunity, Ranker, RiskInputs, expected_value, opportunity_id
+from scanner.rank.ranking import (
+    HeuristicRiskModel,
+    Opportunity,
+    Ranker,
+    RiskInputs,
+    _Descending,
+    expected_value,
+    opportunity_id,
+)
 
 GWEI = 10**9
 E18 = 10**18
@@ -268,3 +278,23 @@ def test_pricing_candidates_in_chunks_ranks_what_pricing_them_all_ranks(monkeypa
             tops[chunk] = [(o.id, o.expected_value_eth, o.amount_in, o.success_probability) for o in ranker.full_rescan(1)]
         assert len(tops[7]) == 20 and tops[7] == tops[10**9]
         assert len(rows) > 1000 and sum(priced) <= share * len(rows), (type(model).__name__, len(rows), sum(priced))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([-np.inf, -1.0, 0.0, 0.5, 1.0, 2.0, np.inf, np.nan]) | st.floats(-1e3, 1e3), max_size=60),
+       st.integers(1, 70))
+def test_candidates_come_in_chunks_in_the_order_of_a_stable_sort(values, size):
+    """`_Descending` hands out, chunk by chunk, exactly the indices of a stable argsort of −values (ties by
+    index, NaN last), while selecting only what each chunk needs."""
+    array = np.array(values, dtype=np.float64)
+    order = _Descending(array, size)
+    chunks = []
+    while len(order):
+        top = order.top()
+        chunk = order.take()
+        assert 0 < len(chunk) <= size
+        assert top == array[chunk[0]] or np.isnan(top) and np.isnan(array[chunk[0]])
+        chunks.append(chunk)
+    assert order.top() == -np.inf
+    taken = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+    assert taken.tolist() == np.argsort(-array, kind="stable").tolist()

@@ -125,6 +125,46 @@ class HeuristicRiskModel:
         return probability, self.slippage_per_hop * batch.hops * batch.profit
 
 
+class _Descending:
+    """Indices of `values` from the largest down, ties by index, NaN last (the order of a stable argsort
+    of −values), `size` at a time. Each chunk is a partial selection of what is left, so a block that
+    prices one chunk of 30,000 candidates sorts 512 of them, not all."""
+
+    def __init__(self, values: np.ndarray, size: int):
+        self.values, self.size = values, size
+        nan = np.isnan(values)
+        self.left, self.nan = np.flatnonzero(~nan), np.flatnonzero(nan)
+        self._top: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.left) + len(self.nan)
+
+    def top(self) -> float:
+        """The first value not yet taken (−inf when none is left)."""
+        if self._top is None:
+            self._top = float(self.values[self.left].max()) if len(self.left) else np.nan if len(self.nan) else -np.inf
+        return self._top
+
+    def take(self) -> np.ndarray:
+        """The next `size` indices (fewer at the end), in order."""
+        left, size = self.left, self.size
+        negated = -self.values[left]
+        if len(left) > size:
+            kth = np.partition(negated, size - 1)[size - 1]
+            better = np.flatnonzero(negated < kth)
+            # each part in index order, and no value of one equals a value of the other: the stable sort
+            # below breaks ties by index
+            chosen = np.concatenate([better, np.flatnonzero(negated == kth)[:size - len(better)]])
+        else:
+            chosen = np.arange(len(left))
+        taken = left[chosen[np.argsort(negated[chosen], kind="stable")]]
+        self.left = np.delete(left, chosen)
+        if len(taken) < size:  # then NaN, by index
+            taken, self.nan = np.concatenate([taken, self.nan[:size - len(taken)]]), self.nan[size - len(taken):]
+        self._top = None
+        return taken
+
+
 class Ranker:
     """Pools + cycle graph + gas price, scored incrementally and ranked by expected value.
 
@@ -312,17 +352,15 @@ class Ranker:
         # be visited: candidates are visited in descending value bound as if all were priced, so the
         # top N is the same, with thousands of 4-hop candidates a block left unpriced.
         optimistic = (self._bound[rows] - cost) * self._eth_per_token[rows]
-        by_optimism = np.argsort(-optimistic, kind="stable")
+        by_optimism = _Descending(optimistic, RISK_CHUNK)
         probability, slippage, bound = np.zeros(len(rows)), np.zeros(len(rows)), np.zeros(len(rows))
-        priced = 0
         queue: list[tuple[float, int]] = []  # priced candidates with a positive bound: (-bound, index)
         best: list[tuple[float, int, Opportunity]] = []  # min-heap on (value in ETH, -row)
         while True:
-            ceiling = float(optimistic[by_optimism[priced]]) if priced < len(rows) else -np.inf
+            ceiling = by_optimism.top()
             full = len(best) == self.top_n
-            if priced < len(rows) and (not queue or -queue[0][0] < ceiling) and not (full and best[0][0] > ceiling):
-                chunk = by_optimism[priced:priced + RISK_CHUNK]
-                priced += len(chunk)
+            if len(by_optimism) and (not queue or -queue[0][0] < ceiling) and not (full and best[0][0] > ceiling):
+                chunk = by_optimism.take()
                 p, slip = self.risk.assess(self._risk_inputs(rows[chunk]))
                 slip = np.rint(slip)  # whole wei, so bound and exact value subtract the same amount
                 value = expected_value(p, self._bound[rows[chunk]] - cost[chunk], slip, cost[chunk])
