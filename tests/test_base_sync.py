@@ -21,9 +21,13 @@ from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
+from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
+from eth_abi.exceptions import DecodingError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from scanner.chain.follow import SYNC_TOPIC, ShardState
+from scanner.chain.follow import SYNC_TOPIC, ShardState, _uints
 from scanner.chain.shard import PoolWatcherCore
 from scanner.dex.v2 import V2Pool
 from scanner.history.replay import StoreSource, pool_infos
@@ -193,3 +197,24 @@ def test_every_swap_pays_out_at_most_the_pairs_quote():
         pool.update(*sync.reserves)
     assert steps == {"swap at the quote": 7_206, "swap under the quote": 2_143, "both down": 8, "both up": 1, "unchanged": 5}
     assert over_31 == 9_329
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([0, 1, 2**112 - 1, 2**112, 2**255, 2**256 - 1]) | st.integers(0, 2**256 - 1),
+                min_size=0, max_size=5),
+       st.sampled_from([(112, 112), (256, 256, 256, 256)]), st.integers(-40, 40))
+def test_pair_log_words_decode_as_eth_abi_decodes_them(words, bits, trim):
+    """The watchers' own reader of Sync and Swap data (`follow._uints`) gives eth_abi's values and refuses
+    what eth_abi refuses (short data, a uint112 with non-zero padding), with eth_abi's error class."""
+    data = b"".join(w.to_bytes(32, "big") for w in words)
+    data = data[:len(data) + trim] if trim < 0 else data + bytes(trim)
+    types = [f"uint{b}" for b in bits]
+    try:
+        expected: tuple | type = tuple(abi_decode(types, data))
+    except DecodingError as error:
+        expected = type(error)
+    try:
+        found: tuple | type = _uints(data, bits)
+    except DecodingError as error:
+        found = type(error)
+    assert found == expected

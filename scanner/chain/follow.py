@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from eth_abi import decode as abi_decode
+from eth_abi.exceptions import InsufficientDataBytes, NonEmptyPaddingBytes
 from eth_utils import keccak
 
 from scanner.dex.pool import InvalidPool, V3State
@@ -46,12 +47,26 @@ def decode_pair_logs(logs: list[dict]) -> list[PairLog]:
         topic = _hex(entry["topics"][0])
         where = (entry["address"].lower(), _int(entry["transactionIndex"]), _int(entry["logIndex"]))
         if topic == SYNC_TOPIC:
-            r0, r1 = abi_decode(["uint112", "uint112"], _bytes(entry["data"]))
+            r0, r1 = _uints(_bytes(entry["data"]), (112, 112))
             out.append(PairLog(*where, reserves=(r0, r1)))
         elif topic == SWAP_TOPIC:
-            a0_in, a1_in, _, _ = abi_decode(["uint256"] * 4, _bytes(entry["data"]))
+            a0_in, a1_in, _, _ = _uints(_bytes(entry["data"]), (256, 256, 256, 256))
             out.append(PairLog(*where, paid_in=(a0_in, a1_in)))
     return out
+
+
+def _uints(data: bytes, bits: tuple[int, ...]) -> tuple[int, ...]:
+    """Static words uint<bits> as `eth_abi.decode` reads them, without its generic machinery (a block
+    brings hundreds of pair logs): too little data or a non-zero padding raise its errors."""
+    words = []
+    for i, width in enumerate(bits):  # word by word, so the first fault is the one eth_abi reports
+        if len(data) < 32 * (i + 1):
+            raise InsufficientDataBytes(f"word {i} needs bytes {32 * i} to {32 * i + 32}, got {len(data)}")
+        word = int.from_bytes(data[32 * i:32 * i + 32], "big")
+        if word >> width:
+            raise NonEmptyPaddingBytes(f"padding bytes of a uint{width} are not zero: {word:#x}")
+        words.append(word)
+    return tuple(words)
 
 
 @dataclass(frozen=True)
