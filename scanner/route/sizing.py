@@ -718,7 +718,8 @@ def refine_mixed(hops: Sequence[Hop], budget: int = 32) -> Sized | None:
         segment could earn; whether every larger y is ruled out; whether every smaller y is).
 
         Walking y one by one, the tail (up) or head (down) bound is tried first at each y: it holds
-        beyond the segment too, so when it closes a side the segment's ends are never computed.
+        beyond the segment too, so when it closes a side the segment's ends are never computed. A run
+        of y that only their own fee floor rules out is passed over at once (`_Phi.floored_run`).
 
         When the hop after the coarse token is V3, its fee floor ⌊γ·(y − C)/PIPS⌋ loses up to one
         coarse unit in a pattern that repeats every `period` y, and where that loss outweighs how
