@@ -82,7 +82,7 @@ def bench(args: argparse.Namespace) -> int:
         use_private_token()  # before actors.history imports ray
         from actors.history import bench_replay
 
-        result = bench_replay(pools=args.pools or 1000, blocks=args.blocks or 200, seed=args.seed)
+        result = bench_replay(pools=args.pools or 1000, blocks=args.blocks or 200, seed=args.seed, window=args.window)
     elif args.what == "e2e":
         from actors.ray_session import use_private_token
 

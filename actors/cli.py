@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scan: median at 1k, 10k, 30k and 100k pools and the fitted cost exponent (minutes)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
     p.add_argument("--cycles", type=int, default=200, help="sizing: random cycles (default 200)")
+    p.add_argument("--window", type=int, default=8,
+                   help="replay: also replay with up to N blocks released ahead of the last one ranked, the stages "
+                        "overlapped (blocks_per_s_window; blocks_per_s stays one block at a time) (default 8)")
     p.add_argument("--rate", type=float, default=200.0, help="pending: pending swaps offered per second (default 200)")
     p.add_argument("--seconds", type=float, default=10.0, help="pending: seconds of offered swaps (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON line")

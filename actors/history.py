@@ -228,11 +228,12 @@ def backtest_on_ray(capture: Capture, base_tokens: list[str], *, chunk_blocks: i
     return merge([done[r] for r in ranges], time.monotonic() - started)
 
 
-def bench_replay(pools: int = 1000, blocks: int = 200, seed: int = 0) -> dict:
+def bench_replay(pools: int = 1000, blocks: int = 200, seed: int = 0, window: int = 8) -> dict:
     """`arbscan bench replay`: a generated market's blocks followed live by the whole pipeline (block mined
-    to its ranking served, per block), then captured and replayed through a fresh pipeline (blocks/s), with
-    the LSTM's risk model as live and again with the heuristic one; `cores_blocks_per_s`: the watcher and
-    aggregator cores alone, in-process."""
+    to its ranking served, per block), then captured and replayed through a fresh pipeline (blocks/s), one
+    block at a time with the LSTM's risk model as live and again with the heuristic one, and with up to
+    `window` blocks in flight (LSTM risk: the stages overlap, each block still ranked complete);
+    `cores_blocks_per_s`: the watcher and aggregator cores alone, in-process."""
     import os
     import statistics
     import tempfile
@@ -280,6 +281,7 @@ def bench_replay(pools: int = 1000, blocks: int = 200, seed: int = 0) -> dict:
             capture(ChainClient(node.url), config.dexes, first, m.w3.eth.block_number, store, progress=False)
             report = run_replay(config, store, progress=False)
             heuristic = run_replay(config, store, lstm_risk=False, progress=False)
+            windowed = run_replay(config, store, window=window, progress=False)
         finally:
             if started_ray:
                 ray.shutdown()
@@ -288,6 +290,7 @@ def bench_replay(pools: int = 1000, blocks: int = 200, seed: int = 0) -> dict:
     return {"blocks": report.blocks, "pools": report.pools, "logs_per_block": round(logs, 1),
             "blocks_per_s": round(report.blocks_per_s, 1), "replay_block_ms": round(1000 / report.blocks_per_s, 2),
             "blocks_per_s_heuristic_risk": round(heuristic.blocks_per_s, 1),
+            "window": window, "blocks_per_s_window": round(windowed.blocks_per_s, 1),
             "live_block_ms": round(statistics.median(latencies), 2),
             "live_block_p99_ms": round(sorted(latencies)[int(0.99 * (len(latencies) - 1))], 2),
             "cores_blocks_per_s": round(cores, 1), "shard_timeouts": report.shard_timeouts, "cpus": os.cpu_count(),
