@@ -59,6 +59,11 @@ def searcher_key_file(out_dir: Path, index: int = 1) -> Path:
 
 
 PORT_TRIES = 5
+PERSISTED_STATES = 0
+"""Past states anvil writes to its cache dir once they leave memory (it keeps the last 500 there). Unbounded,
+it writes a full state dump per block: a 10,000-pool market's deployment (a block per transaction) wrote
+78 GB and filled the disk. The scanner reads past states a few hundred blocks back at most (backfills of
+at most 256 blocks, a capture's first block): a state more than 500 blocks old is refused, by name."""
 
 
 class PortTaken(Exception):
@@ -150,7 +155,7 @@ class Anvil:
         args = [
             "--accounts", str(accounts), "--balance", str(balance_eth),
             "--gas-limit", str(gas_limit), "--base-fee", str(base_fee),
-            "--chain-id", str(chain_id), "--silent",
+            "--chain-id", str(chain_id), "--silent", "--max-persisted-states", str(PERSISTED_STATES),
         ]
         if block_time is not None:
             args += ["--block-time", str(block_time)]
