@@ -39,6 +39,8 @@ from scanner.rank.ranking import Ranker
 from scanner.serve.client import Subscriber
 from scanner.sim.market import Market, MarketSpec
 
+STATES_KEPT = 300  # past states anvil keeps: the pipeline reads a few blocks back, and 10,000 pools' states are large
+
 
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
@@ -139,7 +141,8 @@ def run_chains(pools: int = 1000, blocks: int = 50, seed: int = 0, chains: int =
     """Each of `chains` chains alone, then all of them in one pipeline (module docstring)."""
     with tempfile.TemporaryDirectory(prefix="arbscan-bench-") as tmp, ExitStack() as stack:
         names = [f"chain{i}" for i in range(chains)]
-        nodes = [stack.enter_context(Anvil.start(chain_id=LOCAL_CHAIN_ID + i)) for i in range(chains)]
+        nodes = [stack.enter_context(Anvil.start(chain_id=LOCAL_CHAIN_ID + i, states_kept=STATES_KEPT))
+                 for i in range(chains)]
         markets = {name: Market(Web3(HTTPProvider(node.url)), MarketSpec.generated(pools, seed + i))
                    for i, (name, node) in enumerate(zip(names, nodes))}
         configs = [_bench_config(node, market, Path(tmp) / name, CHAINS_POLL_S)
@@ -174,7 +177,7 @@ def run_chains(pools: int = 1000, blocks: int = 50, seed: int = 0, chains: int =
 
 
 def run(pools: int = 1000, blocks: int = 50, seed: int = 0, naive_blocks: int = 10) -> dict:
-    with tempfile.TemporaryDirectory(prefix="arbscan-bench-") as tmp, Anvil.start() as node:
+    with tempfile.TemporaryDirectory(prefix="arbscan-bench-") as tmp, Anvil.start(states_kept=STATES_KEPT) as node:
         w3 = Web3(HTTPProvider(node.url))
         market = Market(w3, MarketSpec.generated(pools, seed))
         config = _bench_config(node, market, Path(tmp))

@@ -59,11 +59,6 @@ def searcher_key_file(out_dir: Path, index: int = 1) -> Path:
 
 
 PORT_TRIES = 5
-PERSISTED_STATES = 0
-"""Past states anvil writes to its cache dir once they leave memory (it keeps the last 500 there). Unbounded,
-it writes a full state dump per block: a 10,000-pool market's deployment (a block per transaction) wrote
-78 GB and filled the disk. The scanner reads past states a few hundred blocks back at most (backfills of
-at most 256 blocks, a capture's first block): a state more than 500 blocks old is refused, by name."""
 
 
 class PortTaken(Exception):
@@ -140,6 +135,7 @@ class Anvil:
         chain_id: int = LOCAL_CHAIN_ID,
         state_path: Path | None = None,
         optimism: bool = False,
+        states_kept: int | None = None,
         timeout: float = 20.0,
     ) -> Anvil:
         """Start anvil and wait until it answers `eth_chainId`.
@@ -148,6 +144,10 @@ class Anvil:
         `evm_mine` (deterministic tests); neither mines one block per transaction.
         `optimism` runs OP-stack rules: EIP-1559 with elasticity 6 and denominator 250, and each
         transaction charged the L1 data fee read from the L1Block predeploy (`chain.opstack`).
+        `states_kept` bounds the past states anvil keeps (in memory, none on disk; older ones are refused by
+        name). Left unset, anvil keeps 500 in memory and writes a full state dump per block beyond that to
+        its cache dir: fine for small markets, but a 10,000-pool market's deployment (a block per
+        transaction) wrote 78 GB there and filled the disk.
         """
         binary = anvil_binary()
         if port is not None and not port_is_free(port, host):
@@ -155,7 +155,7 @@ class Anvil:
         args = [
             "--accounts", str(accounts), "--balance", str(balance_eth),
             "--gas-limit", str(gas_limit), "--base-fee", str(base_fee),
-            "--chain-id", str(chain_id), "--silent", "--max-persisted-states", str(PERSISTED_STATES),
+            "--chain-id", str(chain_id), "--silent",
         ]
         if block_time is not None:
             args += ["--block-time", str(block_time)]
@@ -165,6 +165,8 @@ class Anvil:
             args += ["--state", str(state_path)]
         if optimism:
             args += ["--optimism"]
+        if states_kept is not None:
+            args += ["--prune-history", str(states_kept)]
         # anvil cannot report a port it picked without printing its dev keys, so a free port is
         # picked here; another process may take it first, and then anvil starts again on a new one.
         for _ in range(PORT_TRIES if port is None else 1):
