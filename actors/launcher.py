@@ -147,8 +147,9 @@ def launch(config: Config, *, symbols: dict[str, str] | None = None, gas_model: 
     if checkpoint and not config.tokens.price_oracle and not replay:
         notes.append("tokens.price_oracle is empty: the LSTM's price-gap feature reads 0 for every pool, so its "
                      "success probabilities lose their main signal; configure an Aave-style price oracle")
-    submitted = [(run, chain) for run, chain in zip(runs, networks) if config.submitter.enabled and chain.executor and not replay]
-    if config.submitter.enabled and not replay and len(submitted) < len(runs):
+    submitting = config.submitter.enabled and not replay
+    submitted = [(run, chain) for run, chain in zip(runs, networks) if submitting and chain.executor]
+    if submitting and len(submitted) < len(runs):
         unset = ["submitter.executor" if i == 0 else f"chains[{i}].executor" for i, c in enumerate(networks) if not c.executor]
         notes.append(f"{', '.join(unset)} empty: no simulated submission on "
                      f"{'that chain' if len(unset) == 1 else 'those chains'} (set it to your ArbExecutor there)")

@@ -345,9 +345,7 @@ class _Phi:
                 return _PLUS_INFINITY
         else:
             gamma, rho = shift
-            bounds = self._after_bounds.get(gamma)
-            if bounds is None:
-                bounds = self._after_bounds[gamma] = _interval(self._after_checks, gamma)
+            bounds = self._shifted_bounds(gamma)
             if not bounds[0] <= gamma * y - rho <= bounds[1]:
                 return _PLUS_INFINITY
         lo, hi = self._reached
@@ -358,6 +356,14 @@ class _Phi:
             return (num2 * y + num1) * y + num0, (den2 * y + den1) * y + den0
         return (gamma * ((num2 * y + num1) * y + num0) - rho * (num2 * y + num_rho),
                 gamma * ((den2 * y + den1) * y + den0) - rho * (den2 * y + den_rho))
+
+    def _shifted_bounds(self, gamma: int) -> tuple[float, float]:
+        """The interval of the first after-hop's shifted input γ·y − ρ where the walk stays finite (folded
+        forms only; one per γ, taken when first asked for)."""
+        bounds = self._after_bounds.get(gamma)
+        if bounds is None:
+            bounds = self._after_bounds[gamma] = _interval(self._after_checks, gamma)
+        return bounds
 
     def floored_run(self, y: int, direction: int, edge: int, profit: int, gamma: int, start: int, most: int) -> int:
         """How many y in a row, from `y` in `direction` and not past `edge` (nor below 1), at most `most`,
@@ -375,10 +381,7 @@ class _Phi:
         if not first <= y <= last:
             return 0
         most = min(most, int(last - y if direction > 0 else y - first) + 1)
-        shifted = self._after_bounds.get(gamma)
-        if shifted is None:
-            shifted = self._after_bounds[gamma] = _interval(self._after_checks, gamma)
-        shifted_lo, shifted_hi = shifted
+        shifted_lo, shifted_hi = self._shifted_bounds(gamma)
         top = profit + 1
         a, b, c = num2 - top * den2, num1 - top * den1, num0 - top * den0
         r, linear = (a * y + b) * y + c, a * y + num_rho - top * den_rho
