@@ -75,11 +75,17 @@ def test_rpc_outage_reports_degraded_then_backfills_every_block(live_factory, an
     else:
         os.kill(node.pid, signal.SIGSTOP)  # the anvil this test started
     try:
+        # The outage lasts until the query API and every watcher have said "degraded" for 2 s
+        # (bounded at 10 s: a pipeline that never notices fails below).
         while time.monotonic() - down_at < 10.0:
             h = live.client.health()  # the query API keeps answering while the chain is away
             health.append((round(time.monotonic() - down_at, 1), h.status, h.reasons))
+            watchers = {n: ray.get(live.actor(n).health.remote()) for n in live.pipeline.actors if n.startswith("watcher")}
+            noticed = [t for t, status, _ in health if status == "degraded"]
+            if noticed and time.monotonic() - down_at - noticed[0] >= 2.0 \
+                    and all(w["status"] == "degraded" for w in watchers.values()):
+                break
             time.sleep(0.25)
-        watchers = {n: ray.get(live.actor(n).health.remote()) for n in live.pipeline.actors if n.startswith("watcher")}
     finally:
         if fault == "frozen":
             os.kill(node.pid, signal.SIGCONT)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_bytes, to_checksum_address
 from eth_utils.abi import filter_abi_by_type, function_abi_to_4byte_selector, get_abi_input_names, get_abi_input_types
 from hexbytes import HexBytes
@@ -84,6 +85,27 @@ def deploy(w3: Web3, name: str, *args: Any, sender: str | None = None) -> Contra
     if receipt["status"] != 1 or not receipt["contractAddress"]:
         raise ChainError(f"deploying {name}{args!r} reverted in transaction {tx_hash.to_0x_hex()}")
     return w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
+
+
+@cache
+def _encoders(name: str, function: str) -> dict[int, tuple[bytes, tuple[str, ...]]]:
+    """Contract `name`'s function `function`: selector and argument types, by argument count."""
+    found = {len(f["inputs"]): (function_abi_to_4byte_selector(f), tuple(get_abi_input_types(f)))
+             for f in filter_abi_by_type("function", cast(Any, load_artifact(name).abi)) if f["name"] == function}
+    if not found:
+        raise SetupError(f"contract {name} has no function {function}: its artifact's ABI lists none by that name")
+    return found
+
+
+def calldata(name: str, function: str, *args: Any) -> bytes:
+    """The calldata of `name.function(*args)` (an overload chosen by argument count), without a node:
+    web3's `Contract.encode_abi` takes ~1.3 ms a call, this ~0.05 ms, and a 10,000-pool market
+    sends 40,000 set-up calls."""
+    encoders = _encoders(name, function)
+    if len(args) not in encoders:
+        raise TypeError(f"{name}.{function} takes {' or '.join(map(str, sorted(encoders)))} arguments, got {len(args)}")
+    selector, types = encoders[len(args)]
+    return selector + abi_encode(types, args)
 
 
 def describe_revert(name: str, exc: ContractLogicError) -> str:

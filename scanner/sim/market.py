@@ -29,7 +29,7 @@ from scanner.chain.rpc import ChainClient
 from scanner.dex.v2 import FEE_DENOMINATOR, amount_out
 from scanner.sim.competitors import ClosingTrade, Competitors, closing_trade, closing_trade_v3
 from scanner.sim.spec import GWEI, WAD, BlockSummary, CompetitorBid, DeployedPool, DeployedV3Pool, Deployment, Gap, MarketSpec
-from scanner.sim.v3_market import V3Market
+from scanner.sim.v3_market import Batch, V3Market
 
 
 class Market:
@@ -103,18 +103,18 @@ class Market:
         # Pools and inventories go in as one batch of raw sends mined block after block: pair
         # addresses follow from create2, so nothing waits on a receipt (thousands of transactions).
         self._rpc("evm_setAutomine", False)
-        batch: list[tuple[str, str, str, int]] = []  # (sender, to, calldata, gas)
+        batch: Batch = []  # (sender, to, calldata, gas)
         pools = []
+        factory_artifact = {d.name: "UniswapV2Factory" if d.canonical else "FeeFactory" for d in spec.dexes}
         for p in spec.pools:
             a, b = tokens[p.token_a], tokens[p.token_b]
             factory = factories[p.dex]
             init_hash = artifacts.CANONICAL_INIT_CODE_HASH if canonical[p.dex] else artifacts.load_artifact("FeePair").init_code_hash
             pair_addr = artifacts.pair_address(factory.address, a.address, b.address, init_hash)
-            pair = artifacts.at(w3, "UniswapV2Pair", pair_addr)
-            batch.append((me, factory.address, factory.encode_abi("createPair", [a.address, b.address]), 4_000_000))
+            batch.append((me, factory.address, artifacts.calldata(factory_artifact[p.dex], "createPair", a.address, b.address), 4_000_000))
             for sym, tok in ((p.token_a, a), (p.token_b, b)):
-                batch.append((me, tok.address, tok.encode_abi("mint", [pair_addr, self._units(sym, p.depth)]), 100_000))
-            batch.append((me, pair_addr, pair.encode_abi("mint", [me]), 400_000))
+                batch.append((me, tok.address, artifacts.calldata("TestToken", "mint", pair_addr, self._units(sym, p.depth)), 100_000))
+            batch.append((me, pair_addr, artifacts.calldata("UniswapV2Pair", "mint", me), 400_000))
             (t0, s0), (t1, s1) = sorted(((a.address, p.token_a), (b.address, p.token_b)), key=lambda t: bytes.fromhex(t[0][2:]))
             pools.append(DeployedPool(pair_addr, t0, t1, s0, s1, p.dex, fees[p.dex]))
 
@@ -122,10 +122,10 @@ class Market:
         big = 10**9
         for acct in (*self.traders, *self.arbers):
             for sym, tok in tokens.items():
-                batch.append((me, tok.address, tok.encode_abi("mint", [acct, self._units(sym, big)]), 100_000))
-                batch.append((acct, tok.address, tok.encode_abi("approve", [router.address, 2**256 - 1]), 100_000))
+                batch.append((me, tok.address, artifacts.calldata("TestToken", "mint", acct, self._units(sym, big)), 100_000))
+                batch.append((acct, tok.address, artifacts.calldata("TestToken", "approve", router.address, 2**256 - 1), 100_000))
         base = tokens[spec.base]
-        batch.append((me, base.address, base.encode_abi("mint", [executor.address, self._units(spec.base, 10_000)]), 100_000))
+        batch.append((me, base.address, artifacts.calldata("TestToken", "mint", executor.address, self._units(spec.base, 10_000)), 100_000))
         self._run_batch(batch + v3_funding)
         if spec.v3_pools:
             self._run_batch(self.v3.initial_positions())  # the LPs' harnesses hold their tokens by now
@@ -183,7 +183,7 @@ class Market:
         arb_hashes = self._send_due_arbs(number, base_fee)
         spam = self._send_spam(base_fee)
         answer = base_fee + int(rng.integers(1, 3)) * GWEI
-        self._send(self.deployer, self._feed.address, self._feed.encode_abi("update", [answer]), self.FEED_GAS, 0, base_fee)
+        self._send(self.deployer, self._feed.address, artifacts.calldata("GasFeed", "update", answer), self.FEED_GAS, 0, base_fee)
         self._send_prices(base_fee)
         if self.spec.mempool:  # the block's transactions wait in the pool, then the bots that saw them backrun
             until = time.monotonic() + self.spec.mempool_window_s
@@ -387,7 +387,7 @@ class Market:
         """Publish this block's fair prices (whole token in WETH, 18 decimals) to the price oracle."""
         assets = [cast(Deployment, self.deployment).tokens[t.symbol] for t in self.spec.tokens]
         wad = [max(1, int(math.exp(lp) * WAD)) for lp in self.log_fair]
-        data = self._oracle.encode_abi("setAssetPrices", [assets, wad])
+        data = artifacts.calldata("PriceOracle", "setAssetPrices", assets, wad)
         self._send(self.oracle_owner, self._oracle.address, data, self._oracle_gas, int(0.02 * GWEI), base_fee)
 
     def _send_spam(self, base_fee: int) -> int:
@@ -398,28 +398,30 @@ class Market:
         fill = min(0.95, max(0.0, fill + (0.4 if self.congested else 0.0)))
         room = fill * spec.gas_limit - self._oracle_gas  # the oracle's update must always fit
         n = min(max(0, int(room // self.SPAM_TX_GAS)), len(self.spammers))
-        data = self._burner.encode_abi("burn", [self.SPAM_TX_GAS - 100_000])
+        data = artifacts.calldata("GasBurner", "burn", self.SPAM_TX_GAS - 100_000)
         for spammer in self.spammers[:n]:
             self._send(spammer, self._burner.address, data, self.SPAM_TX_GAS, int(0.01 * GWEI), base_fee)
         return n
 
     # ----- plumbing -----------------------------------------------------------------------
-    def _run_batch(self, batch: list[tuple[str, str, str, int]]) -> None:
+    def _run_batch(self, batch: Batch) -> None:
         """Send the calls a block's worth at a time, mining each, and check that none reverted.
 
         Each chunk fits the block by declared gas (anvil loses what a full block leaves over) and
-        the base fee is held at its start value so thousands of set-up calls stay cheap.
+        the base fee is held at its start value so thousands of set-up calls stay cheap. A chunk
+        goes to the node as one JSON-RPC batch: one HTTP round trip per block, not per call.
         """
         start = int(self._rpc("eth_blockNumber"), 16)
         budget = self.spec.gas_limit * 9 // 10
+        chunk: list[dict] = []
         chunk_gas = 0
         for sender, to, data, gas in batch:
             if chunk_gas + gas > budget:
-                self._mine_setup_block()
-                chunk_gas = 0
-            self._send(sender, to, data, gas, 0, self.spec.initial_base_fee)
+                self._send_chunk(chunk)
+                chunk, chunk_gas = [], 0
+            chunk.append(self._transaction(sender, to, data, gas, 0, self.spec.initial_base_fee))
             chunk_gas += gas
-        self._mine_setup_block()
+        self._send_chunk(chunk)
         end = int(self._rpc("eth_blockNumber"), 16)
         receipts = [r for n in range(start + 1, end + 1) for r in self._rpc("eth_getBlockReceipts", hex(n))]
         failed = [r["transactionHash"] for r in receipts if int(r["status"], 16) != 1]
@@ -427,32 +429,44 @@ class Market:
             raise RuntimeError(f"market set-up: {len(receipts)} of {len(batch)} transactions mined, "
                                f"{len(failed)} reverted (first: {failed[:1]})")
 
-    def _mine_setup_block(self) -> None:
+    def _send_chunk(self, transactions: list[dict]) -> None:
+        """Send one set-up block's transactions in one batch request, then mine them."""
+        replies = cast(HTTPProvider, self.w3.provider).make_batch_request([(RPCEndpoint("eth_sendTransaction"), [tx]) for tx in transactions])
+        if not isinstance(replies, list):  # the whole batch refused: one error object
+            raise RuntimeError(f"market set-up: the node refused a batch of {len(transactions)} transactions: {replies}")
+        refused = [r["error"] for r in replies if "error" in r]
+        if refused:
+            raise RuntimeError(f"market set-up: the node refused {len(refused)} of {len(transactions)} transactions "
+                               f"(first: {refused[0]})")
         self._rpc("anvil_setNextBlockBaseFeePerGas", hex(self.spec.initial_base_fee))
         self._rpc("evm_mine")
 
     def _swap(self, sender: str, i: int, zero_for_one: bool, size: int, min_out: int, tip: int, base_fee: int):
         p = cast(Deployment, self.deployment).pools[i]
-        data = self._router.encode_abi("swap", [p.address, zero_for_one, p.fee_bps, size, min_out, sender])
+        data = artifacts.calldata("SimRouter", "swap", p.address, zero_for_one, p.fee_bps, size, min_out, sender)
         return self._send(sender, self._router.address, data, self.ROUTER_GAS, tip, base_fee)
 
-    def _send(self, sender: str, to: str, data: str, gas: int, tip: int, base_fee: int):
-        # Nonces are ours to count: the node would give two transactions of one sender in the
-        # same block the same nonce, and the second would replace the first.
+    def _send(self, sender: str, to: str, data: bytes, gas: int, tip: int, base_fee: int):
+        return self._rpc("eth_sendTransaction", self._transaction(sender, to, data, gas, tip, base_fee))
+
+    def _transaction(self, sender: str, to: str, data: bytes, gas: int, tip: int, base_fee: int) -> dict:
+        """The node-signed transaction `eth_sendTransaction` takes, with the sender's next nonce.
+
+        Nonces are ours to count: the node would give two transactions of one sender in the same
+        block the same nonce, and the second would replace the first."""
         nonce = self._nonces.get(sender)
         if nonce is None:
             nonce = self.w3.eth.get_transaction_count(cast(ChecksumAddress, sender), "pending")
         self._nonces[sender] = nonce + 1
-        tx = {
+        return {
             "from": sender,
             "nonce": hex(nonce),
             "to": to,
-            "data": data,
+            "data": "0x" + data.hex(),
             "gas": hex(gas),
             "maxPriorityFeePerGas": hex(tip),
             "maxFeePerGas": hex(2 * base_fee + tip),
         }
-        return self._rpc("eth_sendTransaction", tx)
 
     def _rpc(self, method: str, *params):
         reply = self.w3.provider.make_request(RPCEndpoint(method), list(params))

@@ -33,8 +33,8 @@ POSITIONS: tuple[tuple[int, int, float], ...] = (
 )
 LIMIT_TICKS = 4000  # a noise swap stops ~50 % away from the price it saw: no run to the curve's end
 
-Batch = list[tuple[str, str, str, int]]  # (sender, to, calldata, gas), as Market._run_batch sends them
-SendFn = Callable[[str, str, str, int, int, int], Any]  # (sender, to, data, gas, tip, base_fee) -> tx hash
+Batch = list[tuple[str, str, bytes, int]]  # (sender, to, calldata, gas), as Market._run_batch sends them
+SendFn = Callable[[str, str, bytes, int, int, int], Any]  # (sender, to, data, gas, tip, base_fee) -> tx hash
 
 
 def sqrt_price_x96(price: Fraction) -> int:
@@ -131,7 +131,7 @@ class V3Market:
         self.harnesses = {a: artifacts.deploy(self.w3, "V3Harness", sender=a) for a in (*actors, *lps)}
         self.lps = [LiquidityProvider(a, self.harnesses[a], []) for a in lps]
         big = 10**9
-        return [(me, tok.address, tok.encode_abi("mint", [h.address, self._units(sym, big)]), 100_000)
+        return [(me, tok.address, artifacts.calldata("TestToken", "mint", h.address, self._units(sym, big)), 100_000)
                 for h in self.harnesses.values() for sym, tok in tokens.items()]
 
     def initial_positions(self) -> Batch:
@@ -195,7 +195,7 @@ class V3Market:
                 moves += 1
             elif lp.movable and rng.random() < self.spec.lp_move_prob:
                 old = lp.movable.pop(int(rng.integers(len(lp.movable))))
-                data = lp.harness.encode_abi("burn", [self.pools[old.pool].address, old.lower, old.upper, old.liquidity])
+                data = artifacts.calldata("V3Harness", "burn", self.pools[old.pool].address, old.lower, old.upper, old.liquidity)
                 self._send(lp.account, lp.harness.address, data, self.BURN_GAS, tip, base_fee)
                 lp.pending = old
                 moves += 1
@@ -205,7 +205,7 @@ class V3Market:
                   base_fee: int) -> Any:
         """One swap on pool i through the sender's harness (amount > 0: exact input, < 0: exact output)."""
         harness = self.harnesses[sender]
-        data = harness.encode_abi("swap", [self.pools[i].address, zero_for_one, amount_specified, limit])
+        data = artifacts.calldata("V3Harness", "swap", self.pools[i].address, zero_for_one, amount_specified, limit)
         return self._send(sender, harness.address, data, self.SWAP_GAS, tip, base_fee)
 
     def follow(self, block: int) -> None:
@@ -225,5 +225,5 @@ class V3Market:
         """sqrtPriceX96 of the fair price now: raw token1 per raw token0."""
         return sqrt_price_x96(Fraction(self._units(symbol1, 1.0), self._units(symbol0, 1.0)))
 
-    def _mint_data(self, lp: LiquidityProvider, p: Position) -> str:
-        return lp.harness.encode_abi("mint", [self.pools[p.pool].address, p.lower, p.upper, p.liquidity])
+    def _mint_data(self, lp: LiquidityProvider, p: Position) -> bytes:
+        return artifacts.calldata("V3Harness", "mint", self.pools[p.pool].address, p.lower, p.upper, p.liquidity)
