@@ -39,7 +39,19 @@ from scanner.rank.ranking import Ranker
 from scanner.serve.client import Subscriber
 from scanner.sim.market import Market, MarketSpec
 
-STATES_KEPT = 300  # past states anvil keeps: the pipeline reads a few blocks back, and 10,000 pools' states are large
+
+def states_kept(pools: int) -> int:
+    """Past states anvil keeps (the pipeline reads a few blocks back). Each is a full copy of the chain
+    state in anvil's memory: 300 of a 10,000-pool market's grew anvil past 7 GB during its set-up."""
+    return max(32, 300_000 // pools)
+
+
+def bench_market(pools: int, seed: int) -> MarketSpec:
+    """The generated market, its blocks large enough for its price oracle's update: at 10,000 pools
+    the update of 1,251 tokens' prices alone takes 31M gas, over the 30M default (the scanner's work
+    per block does not depend on the gas limit; the market fills blocks in proportion to it)."""
+    spec = MarketSpec.generated(pools, seed)
+    return dataclasses.replace(spec, gas_limit=max(spec.gas_limit, 4 * Market.oracle_gas(spec)))
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -141,22 +153,23 @@ def run_chains(pools: int = 1000, blocks: int = 50, seed: int = 0, chains: int =
     """Each of `chains` chains alone, then all of them in one pipeline (module docstring)."""
     with tempfile.TemporaryDirectory(prefix="arbscan-bench-") as tmp, ExitStack() as stack:
         names = [f"chain{i}" for i in range(chains)]
-        nodes = [stack.enter_context(Anvil.start(chain_id=LOCAL_CHAIN_ID + i, states_kept=STATES_KEPT))
-                 for i in range(chains)]
-        markets = {name: Market(Web3(HTTPProvider(node.url)), MarketSpec.generated(pools, seed + i))
-                   for i, (name, node) in enumerate(zip(names, nodes))}
+        specs = [bench_market(pools, seed + i) for i in range(chains)]
+        nodes = [stack.enter_context(Anvil.start(chain_id=LOCAL_CHAIN_ID + i, states_kept=states_kept(pools),
+                                                 gas_limit=spec.gas_limit))
+                 for i, spec in enumerate(specs)]
+        markets = {name: Market(Web3(HTTPProvider(node.url)), spec) for name, node, spec in zip(names, nodes, specs)}
         configs = [_bench_config(node, market, Path(tmp) / name, CHAINS_POLL_S)
                    for node, (name, market) in zip(nodes, markets.items())]
-        specs = [dataclasses.replace(c.networks()[0], name=name, chain_id=LOCAL_CHAIN_ID + i)
+        chain_specs = [dataclasses.replace(c.networks()[0], name=name, chain_id=LOCAL_CHAIN_ID + i)
                  for i, (c, name) in enumerate(zip(configs, names))]
         started_ray = not ray.is_initialized()
         if started_ray:
             attach_ray(None, configs[0])
         try:
             single = {name: _timed(dataclasses.replace(config, chains=[spec]), {name: markets[name]}, blocks)[0][name]
-                      for name, config, spec in zip(names, configs, specs)}
-            together, stats = _timed(dataclasses.replace(configs[0], chains=specs), markets, blocks)
-            simultaneous = _timed(dataclasses.replace(configs[0], chains=specs), markets, blocks, in_turn=False)[0]
+                      for name, config, spec in zip(names, configs, chain_specs)}
+            together, stats = _timed(dataclasses.replace(configs[0], chains=chain_specs), markets, blocks)
+            simultaneous = _timed(dataclasses.replace(configs[0], chains=chain_specs), markets, blocks, in_turn=False)[0]
         finally:
             if started_ray:
                 ray.shutdown()
@@ -177,9 +190,11 @@ def run_chains(pools: int = 1000, blocks: int = 50, seed: int = 0, chains: int =
 
 
 def run(pools: int = 1000, blocks: int = 50, seed: int = 0, naive_blocks: int = 10) -> dict:
-    with tempfile.TemporaryDirectory(prefix="arbscan-bench-") as tmp, Anvil.start(states_kept=STATES_KEPT) as node:
+    spec = bench_market(pools, seed)
+    with tempfile.TemporaryDirectory(prefix="arbscan-bench-") as tmp, \
+            Anvil.start(states_kept=states_kept(pools), gas_limit=spec.gas_limit) as node:
         w3 = Web3(HTTPProvider(node.url))
-        market = Market(w3, MarketSpec.generated(pools, seed))
+        market = Market(w3, spec)
         config = _bench_config(node, market, Path(tmp))
         dep = market.deployment
         started_ray = not ray.is_initialized()

@@ -41,6 +41,11 @@ class Market:
     ORACLE_GAS_BASE, ORACLE_GAS_PER_TOKEN = 60_000, 25_000  # a first price costs a fresh slot (22.1k)
     SPAM_TX_GAS = 5_000_000
 
+    @classmethod
+    def oracle_gas(cls, spec: MarketSpec) -> int:
+        """Gas declared for one block's price oracle update: every token's price, in one transaction."""
+        return cls.ORACLE_GAS_BASE + cls.ORACLE_GAS_PER_TOKEN * len(spec.tokens)
+
     def __init__(self, w3: Web3, spec: MarketSpec | None = None) -> None:
         self.w3 = w3
         self.spec = spec or MarketSpec()
@@ -149,7 +154,7 @@ class Market:
         self._feed = feed
         self._burner = burner
         self._oracle = oracle
-        self._oracle_gas = self.ORACLE_GAS_BASE + self.ORACLE_GAS_PER_TOKEN * len(spec.tokens)
+        self._oracle_gas = self.oracle_gas(spec)
         self._send_prices(spec.initial_base_fee)
         endpoint = cast(str, cast(HTTPProvider, w3.provider).endpoint_uri)  # the market runs on an HTTP node
         self._lens = PoolLens(ChainClient(endpoint))
