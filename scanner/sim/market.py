@@ -110,13 +110,12 @@ class Market:
         self._rpc("evm_setAutomine", False)
         batch: Batch = []  # (sender, to, calldata, gas)
         pools = []
-        factory_artifact = {d.name: "UniswapV2Factory" if d.canonical else "FeeFactory" for d in spec.dexes}
         for p in spec.pools:
             a, b = tokens[p.token_a], tokens[p.token_b]
             factory = factories[p.dex]
             init_hash = artifacts.CANONICAL_INIT_CODE_HASH if canonical[p.dex] else artifacts.load_artifact("FeePair").init_code_hash
             pair_addr = artifacts.pair_address(factory.address, a.address, b.address, init_hash)
-            batch.append((me, factory.address, artifacts.calldata(factory_artifact[p.dex], "createPair", a.address, b.address), 4_000_000))
+            batch.append((me, factory.address, artifacts.calldata("UniswapV2Factory" if canonical[p.dex] else "FeeFactory", "createPair", a.address, b.address), 4_000_000))
             for sym, tok in ((p.token_a, a), (p.token_b, b)):
                 batch.append((me, tok.address, artifacts.calldata("TestToken", "mint", pair_addr, self._units(sym, p.depth)), 100_000))
             batch.append((me, pair_addr, artifacts.calldata("UniswapV2Pair", "mint", me), 400_000))
@@ -436,7 +435,8 @@ class Market:
 
     def _send_chunk(self, transactions: list[dict]) -> None:
         """Send one set-up block's transactions in one batch request, then mine them."""
-        replies = cast(HTTPProvider, self.w3.provider).make_batch_request([(RPCEndpoint("eth_sendTransaction"), [tx]) for tx in transactions])
+        requests = [(RPCEndpoint("eth_sendTransaction"), [tx]) for tx in transactions]
+        replies = cast(HTTPProvider, self.w3.provider).make_batch_request(requests) if requests else []
         if not isinstance(replies, list):  # the whole batch refused: one error object
             raise RuntimeError(f"market set-up: the node refused a batch of {len(transactions)} transactions: {replies}")
         refused = [r["error"] for r in replies if "error" in r]
