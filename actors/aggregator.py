@@ -99,6 +99,7 @@ class Aggregator:
         self._served: tuple[int, str, list[dict]] | None = None  # the mined ranking served now (block, hash, rows)
         self.backruns = ServedBackruns()
         self.last_latency_ms = 0.0
+        self.last_received_at = 0.0  # CLOCK_MONOTONIC, one clock for every process of a Linux machine (bench e2e)
         others = [f"aggregator@{name}" for name in network.serves[1:]]  # the host asks every chain's aggregator
         self.peers = PeerHealth([network.actor(f"watcher-{i}") for i in range(shards)] + [network.actor("gas-oracle"),
                                 "inference", network.actor("submitter")] + others, network.suffix)
@@ -173,6 +174,7 @@ class Aggregator:
             self.store.withdraw(block.number)
         self.server.update(block.number, ranking)
         self.last_latency_ms = (time.monotonic() - block.received_at) * 1000
+        self.last_received_at = block.received_at
         self.counts["blocks_ranked"] += 1
         self.metrics.ranked(len(ranking), ranking[0]["ev"] / 1e18 if ranking else 0.0, self.last_latency_ms,
                             block.complete)
@@ -198,6 +200,7 @@ class Aggregator:
     def stats(self) -> dict:
         c = self.core
         return {"role": self.network.actor("aggregator"), "chain": self.network.name, "block": self.store.block, "last_rank_latency_ms": round(self.last_latency_ms, 3),
+                "last_received_at": self.last_received_at,
                 "shard_timeouts": c.shard_timeouts, "withdrawn_blocks": c.withdrawn_blocks,
                 "unsynced_dropped": c.unsynced_dropped, "peers": self.peers.statuses(), "pools": len(c.pools),
                 "cycles": len(c.ranker.graph), "risk_model": type(c.ranker.risk).__name__,

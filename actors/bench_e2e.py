@@ -32,6 +32,7 @@ from actors.launcher import launch
 from actors.ray_session import attach_ray
 from scanner.chain import artifacts
 from scanner.chain.anvil import Anvil
+from scanner.cluster.placement import actor_name
 from scanner.config import LOCAL_CHAIN_ID, Config
 from scanner.dex.v2 import V2Pool
 from scanner.gas.fees import next_base_fee
@@ -86,14 +87,31 @@ def _bench_config(node: Anvil, market: Market, tmp: Path, poll_interval_s: float
                                submitter=dataclasses.replace(config.submitter, enabled=False))
 
 
+@dataclasses.dataclass
+class Latencies:
+    """Per block, in ms: mined → served (`total`), and of it mined → the aggregator had a first shard's
+    update (`watch`: head seen, logs read and decoded, sent) and that update → served (`aggregate`: the
+    other shards, re-score, rank, publish). The parts are read from the aggregator after the block
+    (monotonic clocks: one clock for all processes on Linux); a block the aggregator had already
+    passed by then has no parts."""
+
+    total: list[float] = dataclasses.field(default_factory=list)
+    watch: list[float] = dataclasses.field(default_factory=list)
+    aggregate: list[float] = dataclasses.field(default_factory=list)
+
+    def after_warm_up(self, blocks: int = 3) -> Latencies:
+        return Latencies(self.total[blocks:], self.watch[blocks:], self.aggregate[blocks:])
+
+
 def _timed(config: Config, markets: dict[str, Market], blocks: int,
-           in_turn: bool = True) -> tuple[dict[str, list[float]], dict]:
+           in_turn: bool = True) -> tuple[dict[str, Latencies], dict]:
     """Launch `config`, then `blocks` rounds (3 more to warm up) that mine one block of every market,
     in turn or all at once, each timed from mined to served for its chain; per chain latencies, and
     stats. Served is when the top-N stream carries the block's ranking: the query server publishes
     it the moment it serves it, and waiting on the stream adds no polling load."""
     pipeline = launch(config, progress=False)
-    latencies: dict[str, list[float]] = {name: [] for name in markets}
+    latencies = {name: Latencies() for name in markets}
+    aggregators = {name: pipeline.actors[actor_name("aggregator", f"@{name}" if len(markets) > 1 else "")] for name in markets}
     rounds = threading.Barrier(len(markets))
     turn = threading.Condition()
     upcoming = [0]  # whose turn it is (in turn)
@@ -120,7 +138,12 @@ def _timed(config: Config, markets: dict[str, Market], blocks: int,
             while True:
                 top = stream.recv()  # QueryTimeout after 10 s without one
                 if top.block is not None and top.block >= number:
-                    latencies[name].append((time.monotonic() - market.last_mined_at) * 1000)
+                    mined = market.last_mined_at
+                    latencies[name].total.append((time.monotonic() - mined) * 1000)
+                    stats = ray.get(aggregators[name].stats.remote())
+                    if stats["block"] == number:
+                        latencies[name].watch.append((stats["last_received_at"] - mined) * 1000)
+                        latencies[name].aggregate.append(stats["last_rank_latency_ms"])
                     return
 
         try:
@@ -146,7 +169,7 @@ def _timed(config: Config, markets: dict[str, Market], blocks: int,
         stats = pipeline.stats()
     finally:
         pipeline.stop()
-    return {name: values[3:] for name, values in latencies.items()}, stats  # the first blocks warm up
+    return {name: values.after_warm_up() for name, values in latencies.items()}, stats
 
 
 def run_chains(pools: int = 1000, blocks: int = 50, seed: int = 0, chains: int = 2) -> dict:
@@ -166,10 +189,12 @@ def run_chains(pools: int = 1000, blocks: int = 50, seed: int = 0, chains: int =
         if started_ray:
             attach_ray(None, configs[0])
         try:
-            single = {name: _timed(dataclasses.replace(config, chains=[spec]), {name: markets[name]}, blocks)[0][name]
+            single = {name: _timed(dataclasses.replace(config, chains=[spec]), {name: markets[name]}, blocks)[0][name].total
                       for name, config, spec in zip(names, configs, chain_specs)}
-            together, stats = _timed(dataclasses.replace(configs[0], chains=chain_specs), markets, blocks)
-            simultaneous = _timed(dataclasses.replace(configs[0], chains=chain_specs), markets, blocks, in_turn=False)[0]
+            timed, stats = _timed(dataclasses.replace(configs[0], chains=chain_specs), markets, blocks)
+            together = {name: t.total for name, t in timed.items()}
+            simultaneous = {name: t.total for name, t in
+                            _timed(dataclasses.replace(configs[0], chains=chain_specs), markets, blocks, in_turn=False)[0].items()}
         finally:
             if started_ray:
                 ray.shutdown()
@@ -201,7 +226,7 @@ def run(pools: int = 1000, blocks: int = 50, seed: int = 0, naive_blocks: int = 
         if started_ray:
             attach_ray(None, config)
         try:
-            latencies, stats = _timed(config, {"main": market}, blocks)
+            timed, stats = _timed(config, {"main": market}, blocks)
         finally:
             if started_ray:
                 ray.shutdown()
@@ -210,14 +235,18 @@ def run(pools: int = 1000, blocks: int = 50, seed: int = 0, naive_blocks: int = 
             market.step()
             naive.append(_naive_block_ms(w3, market))
     inference = stats.get("inference", {})
-    p50 = statistics.median(latencies["main"])
+    latencies = timed["main"]
+    p50 = statistics.median(latencies.total)
     return {
         "pools": len(dep.pools),
         "cycles": stats.get("aggregator", {}).get("cycles"),
-        "blocks": len(latencies["main"]),
+        "blocks": len(latencies.total),
         "p50_ms": round(p50, 2),
-        "p99_ms": round(_pct(latencies["main"], 99), 2),
-        "max_ms": round(max(latencies["main"]), 2),
+        "p99_ms": round(_pct(latencies.total, 99), 2),
+        "max_ms": round(max(latencies.total), 2),
+        "watch_p50_ms": round(_pct(latencies.watch, 50), 2),
+        "aggregate_p50_ms": round(_pct(latencies.aggregate, 50), 2),
+        "parts_of_blocks": len(latencies.watch),
         "inference_batch_mean": round(inference.get("batch_mean", 0.0), 1),
         "inference_model": inference.get("model"),
         "shard_timeouts": stats.get("aggregator", {}).get("shard_timeouts"),
