@@ -32,7 +32,7 @@ from actors.launcher import launch
 from actors.ray_session import attach_ray
 from scanner.chain import artifacts
 from scanner.chain.anvil import Anvil
-from scanner.cluster.placement import actor_name
+from scanner.cluster.placement import actor_name, chain_suffix
 from scanner.config import LOCAL_CHAIN_ID, Config
 from scanner.dex.v2 import V2Pool
 from scanner.gas.fees import next_base_fee
@@ -111,7 +111,7 @@ def _timed(config: Config, markets: dict[str, Market], blocks: int,
     it the moment it serves it, and waiting on the stream adds no polling load."""
     pipeline = launch(config, progress=False)
     latencies = {name: Latencies() for name in markets}
-    aggregators = {name: pipeline.actors[actor_name("aggregator", f"@{name}" if len(markets) > 1 else "")] for name in markets}
+    aggregators = {name: pipeline.actors[actor_name("aggregator", chain_suffix(name, len(markets)))] for name in markets}
     rounds = threading.Barrier(len(markets))
     turn = threading.Condition()
     upcoming = [0]  # whose turn it is (in turn)
@@ -184,14 +184,15 @@ def run_chains(pools: int = 1000, blocks: int = 50, seed: int = 0, chains: int =
         configs = [_bench_config(node, market, Path(tmp) / name, CHAINS_POLL_S)
                    for node, (name, market) in zip(nodes, markets.items())]
         chain_specs = [dataclasses.replace(c.networks()[0], name=name, chain_id=LOCAL_CHAIN_ID + i)
-                 for i, (c, name) in enumerate(zip(configs, names))]
+                       for i, (c, name) in enumerate(zip(configs, names))]
         started_ray = not ray.is_initialized()
         if started_ray:
             attach_ray(None, configs[0])
         try:
-            single = {name: _timed(dataclasses.replace(config, chains=[spec]), {name: markets[name]}, blocks)[0][name].total
-                      for name, config, spec in zip(names, configs, chain_specs)}
+            alone = {name: _timed(dataclasses.replace(config, chains=[spec]), {name: markets[name]}, blocks)[0][name]
+                     for name, config, spec in zip(names, configs, chain_specs)}
             timed, stats = _timed(dataclasses.replace(configs[0], chains=chain_specs), markets, blocks)
+            single = {name: t.total for name, t in alone.items()}
             together = {name: t.total for name, t in timed.items()}
             simultaneous = {name: t.total for name, t in
                             _timed(dataclasses.replace(configs[0], chains=chain_specs), markets, blocks, in_turn=False)[0].items()}
@@ -201,7 +202,12 @@ def run_chains(pools: int = 1000, blocks: int = 50, seed: int = 0, chains: int =
     per_chain = {name: {"p50_ms": round(statistics.median(together[name]), 2),
                         "p99_ms": round(_pct(together[name], 99), 2),
                         "single_p50_ms": round(statistics.median(single[name]), 2),
-                        "simultaneous_p50_ms": round(statistics.median(simultaneous[name]), 2)} for name in names}
+                        "simultaneous_p50_ms": round(statistics.median(simultaneous[name]), 2),
+                        # the parts (see Latencies), together and alone: where a chain's extra time goes
+                        "watch_p50_ms": round(_pct(timed[name].watch, 50), 2),
+                        "aggregate_p50_ms": round(_pct(timed[name].aggregate, 50), 2),
+                        "single_watch_p50_ms": round(_pct(alone[name].watch, 50), 2),
+                        "single_aggregate_p50_ms": round(_pct(alone[name].aggregate, 50), 2)} for name in names}
     everything = [v for values in together.values() for v in values]
     return {
         "pools_per_chain": pools,
